@@ -1,0 +1,168 @@
+"""Exact-budget multiple-choice knapsack (MCKP), Eq. 11-14 and Sect. 3.4 of Frank & Ardis 2025.
+
+Each of the L quantizable layers is a group; each group offers the same O bit-width options with
+weight = bit-width and profit = the policy's score. We pick one option per layer so that the bits
+sum **exactly** to the budget C (the paper's Eq. 12 says "<= C" and then chooses C so the sum is
+exact; we enforce equality directly) and the summed scores are maximal.
+
+The dynamic programme runs over layers with the whole batch as one tensor (no Python loop over
+examples), on the scores' device. Hand-written because no library solves batched MCKP with
+equality on a GPU; scipy's MILP is used only as the independent reference in the tests.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from functools import lru_cache
+
+import torch
+
+
+def _reduce(options: Sequence[int], budget: int, num_layers: int) -> tuple[list[int], int, int]:
+    """Shift weights to start at 0 and divide by their gcd: (unit weights, unit capacity, gcd)."""
+    lo = min(options)
+    shifted = [w - lo for w in options]
+    g = math.gcd(*shifted) or 1
+    return [w // g for w in shifted], (budget - num_layers * lo), g
+
+
+@lru_cache(maxsize=256)
+def _feasible(options: tuple[int, ...], budget: int, num_layers: int) -> str | None:
+    """Why ``budget`` cannot be met exactly with one option per layer, or None if it can."""
+    if len(set(options)) != len(options):
+        return f"bit options must be distinct, got {list(options)}"
+    lo, hi = min(options), max(options)
+    if not num_layers * lo <= budget <= num_layers * hi:
+        return (
+            f"budget {budget} is outside [{num_layers * lo}, {num_layers * hi}] "
+            f"(L={num_layers} layers x options {lo}..{hi})"
+        )
+    units, cap, g = _reduce(options, budget, num_layers)
+    if cap % g:
+        return f"budget {budget} is not reachable: with options {list(options)} sums step by {g}"
+    cap //= g
+    reach = 1  # bit c set <=> sum c reachable (Python int as a bitset)
+    for _ in range(num_layers):
+        reach = _or_shifts(reach, units, cap)
+    if not (reach >> cap) & 1:
+        return f"budget {budget} is not reachable with options {list(options)} over {num_layers} layers"
+    return None
+
+
+def _or_shifts(reach: int, units: list[int], cap: int) -> int:
+    out = 0
+    for u in units:
+        out |= reach << u
+    return out & ((1 << (cap + 1)) - 1)
+
+
+def check_budget(options: Sequence[int], budget: int, num_layers: int) -> None:
+    """Raise ``ValueError`` (one line, saying why) if no bit vector sums exactly to ``budget``."""
+    reason = _feasible(tuple(int(o) for o in options), int(budget), int(num_layers))
+    if reason:
+        raise ValueError(reason)
+
+
+def solve_hard(scores: torch.Tensor, options: Sequence[int], budget: int) -> torch.Tensor:
+    """Exact MCKP (Eq. 11-14 with equality) for a batch: one-hot selection ``[B, L, O]``.
+
+    ``scores`` is ``[B, L, O]`` (profits; logits or probabilities). The DP value table holds, for
+    every example and every reachable partial sum c, the best score of the layers seen so far; the
+    argmax option per (example, layer, c) is kept and followed back from c = C.
+    """
+    if scores.dim() != 3 or scores.shape[-1] != len(options):
+        raise ValueError(f"scores must be [B, L, {len(options)}], got {list(scores.shape)}")
+    batch, num_layers, num_opts = scores.shape
+    check_budget(options, budget, num_layers)
+    if not torch.isfinite(scores).all():
+        raise ValueError("knapsack scores contain NaN or inf")
+    units, cap, g = _reduce(options, budget, num_layers)
+    cap //= g
+    scores = scores.detach().float()
+    device = scores.device
+    neg = torch.finfo(torch.float32).min / 4  # finite "-inf": keeps arithmetic NaN-free
+    # Max-plus convolution: new[c] = max_k padded[c + k] + prof[k], with k = pad - unit weight and
+    # ``padded`` the value table shifted right by ``pad``; ``unfold`` gives the windows as a view.
+    pad = max(units)
+    prof = torch.full((batch, num_layers, pad + 1), neg, device=device)
+    prof[:, :, [pad - u for u in units]] = scores
+    k_to_opt = torch.zeros(pad + 1, dtype=torch.long, device=device)
+    k_to_opt[[pad - u for u in units]] = torch.arange(num_opts, device=device)
+    padded = torch.full((batch, pad + cap + 1), neg, device=device)
+    padded[:, pad] = 0
+    choice = torch.zeros((num_layers, batch, cap + 1), dtype=torch.uint8, device=device)
+    for layer in range(num_layers):
+        # only sums reachable after this layer that can still reach the budget
+        lo = max(0, cap - (num_layers - layer - 1) * pad)
+        hi = min(cap, (layer + 1) * pad)
+        windows = padded[:, lo : hi + pad + 1].unfold(1, pad + 1, 1)  # [B, hi - lo + 1, pad + 1]
+        best, k = (windows + prof[:, layer, None, :]).max(dim=2)
+        choice[layer, :, lo : hi + 1] = k
+        padded[:, pad + lo : pad + hi + 1] = best
+        if lo:
+            padded[:, pad : pad + lo] = neg
+    # follow the choices back from the full budget
+    c = torch.full((batch, 1), cap, dtype=torch.long, device=device)
+    ks = torch.empty((batch, num_layers), dtype=torch.long, device=device)
+    for layer in range(num_layers - 1, -1, -1):
+        k = choice[layer].gather(1, c).long()
+        ks[:, layer : layer + 1] = k
+        c = c + k - pad
+    picks = k_to_opt[ks]
+    return torch.nn.functional.one_hot(picks, num_opts).to(scores.dtype)
+
+
+def solve(scores: torch.Tensor, options: Sequence[int], budget: int) -> torch.Tensor:
+    """Budgeted selection with the straight-through estimator of Sect. 3.4.
+
+    Forward: the exact one-hot MCKP selection G. Backward (when ``scores`` requires grad): the
+    gradient goes to ``scores`` unchanged, i.e. ``(G - p).detach() + p``. Read bit-widths with
+    :func:`bits`, which uses the hard selection, never the value of this sum (for large scores
+    ``(G - p) + p`` is not exactly G in floating point).
+    """
+    hard = solve_hard(scores, options, budget).to(scores.dtype)
+    if not scores.requires_grad:
+        return hard
+    return (hard - scores).detach() + scores
+
+
+def bits(selection: torch.Tensor, options: Sequence[int]) -> torch.Tensor:
+    """Bit-widths ``[B, L]`` (int64) of a selection ``[B, L, O]``."""
+    table = torch.as_tensor(list(options), device=selection.device)
+    return table[selection.detach().argmax(dim=-1)]
+
+
+def random_scores(
+    batch: int,
+    num_layers: int,
+    num_options: int,
+    generator: torch.Generator | None = None,
+    device: torch.device | str = "cpu",
+) -> torch.Tensor:
+    """Scores for the random budget-respecting baseline policy (i.i.d. uniform per entry).
+
+    Through :func:`solve_hard` every bit vector sums to the budget; the distribution over feasible
+    vectors is that induced by random profits, not uniform over the feasible set.
+    """
+    return torch.rand((batch, num_layers, num_options), generator=generator).to(device)
+
+
+def uniform_scores(
+    batch: int, num_layers: int, options: Sequence[int], budget: int
+) -> torch.Tensor:
+    """Scores whose knapsack optimum is the most even allocation (the "uniform" baseline).
+
+    Profit ``-(w - C/L)^2`` per layer: the selection puts every layer as close as the options and
+    the exact budget allow to the average ``C / L`` bits.
+    """
+    w = torch.tensor(list(options), dtype=torch.float32)
+    prof = -((w - budget / num_layers) ** 2)
+    # a tiny layer-dependent tie-break keeps the allocation deterministic
+    tie = torch.linspace(0, 1e-3, num_layers)[:, None] * w[None, :]
+    return (prof[None, :] + tie).expand(batch, num_layers, len(options)).contiguous()
+
+
+def budget_from_average(avg_bits: float, num_layers: int) -> int:
+    """Absolute budget from an average bit-width (the paper's budgets are about 4, 5.5, 7 x L)."""
+    return int(round(avg_bits * num_layers))

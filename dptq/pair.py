@@ -1,0 +1,139 @@
+"""One step of robust/detrimental pair training (Sect. 3.2-3.4), shared by the trainer and benchmarks.
+
+A step: the policy scores the batch, the knapsack turns the scores into exact-budget bit vectors
+(straight-through), the student runs quantized with those bits and at full precision, the frozen
+f_N gives the targets, and ``alpha * hinge + beta * KD`` (Eq. 9/10) is backpropagated: the student
+gets both terms, the policy only the hinge (through the per-layer taps of
+:class:`dptq.models.QuantizableModel`), plus a small penalty that keeps its scores bounded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import nn
+
+from . import knapsack
+from .losses import HingeSpace, Mode, pair_loss, score_penalty
+from .models import QuantizableModel
+
+PolicyGrad = Literal["raw", "centered_rms"]
+
+
+@dataclass(frozen=True)
+class PairConfig:
+    """Hyperparameters of one pair (f, pi) search. Defaults: the recipe of the built-in suite.
+
+    Attributes:
+        mode: ``"robust"`` (Eq. 9) or ``"detrimental"`` (Eq. 10).
+        options: bit-width options O (the paper's version I is 3..10).
+        budget: exact sum of bits per example; None derives it from ``avg_bits * L``.
+        avg_bits: average bits per layer when ``budget`` is None (the paper's A/B/C: 4, 5.5, 7).
+        alpha, beta: weights of the hinge and of the KD term.
+        delta: hinge margin (0.01 on probabilities in the paper; ~2 on logits).
+        hinge_space: ``"prob"`` (paper) or ``"logit"``.
+        tau: KD temperature; ``scale_by_tau2`` multiplies KD by tau^2.
+        optimizer: ``"adam"`` or ``"sgd"`` (momentum 0.9) for the student; the policy uses Adam
+            with ``lr_policy`` unless ``optimizer="sgd"`` and ``joint_sgd`` (the paper's setting).
+        lr_student, lr_policy, weight_decay: optimiser settings (cosine schedule over all steps).
+        epochs, batch_size: length of the search.
+        penalty: weight of ``mean(scores^2)`` on the policy.
+        policy_grad: ``"centered_rms"`` centres the policy's score gradient across options and
+            divides it by its RMS over the batch (shifting every option of a layer by the same
+            amount cannot change the knapsack, and the scale of the raw gradient swings with the
+            hinge); ``"raw"`` leaves it as is.
+        bn_eval: keep the student's batch-norm layers in eval mode (running statistics of f_N) in
+            both passes, so the full-precision and quantized passes normalise alike.
+    """
+
+    mode: Mode = "detrimental"
+    options: tuple[int, ...] = (3, 4, 5, 6, 7, 8, 9, 10)
+    budget: int | None = None
+    avg_bits: float = 4.0
+    alpha: float = 0.5
+    beta: float = 1.0
+    delta: float = 2.0
+    hinge_space: HingeSpace = "logit"
+    tau: float = 5.0
+    scale_by_tau2: bool = True
+    optimizer: Literal["adam", "sgd"] = "adam"
+    joint_sgd: bool = False
+    lr_student: float = 5e-4
+    lr_policy: float = 1e-2
+    weight_decay: float = 0.0
+    epochs: int = 10
+    batch_size: int = 64
+    penalty: float = 1e-3
+    policy_grad: PolicyGrad = "centered_rms"
+    bn_eval: bool = True
+
+    def resolve_budget(self, num_layers: int) -> int:
+        """The absolute budget C for a network with ``num_layers`` quantized activations."""
+        budget = (
+            self.budget
+            if self.budget is not None
+            else knapsack.budget_from_average(self.avg_bits, num_layers)
+        )
+        knapsack.check_budget(self.options, budget, num_layers)
+        return budget
+
+
+class _CenterRMS(torch.autograd.Function):
+    """Identity forward; backward centres the gradient over options and RMS-normalises it."""
+
+    @staticmethod
+    def forward(ctx, scores):
+        return scores.view_as(scores)
+
+    @staticmethod
+    def backward(ctx, grad):
+        grad = grad - grad.mean(dim=-1, keepdim=True)
+        return grad / grad.pow(2).mean().sqrt().clamp_min(1e-12)
+
+
+def policy_selection(
+    policy: nn.Module, x: torch.Tensor, options, budget: int, policy_grad: PolicyGrad = "raw"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Scores ``[B, L, O]`` of the policy and the straight-through knapsack selection."""
+    scores = policy(x)
+    routed = _CenterRMS.apply(scores) if policy_grad == "centered_rms" else scores
+    return scores, knapsack.solve(routed, options, budget)
+
+
+def pair_step(
+    student: QuantizableModel,
+    policy: nn.Module,
+    teacher_logits: torch.Tensor,
+    x: torch.Tensor,
+    cfg: PairConfig,
+    budget: int,
+) -> dict[str, torch.Tensor]:
+    """Forward and backward of one pair step (no optimiser step); returns detached metrics."""
+    scores, sel = policy_selection(policy, x, cfg.options, budget, cfg.policy_grad)
+    bits = knapsack.bits(sel, cfg.options)
+    q_logits = student(x, bits, selection=sel, options=cfg.options)
+    fp_logits = student(x)
+    parts = pair_loss(
+        cfg.mode,
+        q_logits,
+        fp_logits,
+        teacher_logits,
+        cfg.alpha,
+        cfg.beta,
+        cfg.delta,
+        cfg.tau,
+        cfg.hinge_space,
+        cfg.scale_by_tau2,
+    )
+    (parts.total + score_penalty(scores, cfg.penalty)).backward()
+    target = teacher_logits.argmax(1)
+    return {
+        "loss": parts.total.detach(),
+        "hinge": parts.hinge.detach(),
+        "kd": parts.kd.detach(),
+        "fp_agree": (fp_logits.argmax(1) == target).float().mean().detach(),
+        "q_agree": (q_logits.argmax(1) == target).float().mean().detach(),
+        "bits_sum": bits.sum(1).float().mean().detach(),
+    }

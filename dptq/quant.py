@@ -1,0 +1,182 @@
+"""Uniform quantize -> dequantize ("fake quantization"), Eq. 1-2 of Frank & Ardis 2025.
+
+Conventions (the paper leaves them open; we follow PyTorch's observers so that our output is
+bit-identical to ``torch.fake_quantize_per_tensor_affine``):
+
+* symmetric (Eq. 1): integers in ``[-2^(b-1), 2^(b-1) - 1]``, zero point 0,
+  ``s = absmax / ((qmax - qmin) / 2) = absmax / (2^(b-1) - 1/2)`` (PyTorch's symmetric observer;
+  the largest positive value may be clamped by half a step, every code is used).
+* asymmetric: integers in ``[0, 2^b - 1]``, ``s = (max - min) / (2^b - 1)`` where the range is
+  widened to include 0 (so that 0 is exactly representable, as PyTorch's ``MinMaxObserver`` does),
+  ``z = clamp(-round(min / s), 0, 2^b - 1)``.
+* dequantization (Eq. 2) is ``(q - z) * s``. The paper prints ``(q + z) * s``; with its own
+  definition of ``q = round(x / s) + z`` only the minus sign recovers ``x``, so we read it as a typo.
+* the scale never drops below ``float32`` eps (constant inputs stay finite).
+* ``x / s`` is computed as ``x * (1 / s)``, as PyTorch's kernels do, so rounding ties agree.
+
+Gradients: rounding uses the straight-through estimator (identity inside the clamp range, zero
+outside, exactly as PyTorch's fake-quantize backward). With ``grad_through_scale=False`` (default)
+the per-example scale and zero point are constants for autograd; with ``True`` gradients also flow
+into them through their min/max/percentile statistics (LSQ-style). The choice changes what the
+student learns: through the scale it can move the range that all other values are quantized in.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+
+ScaleMode = Literal["minmax", "percentile"]
+
+MIN_BITS, MAX_BITS = 2, 16
+_EPS = torch.finfo(torch.float32).eps
+
+
+def qrange(bits: torch.Tensor | int, symmetric: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Integer range ``(qmin, qmax)`` of a ``bits``-wide code (Eq. 1 and its asymmetric form)."""
+    bits = torch.as_tensor(bits)
+    one = torch.ones_like(bits, dtype=torch.float32)
+    if symmetric:
+        half = torch.exp2(bits.float() - 1)
+        return -half, half - one
+    return torch.zeros_like(one), torch.exp2(bits.float()) - one
+
+
+def _check_bits(bits: torch.Tensor) -> None:
+    if bits.numel() and (int(bits.min()) < MIN_BITS or int(bits.max()) > MAX_BITS):
+        raise ValueError(
+            f"bit-widths must lie in [{MIN_BITS}, {MAX_BITS}], got {int(bits.min())}..{int(bits.max())}"
+        )
+
+
+def _range_stats(
+    x: torch.Tensor, per_example: bool, mode: ScaleMode, percentile: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Low and high statistics of ``x``, per example (shape [B, 1, ...]) or per tensor."""
+    flat = x.flatten(1) if per_example else x.reshape(1, -1)
+    if mode == "minmax":
+        lo, hi = torch.aminmax(flat, dim=1)
+    elif mode == "percentile":
+        q = torch.tensor(
+            [1 - percentile / 100, percentile / 100], dtype=flat.dtype, device=x.device
+        )
+        lo, hi = torch.quantile(flat, q, dim=1)
+    else:
+        raise ValueError(f"unknown scale mode {mode!r}; use 'minmax' or 'percentile'")
+    shape = (-1,) + (1,) * (x.dim() - 1) if per_example else (1,) * x.dim()
+    return lo.reshape(shape), hi.reshape(shape)
+
+
+def scale_zero_point(
+    lo: torch.Tensor, hi: torch.Tensor, bits: torch.Tensor, symmetric: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Scale ``s`` and zero point ``z`` from a value range (Sect. 2 "Quantization", Sect. 4 settings).
+
+    Symmetric: ``s = max(|lo|, |hi|) / ((qmax - qmin) / 2)`` and ``z = 0``. Asymmetric: the range is widened to
+    contain 0, ``s = (hi - lo) / (qmax - qmin)`` and ``z = clamp(qmin - round(lo / s), qmin, qmax)``.
+    """
+    qmin, qmax = qrange(bits, symmetric)
+    qmin, qmax = qmin.to(lo.device), qmax.to(lo.device)
+    if symmetric:
+        absmax = torch.maximum(lo.abs(), hi.abs())
+        scale = torch.clamp(absmax / ((qmax - qmin) / 2), min=_EPS)
+        return scale, torch.zeros_like(scale)
+    lo, hi = torch.clamp(lo, max=0), torch.clamp(hi, min=0)
+    scale = torch.clamp((hi - lo) / (qmax - qmin), min=_EPS)
+    zero_point = torch.clamp(qmin - torch.round(lo / scale), qmin, qmax)
+    return scale, zero_point
+
+
+class _RoundClampSTE(torch.autograd.Function):
+    """``(clamp(round(x / s) + z, qmin, qmax) - z) * s`` with PyTorch's fake-quantize backward.
+
+    Hand-written (one fused pass, saves only a bool mask) because no torch op takes a different
+    integer range per example; the gradient w.r.t. ``x`` is the upstream gradient where the value
+    was not clamped and zero elsewhere, as in ``torch.fake_quantize_per_tensor_affine``.
+    """
+
+    @staticmethod
+    def forward(ctx, x, scale, zero_point, qmin, qmax):
+        q = torch.mul(x, torch.reciprocal(scale)).round_().add_(zero_point)
+        clamped = torch.clamp(q, qmin, qmax)
+        ctx.save_for_backward(torch.eq(q, clamped))
+        return clamped.sub_(zero_point).mul_(scale)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (inside,) = ctx.saved_tensors
+        return grad * inside, None, None, None, None
+
+
+def _round_ste(v: torch.Tensor) -> torch.Tensor:
+    return v + (torch.round(v) - v).detach()
+
+
+def quantize_dequantize(
+    x: torch.Tensor,
+    scale: torch.Tensor,
+    zero_point: torch.Tensor,
+    bits: torch.Tensor,
+    symmetric: bool,
+    grad_through_scale: bool = False,
+) -> torch.Tensor:
+    """Eq. 1 followed by Eq. 2 for given scale/zero point (broadcastable to ``x``)."""
+    qmin, qmax = qrange(bits, symmetric)
+    qmin, qmax = qmin.to(x.device, x.dtype), qmax.to(x.device, x.dtype)
+    if not grad_through_scale:
+        return _RoundClampSTE.apply(x, scale.detach(), zero_point.detach(), qmin, qmax)
+    q = _round_ste(x * torch.reciprocal(scale)) + zero_point
+    return (torch.clamp(q, qmin, qmax) - zero_point) * scale
+
+
+def fake_quantize(
+    x: torch.Tensor,
+    bits: int | torch.Tensor,
+    symmetric: bool = False,
+    per_example: bool = True,
+    scale_mode: ScaleMode = "minmax",
+    percentile: float = 99.99,
+    grad_through_scale: bool = False,
+) -> torch.Tensor:
+    """Dynamic fake quantization of ``x`` (Eq. 1-2); returns a tensor of the same shape.
+
+    Args:
+        x: activations; dim 0 is the batch when ``per_example``.
+        bits: one bit-width, or a ``[B]`` tensor with one bit-width per example (2..16).
+        symmetric: Eq. 1 (abs-max scale) if True, the asymmetric form (min-max scale) if False.
+        per_example: each example gets its own scale/zero point from its own values (dynamic
+            quantization); otherwise one scale for the whole tensor.
+        scale_mode: ``"minmax"`` (abs-max for symmetric) or ``"percentile"`` (the
+            ``percentile``-th and ``100 - percentile``-th values; outliers are clamped).
+        grad_through_scale: see the module docstring.
+    """
+    bits_t = torch.as_tensor(bits, device=x.device)
+    _check_bits(bits_t)
+    if bits_t.dim() == 1:
+        if not per_example or bits_t.shape[0] != x.shape[0]:
+            raise ValueError(
+                f"per-example bits need shape [{x.shape[0]}], got {list(bits_t.shape)}"
+            )
+        bits_t = bits_t.reshape((-1,) + (1,) * (x.dim() - 1))
+    stats_in = x if grad_through_scale else x.detach()
+    lo, hi = _range_stats(stats_in, per_example, scale_mode, percentile)
+    scale, zero_point = scale_zero_point(lo, hi, bits_t, symmetric)
+    return quantize_dequantize(x, scale, zero_point, bits_t, symmetric, grad_through_scale)
+
+
+def fake_quantize_weight(w: torch.Tensor, bits: int = 16) -> torch.Tensor:
+    """Static symmetric per-tensor weight quantization (Sect. 4 "Quantization Settings").
+
+    Same numbers as ``fake_quantize(w, bits, symmetric=True, per_example=False)``, through
+    PyTorch's fused fake-quantize kernel (one pass forward and backward: weights are the largest
+    tensors of a small-batch step).
+    """
+    if not MIN_BITS <= bits <= MAX_BITS:
+        raise ValueError(f"weight bits must lie in [{MIN_BITS}, {MAX_BITS}], got {bits}")
+    qmin, qmax = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
+    lo, hi = torch.aminmax(w.detach())
+    absmax = torch.maximum(-lo, hi).float().reshape(1)
+    scale = torch.clamp(absmax / ((qmax - qmin) / 2), min=_EPS)
+    zero = torch.zeros(1, dtype=torch.int32, device=w.device)
+    return torch.fake_quantize_per_tensor_affine(w, scale, zero, qmin, qmax)

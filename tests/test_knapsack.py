@@ -1,0 +1,141 @@
+"""Knapsack against brute force (small) and scipy's MILP solver (larger), plus the STE."""
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+from scipy.optimize import Bounds, LinearConstraint, milp
+
+from dptq import knapsack
+
+
+def brute_force(scores: torch.Tensor, options, budget):
+    """Best total score over all O^L vectors summing exactly to the budget (one example)."""
+    L, O = scores.shape
+    best = -float("inf")
+    for combo in itertools.product(range(O), repeat=L):
+        if sum(options[o] for o in combo) == budget:
+            best = max(best, sum(float(scores[l, o]) for l, o in enumerate(combo)))
+    return best
+
+
+def milp_optimum(scores: np.ndarray, options, budget) -> float:
+    """Independent reference: the MCKP with equality as a binary integer programme (HiGHS)."""
+    L, O = scores.shape
+    one_per_layer = np.kron(np.eye(L), np.ones(O))
+    weights = np.tile(np.asarray(options, float), L)
+    res = milp(
+        c=-scores.ravel(),
+        integrality=np.ones(L * O),
+        bounds=Bounds(0, 1),
+        constraints=[
+            LinearConstraint(one_per_layer, 1, 1),
+            LinearConstraint(weights[None, :], budget, budget),
+        ],
+    )
+    assert res.success
+    return -res.fun
+
+
+def check_selection(sel, options, budget):
+    assert sel.sum(-1).eq(1).all(), "exactly one option per layer"
+    assert knapsack.bits(sel, options).sum(-1).eq(budget).all(), "bits sum exactly to the budget"
+
+
+@pytest.mark.parametrize("options,budget", [([2, 3, 4], 13), ([3, 5, 8], 22), ([4, 6], 20)])
+def test_matches_brute_force(options, budget, gen):
+    scores = torch.randn(16, 5, len(options), generator=gen)
+    sel = knapsack.solve(scores, options, budget)
+    check_selection(sel, options, budget)
+    got = (sel * scores).sum((1, 2))
+    for b in range(scores.shape[0]):
+        assert got[b].item() == pytest.approx(brute_force(scores[b], options, budget), abs=1e-5)
+
+
+@pytest.mark.parametrize("num_layers,avg", [(20, 4), (58, 5.5), (77, 7)])
+def test_matches_milp(num_layers, avg, gen):
+    options = list(range(3, 11))
+    budget = knapsack.budget_from_average(avg, num_layers)
+    scores = torch.randn(4, num_layers, len(options), generator=gen)
+    sel = knapsack.solve(scores, options, budget)
+    check_selection(sel, options, budget)
+    got = (sel * scores).sum((1, 2))
+    for b in range(scores.shape[0]):
+        ref = milp_optimum(scores[b].double().numpy(), options, budget)
+        assert got[b].item() == pytest.approx(ref, abs=1e-4)
+
+
+def test_budget_binds_against_greedy(gen):
+    """Scores all favouring 10 bits: the unconstrained argmax would overshoot the budget."""
+    options = list(range(3, 11))
+    scores = torch.arange(len(options)).float().expand(2, 20, -1) + 0.01 * torch.randn(
+        2, 20, 8, generator=gen
+    )
+    check_selection(knapsack.solve(scores, options, 80), options, 80)
+
+
+@pytest.mark.parametrize(
+    "options,budget,match",
+    [
+        ([3, 4, 5], 8, "outside"),  # below L*min
+        ([3, 4, 5], 30, "outside"),  # above L*max
+        ([4, 6, 8], 21, "not reachable"),  # parity: sums of even numbers
+        ([2, 7, 9], 9, "not reachable"),  # in range, gcd 1, but no 4 options sum to 9
+        ([3, 3, 5], 12, "distinct"),
+    ],
+)
+def test_infeasible_budget_rejected(options, budget, match):
+    with pytest.raises(ValueError, match=match):
+        knapsack.solve(torch.zeros(2, 4, len(options)), options, budget)
+
+
+def test_nan_scores_rejected():
+    s = torch.zeros(1, 3, 2)
+    s[0, 1, 0] = float("nan")
+    with pytest.raises(ValueError, match="NaN"):
+        knapsack.solve(s, [2, 4], 8)
+
+
+def test_ste_gradient_reaches_scores(gen):
+    scores = torch.randn(3, 6, 4, generator=gen, requires_grad=True)
+    sel = knapsack.solve(scores, [2, 3, 4, 5], 20)
+    torch.testing.assert_close(sel.detach(), knapsack.solve_hard(scores, [2, 3, 4, 5], 20))
+    up = torch.randn_like(sel)
+    sel.backward(up)
+    torch.testing.assert_close(scores.grad, up)  # straight through: identity
+
+
+def test_bits_read_from_hard_selection_with_large_scores():
+    scores = torch.full((1, 4, 3), 1e7, requires_grad=True)
+    sel = knapsack.solve(scores, [2, 4, 8], 16)
+    assert knapsack.bits(sel, [2, 4, 8]).sum().item() == 16
+
+
+def test_random_and_uniform_policies_respect_budget(gen):
+    options = [3, 4, 5, 6, 7, 8, 9, 10]
+    sel = knapsack.solve(knapsack.random_scores(64, 20, 8, gen), options, 90)
+    check_selection(sel, options, 90)
+    assert knapsack.bits(sel, options).float().std(0).mean() > 0.5  # varies per example
+    uni = knapsack.bits(
+        knapsack.solve(knapsack.uniform_scores(2, 20, options, 90), options, 90), options
+    )
+    assert uni.sum(-1).eq(90).all() and set(uni.unique().tolist()) <= {4, 5}
+
+
+def test_batched_equals_per_example(gen):
+    scores = torch.randn(8, 10, 5, generator=gen)
+    options = [2, 4, 6, 8, 10]
+    full = knapsack.solve_hard(scores, options, 50)
+    for b in range(8):
+        torch.testing.assert_close(
+            full[b : b + 1], knapsack.solve_hard(scores[b : b + 1], options, 50)
+        )
+
+
+def test_option_heavier_than_remaining_budget(gen):
+    """Budgets near L * min leave the largest options unusable; they must never be picked."""
+    options = [3, 4, 5, 6, 7, 8]
+    sel = knapsack.solve(torch.randn(4, 3, 6, generator=gen) + torch.arange(6.0), options, 12)
+    check_selection(sel, options, 12)
+    assert knapsack.bits(sel, options).max() <= 6  # 3 layers x min 3 leaves 3 spare bits
