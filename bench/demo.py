@@ -48,7 +48,8 @@ def run_demo(steps: int = 40, seed: int = 0) -> int:
         with torch.no_grad():
             t_logits = f_n(x_all[idx])
         opt.zero_grad()
-        m = pair_step(f_d, pi_d, t_logits, x_all[idx], cfg, budget)
+        loss, m = pair_step(f_d, pi_d, t_logits, x_all[idx], cfg, budget)
+        loss.backward()
         opt.step()
         bar.set_postfix(hinge=f"{m['hinge']:.2f}", q_agree=f"{m['q_agree']:.2f}")
     x_te = normalize(data.test.images, data.mean, data.std)

@@ -121,7 +121,7 @@ def bench_pair_step_fraction(quick: bool, size: int) -> dict:
         opt.zero_grad(set_to_none=True)
         with torch.no_grad():
             t_logits = teacher(x)
-        pair_step(student, policy, t_logits, x, cfg, budget)
+        pair_step(student, policy, t_logits, x, cfg, budget)[0].backward()
         opt.step()
 
     scores = policy(x).detach()

@@ -16,11 +16,11 @@ whole batches by :func:`mixup`.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, Subset
 from torchvision.transforms import v2
 
 IMAGENET_STATS = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
@@ -182,14 +182,23 @@ def imagefolder(root: str = "data", image_size: int = 224, **_) -> DatasetPair:
     return DatasetPair(train, test, len(train.classes), *IMAGENET_STATS)
 
 
-def load_dataset(name: str, **options) -> DatasetPair:
-    """A registered dataset by name; unknown names fail listing the known ones."""
+def load_dataset(
+    name: str, max_train: int | None = None, max_test: int | None = None, **options
+) -> DatasetPair:
+    """A registered dataset by name; unknown names fail listing the known ones.
+
+    ``max_train`` / ``max_test`` keep only the first examples of each split (quick runs, tests).
+    """
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; known: {sorted(DATASETS)}")
-    return DATASETS[name](**options)
+    pair = DATASETS[name](**options)
+    if max_train is None and max_test is None:
+        return pair
+    cut = lambda ds, n: ds if n is None or n >= len(ds) else Subset(ds, range(n))  # noqa: E731
+    return replace(pair, train=cut(pair.train, max_train), test=cut(pair.test, max_test))
 
 
-def kd_augmentation(image_size: int, cfg: AugmentConfig = AugmentConfig()) -> v2.Compose:
+def kd_augmentation(image_size: int, cfg: AugmentConfig = AugmentConfig()) -> v2.Transform:
     """Per-image part of the KD augmentation on uint8 tensors (mixup is batch-level)."""
     steps: list = []
     if cfg.random_resized_crop:
@@ -202,12 +211,14 @@ def kd_augmentation(image_size: int, cfg: AugmentConfig = AugmentConfig()) -> v2
         steps.append(v2.RandomHorizontalFlip())
     if cfg.crop_padding:
         steps.append(v2.RandomCrop(image_size, padding=max(1, image_size // 8)))
-    return v2.Compose(steps)
+    return v2.Compose(steps) if steps else v2.Identity()
 
 
 def with_train_transform(pair: DatasetPair, transform) -> Dataset:
     """The train split with ``transform`` applied after the dataset's own preprocessing."""
     train = pair.train
+    if isinstance(train, Subset) and isinstance(train.dataset, TensorImages):
+        return Subset(train.dataset.with_transform(transform), train.indices)
     if isinstance(train, TensorImages):
         return train.with_transform(transform)
     base = train.transform

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from . import knapsack
+from .engine import ConfigError, check_positive
 from .losses import HingeSpace, Mode, pair_loss, score_penalty
 from .models import QuantizableModel
 
@@ -35,8 +36,9 @@ class PairConfig:
         delta: hinge margin (0.01 on probabilities in the paper; ~2 on logits).
         hinge_space: ``"prob"`` (paper) or ``"logit"``.
         tau: KD temperature; ``scale_by_tau2`` multiplies KD by tau^2.
-        optimizer: ``"adam"`` or ``"sgd"`` (momentum 0.9) for the student; the policy uses Adam
-            with ``lr_policy`` unless ``optimizer="sgd"`` and ``joint_sgd`` (the paper's setting).
+        optimizer: ``"adam"`` or ``"sgd"`` (momentum 0.9; the paper's choice, with
+            ``lr_student = lr_policy = 0.1``), one optimiser with a parameter group each for the
+            student and the policy.
         lr_student, lr_policy, weight_decay: optimiser settings (cosine schedule over all steps).
         epochs, batch_size: length of the search.
         penalty: weight of ``mean(scores^2)`` on the policy.
@@ -59,7 +61,6 @@ class PairConfig:
     tau: float = 5.0
     scale_by_tau2: bool = True
     optimizer: Literal["adam", "sgd"] = "adam"
-    joint_sgd: bool = False
     lr_student: float = 5e-4
     lr_policy: float = 1e-2
     weight_decay: float = 0.0
@@ -69,6 +70,19 @@ class PairConfig:
     policy_grad: PolicyGrad = "centered_rms"
     bn_eval: bool = True
 
+    def __post_init__(self):
+        check_positive(self, "epochs", "batch_size", "lr_student", "lr_policy", "tau")
+        if min(self.alpha, self.beta, self.delta, self.penalty) < 0:
+            raise ConfigError("alpha, beta, delta, penalty: must be >= 0")
+        if self.mode not in ("robust", "detrimental"):
+            raise ConfigError(f"mode: {self.mode!r} is not one of 'robust', 'detrimental'")
+        if not self.options or min(self.options) < 2 or max(self.options) > 16:
+            raise ConfigError(f"options: bit-widths must lie in 2..16, got {list(self.options)}")
+        if self.hinge_space not in ("prob", "logit"):
+            raise ConfigError(f"hinge_space: {self.hinge_space!r} is not one of 'prob', 'logit'")
+        if self.optimizer not in ("adam", "sgd"):
+            raise ConfigError(f"optimizer: {self.optimizer!r} is not one of 'adam', 'sgd'")
+
     def resolve_budget(self, num_layers: int) -> int:
         """The absolute budget C for a network with ``num_layers`` quantized activations."""
         budget = (
@@ -76,7 +90,10 @@ class PairConfig:
             if self.budget is not None
             else knapsack.budget_from_average(self.avg_bits, num_layers)
         )
-        knapsack.check_budget(self.options, budget, num_layers)
+        try:
+            knapsack.check_budget(self.options, budget, num_layers)
+        except ValueError as e:
+            raise ConfigError(f"budget: {e}") from None
         return budget
 
 
@@ -109,8 +126,8 @@ def pair_step(
     x: torch.Tensor,
     cfg: PairConfig,
     budget: int,
-) -> dict[str, torch.Tensor]:
-    """Forward and backward of one pair step (no optimiser step); returns detached metrics."""
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Forward of one pair step: the loss to backpropagate and detached metrics."""
     scores, sel = policy_selection(policy, x, cfg.options, budget, cfg.policy_grad)
     bits = knapsack.bits(sel, cfg.options)
     q_logits = student(x, bits, selection=sel, options=cfg.options)
@@ -127,9 +144,9 @@ def pair_step(
         cfg.hinge_space,
         cfg.scale_by_tau2,
     )
-    (parts.total + score_penalty(scores, cfg.penalty)).backward()
+    loss = parts.total + score_penalty(scores, cfg.penalty)
     target = teacher_logits.argmax(1)
-    return {
+    return loss, {
         "loss": parts.total.detach(),
         "hinge": parts.hinge.detach(),
         "kd": parts.kd.detach(),

@@ -1,0 +1,232 @@
+"""The training loop shared by every stage: Accelerate, cosine schedule, checkpoints, resume.
+
+A stage supplies ``step(batch) -> (loss, metrics)`` and ``evaluate() -> metrics``; :func:`fit` runs
+epochs of it under an ``accelerate.Accelerator`` (device placement, gradient accumulation, mixed
+precision, several processes under ``accelerate launch``), shows a progress bar, writes a
+checkpoint after every epoch (model states, optimiser, scheduler, epoch, RNG state, config,
+history) atomically, and resumes from it. Each epoch's data order depends only on (seed, epoch),
+so a resumed run sees the same batches as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be used (truncated, foreign, from another stage)."""
+
+
+class ConfigError(ValueError):
+    """A configuration value that cannot work; the message names the field."""
+
+
+def check_positive(cfg, *names: str) -> None:
+    """Raise :class:`ConfigError` naming the first field of ``cfg`` that is not > 0."""
+    for n in names:
+        v = getattr(cfg, n)
+        if not (isinstance(v, int | float) and v > 0):
+            raise ConfigError(f"{n}: must be a number > 0, got {v!r}")
+
+
+def cosine_lr(step: int, total_steps: int, base_lr: float, min_lr: float = 0.0) -> float:
+    """Half-period cosine decay from ``base_lr`` at step 0 to ``min_lr`` at ``total_steps``."""
+    t = min(step, total_steps) / max(total_steps, 1)
+    return min_lr + 0.5 * (base_lr - min_lr) * (1 + math.cos(math.pi * t))
+
+
+def cosine_scheduler(optimizer: torch.optim.Optimizer, total_steps: int, min_lr_ratio: float):
+    """A LambdaLR following :func:`cosine_lr` for every parameter group (min = ratio x base)."""
+    fn = lambda step: cosine_lr(step, total_steps, 1.0, min_lr_ratio)  # noqa: E731
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, fn)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _rng_state() -> dict:
+    state = {"torch": torch.get_rng_state(), "python": random.getstate()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate(tuple(x if not isinstance(x, list) else tuple(x) for x in state["python"]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_atomic(obj: dict, path: Path) -> None:
+    """``torch.save`` to a temporary file beside ``path``, then rename over it (atomic on POSIX)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path, stage: str) -> dict:
+    """Load a checkpoint with ``weights_only=True``; one clear error if it is unusable."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated file, foreign pickle, not a checkpoint at all
+        raise CheckpointError(
+            f"{path}: not a readable checkpoint ({type(e).__name__}); delete it to redo stage '{stage}'"
+        ) from None
+    if not isinstance(ckpt, dict) or ckpt.get("stage") != stage:
+        found = ckpt.get("stage") if isinstance(ckpt, dict) else type(ckpt).__name__
+        raise CheckpointError(
+            f"{path}: checkpoint of stage {found!r}, expected {stage!r}; delete it or use another run folder"
+        )
+    return ckpt
+
+
+@dataclass
+class Loop:
+    """Everything :func:`fit` needs from a stage."""
+
+    name: str
+    modules: dict[str, nn.Module]
+    optimizer: torch.optim.Optimizer
+    epochs: int
+    dataset: Dataset
+    batch_size: int
+    step: Callable[
+        [tuple, dict[str, nn.Module]], tuple[torch.Tensor, dict]
+    ]  # (batch, prepared modules)
+    evaluate: Callable[[], dict]
+    train_mode: Callable[[], None]
+    min_lr_ratio: float = 0.0
+    config: dict = field(default_factory=dict)
+
+
+@dataclass
+class RunOptions:
+    """How (not what) to train: seed, device, precision, accumulation, workers, progress."""
+
+    seed: int = 0
+    cpu: bool = False
+    mixed_precision: str = "no"
+    grad_accum: int = 1
+    num_workers: int = 0
+    progress: bool = True
+    callback: Callable[[str, int, dict], None] | None = None
+    stop_after: tuple[str, int] | None = None  # (stage, epoch): stop there as if killed (tests)
+
+
+class Interrupted(Exception):
+    """Raised by :func:`fit` when ``RunOptions.stop_after`` is reached (tests)."""
+
+
+def make_accelerator(opts: RunOptions) -> Accelerator:
+    return Accelerator(
+        cpu=opts.cpu,
+        mixed_precision=opts.mixed_precision,
+        gradient_accumulation_steps=opts.grad_accum,
+    )
+
+
+def _loader(loop: Loop, opts: RunOptions, epoch: int, acc: Accelerator) -> DataLoader:
+    gen = torch.Generator().manual_seed(opts.seed * 100_003 + epoch)
+    dl = DataLoader(
+        loop.dataset,
+        batch_size=loop.batch_size,
+        shuffle=True,
+        drop_last=True,
+        generator=gen,
+        num_workers=opts.num_workers,
+    )
+    return acc.prepare_data_loader(dl) if acc.num_processes > 1 else dl
+
+
+def fit(loop: Loop, ckpt_path: Path | None, opts: RunOptions, acc: Accelerator) -> dict:
+    """Train ``loop`` for its epochs (resuming from ``ckpt_path``); returns the last evaluation."""
+    steps_per_epoch = len(loop.dataset) // loop.batch_size // opts.grad_accum
+    if steps_per_epoch < 1:
+        raise ValueError(
+            f"stage '{loop.name}': batch size {loop.batch_size} x accumulation "
+            f"{opts.grad_accum} exceeds the {len(loop.dataset)} training examples"
+        )
+    scheduler = cosine_scheduler(loop.optimizer, steps_per_epoch * loop.epochs, loop.min_lr_ratio)
+    names = list(loop.modules)
+    prepared = acc.prepare(*loop.modules.values(), loop.optimizer)
+    modules = dict(zip(names, prepared[:-1]))
+    optimizer = prepared[-1]
+    start, history = 0, []
+    if ckpt_path is not None and ckpt_path.exists():
+        ckpt = load_checkpoint(ckpt_path, loop.name)
+        for k in names:
+            acc.unwrap_model(modules[k]).load_state_dict(ckpt["modules"][k])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        _set_rng_state(ckpt["rng"])
+        start, history = ckpt["epoch"], ckpt["history"]
+        if start >= loop.epochs:
+            return history[-1] if history else loop.evaluate()
+    for epoch in range(start, loop.epochs):
+        loop.train_mode()
+        bar = tqdm(
+            _loader(loop, opts, epoch, acc),
+            desc=f"{loop.name} {epoch + 1}/{loop.epochs}",
+            disable=not (opts.progress and acc.is_main_process),
+            leave=False,
+            dynamic_ncols=True,
+        )
+        loss_sum, n_steps = 0.0, 0
+        for batch in bar:
+            with acc.accumulate(*modules.values()):
+                loss, metrics = loop.step(batch, modules)
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(
+                        f"stage '{loop.name}': loss is {loss.item()} at epoch {epoch + 1}"
+                    )
+                acc.backward(loss)
+                optimizer.step()
+                if acc.sync_gradients:
+                    scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+            loss_sum, n_steps = loss_sum + float(loss.detach()), n_steps + 1
+            bar.set_postfix({k: f"{float(v):.3g}" for k, v in metrics.items()})
+        train_loss = acc.gather_for_metrics(torch.tensor([loss_sum / n_steps], device=acc.device))
+        result = {"epoch": epoch + 1, "train_loss": float(train_loss.mean()), **loop.evaluate()}
+        history.append(result)
+        if ckpt_path is not None and acc.is_main_process:
+            save_atomic(
+                {
+                    "stage": loop.name,
+                    "epoch": epoch + 1,
+                    "config": loop.config,
+                    "modules": {k: acc.unwrap_model(m).state_dict() for k, m in modules.items()},
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "rng": _rng_state(),
+                    "history": history,
+                },
+                ckpt_path,
+            )
+        if opts.progress and acc.is_main_process:
+            shown = ", ".join(
+                f"{k} {v:.4g}"
+                for k, v in result.items()
+                if isinstance(v, float | int) and k != "epoch"
+            )
+            tqdm.write(f"{loop.name} epoch {epoch + 1}/{loop.epochs}: {shown}")
+        if opts.callback is not None:
+            opts.callback(loop.name, epoch + 1, result)
+        if opts.stop_after == (loop.name, epoch + 1):
+            raise Interrupted(f"stage '{loop.name}' stopped after epoch {epoch + 1}")
+    return history[-1]
