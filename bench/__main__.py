@@ -24,8 +24,19 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--steps", type=int, default=40, help="training steps (default 40)")
     demo.add_argument("--seed", type=int, default=0)
 
+    pipe = sub.add_parser(
+        "pipeline", help="teacher -> KD -> robust and detrimental pairs -> scores"
+    )
+    pipe.add_argument("out", help="run folder (checkpoints, results.json); rerun to resume")
+    pipe.add_argument("--preset", default="digits", choices=["digits"])
+    pipe.add_argument("--student", default="resnet18", help="timm name or module:function")
+    pipe.add_argument(
+        "--pair", default="{}", help="JSON overrides of the pair config, e.g. '{\"alpha\": 1}'"
+    )
+    pipe.add_argument("--seed", type=int, default=0)
+
     perf = sub.add_parser("perf", help="speed benchmarks; results go to leaderboard/perf/")
-    perf.add_argument("which", choices=["core"], help="which benchmark")
+    perf.add_argument("which", choices=["core", "train"], help="which benchmark")
     perf.add_argument("--out", default="leaderboard/perf", help="output folder")
     perf.add_argument("--quick", action="store_true", help="fewer repetitions (smoke test)")
 
@@ -42,6 +53,8 @@ def main(argv: list[str] | None = None) -> int:
         from .demo import run_demo
 
         return run_demo(steps=args.steps, seed=args.seed)
+    if args.command == "pipeline":
+        return _pipeline(args)
     if args.command == "perf":
         from .perf import run_perf
 
@@ -49,6 +62,44 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     print(f"python -m bench {args.command}: not implemented yet", file=sys.stderr)
     return 2
+
+
+def _pipeline(args) -> int:
+    import json
+
+    from dptq.engine import CheckpointError, RunOptions
+    from dptq.pipeline import run_pipeline
+
+    from .presets import PRESETS
+
+    try:
+        overrides = json.loads(args.pair)
+        cfg = PRESETS[args.preset](pair=overrides, seed=args.seed, student=args.student)
+        res = run_pipeline(cfg, args.out, RunOptions(seed=args.seed))
+    except json.JSONDecodeError as e:
+        print(f"error: --pair is not valid JSON ({e})", file=sys.stderr)
+        return 2
+    except (ValueError, TypeError, FileNotFoundError, CheckpointError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    _print_pipeline(res)
+    return 0
+
+
+def _print_pipeline(res: dict) -> None:
+    print(f"\nf_N test accuracy {res['kd']['test_acc']:.1f}%  (L = {res['num_layers']})")
+    print("| pair | FP acc | quantized acc | drop | random policy | uniform |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for mode in ("robust", "detrimental"):
+        if mode in res:
+            r = res[mode]
+            print(
+                f"| {mode} | {r['fp_acc']:.1f} | {r['q_acc']:.1f} | {r['drop']:.1f} | "
+                f"{r['random_acc']:.1f} | {r['uniform_acc']:.1f} |"
+            )
+    if "summary" in res:
+        s = res["summary"]
+        print(f"catastrophic-failure gap {s['gap']:.1f} points, FP match {s['fp_match']:.1f}")
 
 
 if __name__ == "__main__":

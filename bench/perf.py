@@ -167,6 +167,66 @@ def bench_quant_overhead(quick: bool) -> dict:
     }
 
 
+def bench_train_step(quick: bool, size: int) -> dict:
+    """One pair-training step over one plain supervised step of the same student and batch."""
+    torch.manual_seed(0)
+    student = QuantizableModel(create_model("resnet18", 10))
+    teacher = QuantizableModel(create_model("resnet18", 10)).eval()
+    cfg = PairConfig()
+    budget = cfg.resolve_budget(student.num_layers)
+    policy = create_policy("small_cnn", student.num_layers, len(cfg.options))
+    pair_opt = torch.optim.Adam([*student.parameters(), *policy.parameters()], lr=1e-5)
+    plain_opt = torch.optim.Adam(student.parameters(), lr=1e-5)
+    x, y = torch.randn(64, 3, size, size), torch.randint(0, 10, (64,))
+    student.train()
+
+    def pair():
+        pair_opt.zero_grad(set_to_none=True)
+        with torch.no_grad():
+            t_logits = teacher(x)
+        pair_step(student, policy, t_logits, x, cfg, budget)[0].backward()
+        pair_opt.step()
+
+    def plain():
+        plain_opt.zero_grad(set_to_none=True)
+        torch.nn.functional.cross_entropy(student(x), y).backward()
+        plain_opt.step()
+
+    t = _median_times({"pair": pair, "plain": plain}, reps=3 if quick else 9)
+    return {
+        "model": "resnet18",
+        "image": size,
+        "B": 64,
+        "L": student.num_layers,
+        "pair_step_s": t["pair"],
+        "plain_step_s": t["plain"],
+        "ratio": t["pair"] / t["plain"],
+    }
+
+
+def _markdown_train(res: dict) -> str:
+    m = res["machine"]
+    lines = [
+        "# `python -m bench perf train`",
+        "",
+        f"Machine: {m['cores']} cores ({m['cpu']}), torch {m['torch']} on {m['device']}, "
+        f"{m['torch_threads']} threads. Medians of interleaved repetitions.",
+        "",
+        "One pair-training step (frozen f_N forward, policy, knapsack, student quantized and "
+        "full-precision passes, backward, update) over one plain supervised step of the same "
+        "student and batch (resnet18, B=64, options 3..10, budget 4 x L).",
+        "",
+        "| image | pair step (ms) | plain step (ms) | ratio |",
+        "|---:|---:|---:|---:|",
+    ]
+    for r in res["train_step"]:
+        lines.append(
+            f"| {r['image']}x{r['image']} | {r['pair_step_s'] * 1e3:.0f} | "
+            f"{r['plain_step_s'] * 1e3:.0f} | {r['ratio']:.2f}x |"
+        )
+    return "\n".join(lines + [""])
+
+
 def _markdown_core(res: dict) -> str:
     m = res["machine"]
     lines = [
@@ -214,20 +274,20 @@ def _markdown_core(res: dict) -> str:
 
 def run_perf(which: str, out_dir: str = "leaderboard/perf", quick: bool = False) -> dict:
     """Run benchmark ``which`` and write ``<out_dir>/<which>.json`` and ``.md``."""
-    if which != "core":
-        raise ValueError(f"unknown benchmark {which!r}; known: ['core']")
-    res = {
-        "benchmark": "core",
-        "machine": _machine(),
-        "quick": quick,
-        "knapsack": bench_knapsack(quick),
-        "pair_step": [bench_pair_step_fraction(quick, s) for s in (32, 64)],
-        "quant_overhead": bench_quant_overhead(quick),
-    }
+    res = {"benchmark": which, "machine": _machine(), "quick": quick}
+    if which == "core":
+        res["knapsack"] = bench_knapsack(quick)
+        res["pair_step"] = [bench_pair_step_fraction(quick, s) for s in (32, 64)]
+        res["quant_overhead"] = bench_quant_overhead(quick)
+        md = _markdown_core(res)
+    elif which == "train":
+        res["train_step"] = [bench_train_step(quick, s) for s in (32, 64)]
+        md = _markdown_train(res)
+    else:
+        raise ValueError(f"unknown benchmark {which!r}; known: ['core', 'train']")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{which}.json").write_text(json.dumps(res, indent=2) + "\n")
-    md = _markdown_core(res)
     (out / f"{which}.md").write_text(md)
     print(md)
     return res

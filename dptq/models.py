@@ -29,7 +29,7 @@ from fnmatch import fnmatch
 import torch
 from torch import nn
 
-from .quant import ScaleMode, fake_quantize, fake_quantize_weight
+from .quant import ScaleMode, fake_quantize, fake_quantize_weight, option_inner_products
 
 QUANTIZABLE_TYPES: tuple[type[nn.Module], ...] = (nn.Conv2d, nn.Linear)
 
@@ -70,9 +70,10 @@ class _PolicyTap(torch.autograd.Function):
         (x,) = ctx.saved_tensors
         grad_sel = None
         if ctx.needs_input_grad[2]:
-            flat_g = grad.flatten(1)
-            cols = [(flat_g * ctx.quantizer(x, o).flatten(1)).sum(1) for o in ctx.options]
-            grad_sel = torch.stack(cols, dim=1)
+            q = ctx.quantizer
+            grad_sel = option_inner_products(
+                x, grad, ctx.options, q.symmetric, q.scale_mode, q.percentile
+            ).to(grad.dtype)
         return grad, None, grad_sel, None, None
 
 

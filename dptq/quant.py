@@ -180,3 +180,32 @@ def fake_quantize_weight(w: torch.Tensor, bits: int = 16) -> torch.Tensor:
     scale = torch.clamp(absmax / ((qmax - qmin) / 2), min=_EPS)
     zero = torch.zeros(1, dtype=torch.int32, device=w.device)
     return torch.fake_quantize_per_tensor_affine(w, scale, zero, qmin, qmax)
+
+
+@torch.no_grad()
+def option_inner_products(
+    x: torch.Tensor,
+    grad: torch.Tensor,
+    options: tuple[int, ...],
+    symmetric: bool = False,
+    scale_mode: ScaleMode = "minmax",
+    percentile: float = 99.99,
+) -> torch.Tensor:
+    """``[B, O]``: per example b and option o, ``<grad_b, fake_quantize(x_b, options[o])>``.
+
+    The policy's gradient for choosing bit-width o (see :mod:`dptq.models`). The range statistics
+    do not depend on the bit-width, so they are computed once; and since
+    ``Q_o(x) = (q_o - z_o) s_o`` with integer codes ``q_o``, the inner product is
+    ``s_o (<grad, q_o> - z_o sum(grad))``: no dequantization pass per option.
+    """
+    flat_x, flat_g = x.flatten(1), grad.flatten(1).to(x.dtype)
+    lo, hi = _range_stats(flat_x, True, scale_mode, percentile)
+    g_sum = flat_g.sum(1)
+    cols = []
+    for o in options:
+        scale, zero_point = scale_zero_point(lo, hi, torch.tensor(o, device=x.device), symmetric)
+        qmin, qmax = (t.item() for t in qrange(o, symmetric))
+        q = torch.mul(flat_x, torch.reciprocal(scale)).round_().add_(zero_point).clamp_(qmin, qmax)
+        dot = torch.bmm(flat_g.unsqueeze(1), q.unsqueeze(2)).view(-1)
+        cols.append(scale.view(-1) * (dot - zero_point.view(-1) * g_sum))
+    return torch.stack(cols, dim=1)

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch.ao.quantization.observer import MinMaxObserver
 
-from dptq.quant import fake_quantize, fake_quantize_weight
+from dptq.quant import fake_quantize, fake_quantize_weight, option_inner_products
 
 
 def torch_reference(x: torch.Tensor, bits: int, symmetric: bool) -> torch.Tensor:
@@ -136,3 +136,20 @@ def test_weight_path_equals_generic_path(gen):
     )
     fake_quantize_weight(w, 6).sum().backward()
     assert w.grad.ne(0).float().mean() > 0.99
+
+
+@pytest.mark.parametrize("symmetric", [True, False])
+@pytest.mark.parametrize("scale_mode", ["minmax", "percentile"])
+def test_option_inner_products_equal_naive(symmetric, scale_mode, gen):
+    x = torch.randn(3, 4, 5, 5, generator=gen).relu() * 3
+    g = torch.randn(3, 4, 5, 5, generator=gen)
+    opts = (2, 3, 5, 8, 16)
+    got = option_inner_products(x, g, opts, symmetric, scale_mode, 99.0)
+    naive = torch.stack(
+        [
+            (g * fake_quantize(x, o, symmetric, True, scale_mode, 99.0)).flatten(1).sum(1)
+            for o in opts
+        ],
+        dim=1,
+    )
+    torch.testing.assert_close(got, naive, rtol=1e-4, atol=1e-4)
