@@ -35,6 +35,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     pipe.add_argument("--seed", type=int, default=0)
 
+    rep = sub.add_parser("report", help="every table and figure for a finished pipeline folder")
+    rep.add_argument("run", help="a folder written by 'python -m bench pipeline'")
+    rep.add_argument("--out", default=None, help="output folder (default RUN/report)")
+    rep.add_argument(
+        "--max-examples", type=int, default=512, help="per split, for sweeps/corruptions"
+    )
+
     perf = sub.add_parser("perf", help="speed benchmarks; results go to leaderboard/perf/")
     perf.add_argument("which", choices=["core", "train"], help="which benchmark")
     perf.add_argument("--out", default="leaderboard/perf", help="output folder")
@@ -55,6 +62,8 @@ def main(argv: list[str] | None = None) -> int:
         return run_demo(steps=args.steps, seed=args.seed)
     if args.command == "pipeline":
         return _pipeline(args)
+    if args.command == "report":
+        return _report(args)
     if args.command == "perf":
         from .perf import run_perf
 
@@ -83,6 +92,33 @@ def _pipeline(args) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     _print_pipeline(res)
+    return 0
+
+
+def _report(args) -> int:
+    import json
+    from pathlib import Path
+
+    from dptq.pipeline import config_from_dict
+    from dptq.report import write_report
+
+    results = Path(args.run) / "results.json"
+    if not results.is_file():
+        print(
+            f"error: {results} not found; run 'python -m bench pipeline {args.run}' first",
+            file=sys.stderr,
+        )
+        return 2
+    cfg = config_from_dict(json.loads(results.read_text())["config"])
+    path = write_report(
+        args.run,
+        cfg,
+        args.out,
+        sweep_examples=args.max_examples,
+        corruption_examples=args.max_examples,
+        seed=cfg.seed,
+    )
+    print(f"wrote {path} and its figures")
     return 0
 
 

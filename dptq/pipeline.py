@@ -128,6 +128,27 @@ def cross_policy(f_n: QuantizableModel, pairs: dict, data, options, acc, seed: i
     return table
 
 
+def config_from_dict(d: dict) -> PipelineConfig:
+    """Rebuild a :class:`PipelineConfig` from its ``asdict`` form (as saved in results.json)."""
+    from .data import AugmentConfig
+
+    def stage(x):
+        aug = x.get("augment")
+        return StageConfig(**{**x, "augment": AugmentConfig(**aug) if aug else None})
+
+    pair = {**d["pair"], "options": tuple(d["pair"]["options"])}
+    return PipelineConfig(
+        **{
+            **d,
+            "teacher_stage": stage(d["teacher_stage"]),
+            "kd_stage": stage(d["kd_stage"]),
+            "pair": PairConfig(**pair),
+            "modes": tuple(d["modes"]),
+            "act": ActQuantConfig(**d["act"]),
+        }
+    )
+
+
 def _plain(obj):
     """JSON-friendly copy (tuples to lists)."""
     if isinstance(obj, dict):

@@ -151,3 +151,12 @@ def test_cosine_lr():
     assert cosine_lr(0, 100, 1.0, 0.1) == pytest.approx(1.0)
     assert cosine_lr(50, 100, 1.0, 0.1) == pytest.approx(0.55)
     assert cosine_lr(100, 100, 1.0, 0.1) == pytest.approx(0.1)
+
+
+def test_config_round_trips_through_results_json():
+    from dataclasses import asdict
+
+    from dptq.pipeline import _plain, config_from_dict
+
+    cfg = tiny_config()
+    assert config_from_dict(json.loads(json.dumps(_plain(asdict(cfg))))) == cfg

@@ -1,0 +1,49 @@
+"""Corruptions: degree 0 is the identity, distance grows with degree, seeded."""
+
+import pytest
+import torch
+
+from dptq.corruptions import CORRUPTIONS, corrupt
+
+
+@pytest.fixture(scope="module")
+def batch():
+    g = torch.Generator().manual_seed(0)
+    # smooth random images (a blurred checkerboard with noise): all corruptions act visibly
+    base = torch.rand(6, 3, 8, 8, generator=g)
+    img = torch.nn.functional.interpolate(base, size=32, mode="bilinear", align_corners=False)
+    return (img * 255).round().to(torch.uint8)
+
+
+@pytest.mark.parametrize("name", sorted(CORRUPTIONS))
+def test_degree_zero_is_identity(name, batch):
+    torch.testing.assert_close(corrupt(name, batch, 0), batch.float() / 255, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", sorted(CORRUPTIONS))
+def test_distance_grows_with_degree(name, batch):
+    clean = batch.float() / 255
+    dist = [(corrupt(name, batch, d, seed=1) - clean).abs().mean().item() for d in range(6)]
+    assert dist[0] < 1e-6 < dist[1]
+    assert all(b >= a - 1e-3 for a, b in zip(dist, dist[1:])), dist
+    assert dist[5] > dist[1]
+
+
+@pytest.mark.parametrize("name", sorted(CORRUPTIONS))
+def test_same_seed_same_batch(name, batch):
+    a, b = corrupt(name, batch, 3, seed=7), corrupt(name, batch, 3, seed=7)
+    assert torch.equal(a, b) and a.shape == batch.shape and a.dtype == torch.float32
+
+
+def test_random_corruptions_depend_on_seed(batch):
+    for name in ("noise", "erasing", "rotation", "shift"):
+        assert not torch.equal(corrupt(name, batch, 3, seed=1), corrupt(name, batch, 3, seed=2)), (
+            name
+        )
+
+
+def test_bad_arguments(batch):
+    with pytest.raises(ValueError, match="unknown corruption"):
+        corrupt("fog", batch, 1)
+    with pytest.raises(ValueError, match="degree"):
+        corrupt("blur", batch, 6)

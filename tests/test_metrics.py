@@ -1,0 +1,138 @@
+"""Analyses on hand-made inputs and tiny models where the answer is known."""
+
+import copy
+
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+from dptq import metrics
+from dptq.data import DatasetPair, TensorImages
+from dptq.models import QuantizableModel
+from dptq.pipeline import cross_policy
+from dptq.policy import create_policy
+from dptq.train import own_policy_bits, uniform_policy_bits
+
+
+def test_pair_scores_hand_computed():
+    row = metrics.pair_scores(
+        {"fp_acc": 90.0, "q_acc": 89.0}, {"fp_acc": 89.5, "q_acc": 60.0}, 90.2
+    ).iloc[0]
+    assert row["f_R delta"] == -1.0 and row["f_D delta"] == -29.5
+    assert row["gap"] == 28.5 and row["FP match"] == 0.5
+
+
+def test_transitory_points_hand_made():
+    fp_r = [1, 1, 1, 0, 1, 1]
+    fp_d = [1, 1, 0, 1, 1, 1]
+    q_d = [0, 1, 0, 0, 0, 1]
+    t = metrics.transitory_points(*(list(map(bool, v)) for v in (fp_r, fp_d, q_d)))
+    assert t["indices"] == [0, 4] and t["count"] == 2
+    assert t["rate_of_test"] == pytest.approx(100 * 2 / 6)
+    assert t["rate_of_both_correct"] == pytest.approx(100 * 2 / 4)
+    with pytest.raises(ValueError):
+        metrics.transitory_points([True], [True, False], [True])
+
+
+def tiny_data(n=24, size=8, classes=3):
+    g = torch.Generator().manual_seed(0)
+    imgs = torch.randint(0, 256, (n, 3, size, size), generator=g, dtype=torch.uint8)
+    labels = torch.arange(n) % classes
+    ds = TensorImages(imgs, labels)
+    return DatasetPair(ds, ds, classes, (0.5,) * 3, (0.25,) * 3)
+
+
+def tiny_q(classes=3):
+    torch.manual_seed(1)
+    net = nn.Sequential(
+        nn.Conv2d(3, 6, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(6, 6, 3, padding=1),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(6, classes),
+    )
+    return QuantizableModel(net).eval()
+
+
+def test_cross_policy_known_answers():
+    """A bias-only network ignores its input: every policy gives its FP accuracy; copies agree."""
+    data = tiny_data()
+    f = tiny_q()
+    with torch.no_grad():
+        for m in f.model.modules():
+            if isinstance(m, (nn.Conv2d, nn.Linear)):
+                m.weight.zero_()
+        f.model[-1].bias.copy_(torch.tensor([0.0, 5.0, 0.0]))  # always class 1: 1/3 of the labels
+    options = (3, 4, 5)
+    pi = create_policy("small_cnn", f.num_layers, 3, width=4, depth=1, input_size=None)
+    pairs = {m: (copy.deepcopy(f), pi, 4 * f.num_layers) for m in ("robust", "detrimental")}
+    table = metrics.cross_policy_matrix(cross_policy(f, pairs, data, options, _Acc(), seed=0))
+    assert list(table.index) == ["FP", "pi_R", "pi_D", "random"]
+    assert set(table.columns) == {"f_N", "f_R", "f_D"}
+    assert table.values.flatten().tolist() == pytest.approx([100 / 3] * 12)
+
+
+class _Acc:  # the part of accelerate.Accelerator that evaluation uses
+    device = torch.device("cpu")
+
+
+def test_sweep_masks_partition():
+    for layer in range(5):
+        m = metrics.sweep_masks(5, layer)
+        assert not (m["before"] & m["after"]).any() and (m["before"] | m["after"]).all()
+        assert m["single"].sum() == 1 and m["single"][layer] and m["after"][layer]
+
+
+def test_layer_sweep_ends():
+    data = tiny_data()
+    f = tiny_q()
+    bits_fn = uniform_policy_bits(f.num_layers, (2, 3), 2 * f.num_layers)  # all 2-bit: visible
+    sweep = metrics.layer_sweep(f, bits_fn, data, splits=("test",))
+    assert len(sweep) == 3 * f.num_layers
+    fp = metrics._accuracy(f, data.test, data.mean, data.std, None, None, "cpu")
+    full_q = metrics._accuracy(f, data.test, data.mean, data.std, bits_fn, None, "cpu")
+    first = sweep[sweep.layer == 1].set_index("scheme").accuracy
+    assert first["before"] == fp  # before layer 1: nothing quantized
+    assert first["after"] == full_q  # after (and at) layer 1: everything quantized
+    inf = metrics.inflection_layers(sweep)
+    assert set(inf.scheme) <= {"before", "after"}
+
+
+def test_histograms_sum_to_one_and_sparsity():
+    data = tiny_data()
+    f = tiny_q()
+    bits_fn = uniform_policy_bits(f.num_layers, (2, 3), 2 * f.num_layers)
+    hist, frame = metrics.activation_histograms(f, bits_fn, data)
+    assert hist.shape == (f.num_layers, 2, 1599)
+    torch.testing.assert_close(hist.sum(-1), torch.ones(f.num_layers, 2))
+    assert ((frame.sparsity_fp >= 0) & (frame.sparsity_q <= 100)).all()
+    # layer 1's input is post-ReLU (exact zeros); 2-bit quantization sends more values to 0
+    assert frame.sparsity_fp.iloc[0] > 0
+    assert frame.sparsity_q.iloc[0] > frame.sparsity_fp.iloc[0]
+
+
+def test_corruption_robustness_frame_and_summary():
+    data = tiny_data()
+    f = tiny_q()
+    bits_fn = own_policy_bits(
+        create_policy("small_cnn", f.num_layers, 2, width=4, depth=1, input_size=None),
+        (3, 4),
+        3 * f.num_layers,
+    )
+    models = {"f_R FP": (f, None), "f_R quantized": (f, bits_fn)}
+    frame = metrics.corruption_robustness(
+        models, data, corruptions=("blur", "noise"), degrees=(0, 2)
+    )
+    assert len(frame) == 2 * 2 * 2
+    again = metrics.corruption_robustness(
+        models, data, corruptions=("blur", "noise"), degrees=(0, 2)
+    )
+    pd.testing.assert_frame_equal(frame, again)
+    summary = metrics.corruption_summary(frame)
+    assert summary.loc["f_R quantized", "quantized - FP"] == pytest.approx(
+        summary.loc["f_R quantized", "mean corrupted acc"]
+        - summary.loc["f_R FP", "mean corrupted acc"]
+    )
