@@ -43,7 +43,7 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     perf = sub.add_parser("perf", help="speed benchmarks; results go to leaderboard/perf/")
-    perf.add_argument("which", choices=["core", "train"], help="which benchmark")
+    perf.add_argument("which", choices=["core", "train", "corruptions"], help="which benchmark")
     perf.add_argument("--out", default="leaderboard/perf", help="output folder")
     perf.add_argument("--quick", action="store_true", help="fewer repetitions (smoke test)")
 

@@ -58,6 +58,16 @@ def _float(images: torch.Tensor) -> torch.Tensor:
     return images.float() / 255
 
 
+def _randn(shape, gen: torch.Generator, device) -> torch.Tensor:
+    """Standard normal noise drawn on ``device`` (a device generator seeded from ``gen``)."""
+    if torch.device(device).type == "cpu":
+        return torch.randn(shape, generator=gen)
+    dev_gen = torch.Generator(device=device).manual_seed(
+        int(torch.randint(0, 2**62, (1,), generator=gen))
+    )
+    return torch.randn(shape, generator=dev_gen, device=device)
+
+
 def _signs(n: int, gen: torch.Generator, device) -> torch.Tensor:
     return (torch.randint(0, 2, (n,), generator=gen) * 2 - 1).to(device)
 
@@ -121,9 +131,9 @@ def erasing(images, degree, gen, **_):
     cols = torch.arange(w)[None, :]
     in_r = (rows >= top[:, None]) & (rows < (top + eh)[:, None])
     in_c = (cols >= left[:, None]) & (cols < (left + ew)[:, None])
-    mask = (in_r[:, :, None] & in_c[:, None, :])[:, None].to(x.device)
-    noise = (0.5 + 0.25 * torch.randn(x.shape, generator=gen)).to(x.device)
-    return torch.where(mask, noise, x)
+    mask = (in_r[:, :, None] & in_c[:, None, :])[:, None].expand_as(x).to(x.device)
+    noise = 0.5 + 0.25 * _randn(int(mask.sum()), gen, x.device)  # only the erased pixels
+    return x.masked_scatter(mask, noise)
 
 
 @register_corruption("noise")
@@ -132,7 +142,7 @@ def noise(images, degree, gen, **_):
     std = PARAMS["noise"][degree]
     if std == 0:
         return x
-    return (x + std * torch.randn(x.shape, generator=gen).to(x.device)).clamp(0, 1)
+    return (x + std * _randn(x.shape, gen, x.device)).clamp_(0, 1)
 
 
 @register_corruption("rotation")
