@@ -286,11 +286,11 @@ def bench_corruptions(quick: bool) -> list[dict]:
         pils = [TF.to_pil_image(im) for im in imgs]
         rng = np.random.default_rng(0)
 
-        def batched():
+        def batched(imgs=imgs):
             for name in CORRUPTIONS:
                 corrupt(name, imgs, 3, seed=0)
 
-        def per_image():
+        def per_image(pils=pils, rng=rng):
             for name in CORRUPTIONS:
                 torch.stack([TF.pil_to_tensor(_pil_corrupt(p, name, 3, rng)) for p in pils])
 
