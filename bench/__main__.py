@@ -49,8 +49,18 @@ def _parser() -> argparse.ArgumentParser:
 
     for name, text in NOT_YET.items():
         sub.add_parser(name, help=f"{text} [not implemented yet]")
-    run = sub.add_parser("run", help="run a suite (YAML) [not implemented yet: issue 5]")
-    run.add_argument("suite", nargs="?")
+    run = sub.add_parser(
+        "run", help="run a suite (YAML): teacher, KD, pair searches, analyses, records"
+    )
+    run.add_argument("suite", help="suite file, e.g. suites/default.yaml")
+    run.add_argument(
+        "--out", default=None, help="run folder (default runs/<suite name>); rerun to resume"
+    )
+    run.add_argument("--address", default=None, help="join a Ray cluster (or set RAY_ADDRESS)")
+    run.add_argument("--fresh", action="store_true", help="delete the run folder and start over")
+    run.add_argument(
+        "--dry-run", action="store_true", help="validate and print the plan; start nothing"
+    )
     return p
 
 
@@ -60,6 +70,10 @@ def main(argv: list[str] | None = None) -> int:
         from .demo import run_demo
 
         return run_demo(steps=args.steps, seed=args.seed)
+    if args.command == "run":
+        from .runner import main_run
+
+        return main_run(args.suite, args.out, args.address, args.fresh, args.dry_run)
     if args.command == "pipeline":
         return _pipeline(args)
     if args.command == "report":
@@ -114,8 +128,7 @@ def _report(args) -> int:
         args.run,
         cfg,
         args.out,
-        sweep_examples=args.max_examples,
-        corruption_examples=args.max_examples,
+        max_examples=args.max_examples,
         seed=cfg.seed,
     )
     print(f"wrote {path} and its figures")

@@ -22,7 +22,7 @@ from dptq.policy import create_policy
 
 def run_demo(steps: int = 40, seed: int = 0) -> int:
     torch.manual_seed(seed)
-    data = load_dataset("digits", image_size=32, seed=seed)
+    data = load_dataset("digits", image_size=32)
     x_all = normalize(data.train.images[:512], data.mean, data.std)
     y_all = data.train.labels[:512]
     f_n = QuantizableModel(create_model("resnet18", data.num_classes))

@@ -2,7 +2,7 @@
 
 | name          | source                                   | classes | preprocessing (test)                    |
 |---------------|------------------------------------------|---------|-----------------------------------------|
-| ``digits``    | scikit-learn's bundled 8x8 digits (1797) | 10      | x16 grey levels -> uint8, bilinear resize to ``image_size``, 3 channels; stratified split, 25% test, seeded |
+| ``digits``    | scikit-learn's bundled 8x8 digits (1797) | 10      | x16 grey levels -> uint8, bilinear resize to ``image_size``, 3 channels; stratified split, 25% test, seeded by ``split_seed`` (not the training seed) |
 | ``oxford_pets`` | torchvision ``OxfordIIITPet`` trainval/test | 37   | resize shorter side to ``image_size * 8/7``, centre crop ``image_size`` |
 | ``cifar10`` / ``cifar100`` | torchvision CIFAR train/test  | 10/100  | resize to ``image_size``                |
 | ``imagefolder`` | ``root/train/<class>/*``, ``root/test/<class>/*`` | from folders | as ``oxford_pets``       |
@@ -88,7 +88,9 @@ def _pil_to_uint8(size: int, train_tf=None):
 
 
 @register_dataset("digits")
-def digits(image_size: int = 32, seed: int = 0, test_fraction: float = 0.25, **_) -> DatasetPair:
+def digits(
+    image_size: int = 32, split_seed: int = 0, test_fraction: float = 0.25, **_
+) -> DatasetPair:
     """scikit-learn's bundled handwritten digits: real images, no download (the built-in default)."""
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
@@ -101,7 +103,7 @@ def digits(image_size: int = 32, seed: int = 0, test_fraction: float = 0.25, **_
     x = x.round().clamp(0, 255).to(torch.uint8).expand(-1, 3, -1, -1).contiguous()
     y = torch.tensor(d.target)
     idx_tr, idx_te = train_test_split(
-        range(len(y)), test_size=test_fraction, random_state=seed, stratify=d.target
+        range(len(y)), test_size=test_fraction, random_state=split_seed, stratify=d.target
     )
     return DatasetPair(
         TensorImages(x[idx_tr], y[idx_tr]),

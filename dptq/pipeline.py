@@ -65,7 +65,7 @@ def run_pipeline(cfg: PipelineConfig, out_dir: str | Path, opts: RunOptions | No
     opts = opts or RunOptions(seed=cfg.seed)
     out = Path(out_dir)
     # everything that can be wrong with the config fails here, before any training
-    data = load_dataset(cfg.dataset, seed=cfg.seed, **cfg.dataset_options)
+    data = load_dataset(cfg.dataset, **cfg.dataset_options)
     seed_everything(cfg.seed)
     teacher = create_model(cfg.teacher, data.num_classes, pretrained=cfg.teacher_pretrained)
     seed_everything(cfg.seed + 1)

@@ -166,19 +166,138 @@ def markdown_table(frame: pd.DataFrame, floatfmt: str = ".2f") -> str:
     return "\n".join(lines)
 
 
+def write_pair_report(
+    out: Path,
+    nets: dict,
+    bits: dict,
+    robust: dict,
+    detrimental: dict,
+    f_n_acc: float,
+    cross: dict,
+    data,
+    title: str,
+    analyses=("layer_sweep", "histograms", "corruptions"),
+    device: str = "cpu",
+    max_examples: int | None = 512,
+    seed: int = 0,
+) -> dict:
+    """Every table and figure for one pair set; returns the numbers the leaderboard keeps.
+
+    ``nets``: {"f_N", "f_R", "f_D"} networks; ``bits``: {"f_R", "f_D"} bit functions of their own
+    policies; ``robust``/``detrimental``: :func:`dptq.train.evaluate_pair` results; ``cross``: the
+    cross-policy table.
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    r, d = robust, detrimental
+    scores = metrics.pair_scores(r, d, f_n_acc)
+    trans = metrics.transitory_points(r["fp_correct"], d["fp_correct"], d["q_correct"])
+    test_imgs = torch.stack([data.test[i][0] for i in range(len(data.test))])
+    test_labels = [int(data.test[i][1]) for i in range(len(data.test))]
+    contact_sheet(test_imgs, trans["indices"], out / "transitory.png", test_labels)
+    matrix = metrics.cross_policy_matrix(cross)
+    plot_cross_policy(matrix, out / "cross_policy.png")
+    lines = [
+        f"# {title}",
+        "",
+        f"Budget {r['budget']} bits.",
+        "",
+        "## Table 1: pair scores (accuracy %, delta = quantized - FP)",
+        "",
+        markdown_table(scores),
+        "",
+        "## Table 2: transitory points",
+        "",
+        f"{trans['count']} test examples: {trans['rate_of_test']:.2f}% of the test set, "
+        f"{trans['rate_of_both_correct']:.2f}% of the examples both FP models classify correctly.",
+        "",
+        "![transitory](transitory.png)",
+        "",
+        "## Table 3: cross-policy accuracy (%)",
+        "",
+        markdown_table(matrix),
+        "",
+        "![cross-policy](cross_policy.png)",
+        "",
+    ]
+    kept = {"transitory": trans, "corruption_summary": None}
+    if "layer_sweep" in analyses:
+        sweeps = [
+            metrics.layer_sweep(nets[k], bits[k], data, device, max_examples=max_examples).assign(
+                network=k
+            )
+            for k in ("f_R", "f_D")
+        ]
+        sweep = pd.concat(sweeps, ignore_index=True)
+        sweep.to_csv(out / "layer_sweep.csv", index=False)
+        plot_layer_sweep(sweep, out / "layer_sweep.png")
+        inflect = pd.concat(
+            [metrics.inflection_layers(s).assign(network=s.network.iloc[0]) for s in sweeps]
+        )
+        lines += [
+            "## Fig. 2: layer sweeps",
+            "",
+            "Inflection layers (largest change between neighbouring layers):",
+            "",
+            markdown_table(inflect.reset_index(drop=True)),
+            "",
+            "![layer sweep](layer_sweep.png)",
+            "",
+        ]
+    if "histograms" in analyses:
+        hists, sparsity = {}, {}
+        for k in ("f_R", "f_D"):
+            hists[k], sparsity[k] = metrics.activation_histograms(nets[k], bits[k], data, device)
+        plot_histograms(hists, sparsity, out / "histograms.png")
+        sp = (
+            sparsity["f_R"]
+            .merge(sparsity["f_D"], on="layer", suffixes=(" f_R", " f_D"))
+            .set_index("layer")
+        )
+        sp.to_csv(out / "sparsity.csv")
+        lines += [
+            "## Fig. 3: activation sparsity (% of values in the zero bin)",
+            "",
+            markdown_table(sp),
+            "",
+            "![histograms](histograms.png)",
+            "",
+        ]
+    if "corruptions" in analyses:
+        models = {}
+        for k in ("f_R", "f_D"):
+            models[f"{k} FP"] = (nets[k], None)
+            models[f"{k} quantized"] = (nets[k], bits[k])
+        corr = metrics.corruption_robustness(
+            models, data, device=device, seed=seed, max_examples=max_examples
+        )
+        corr.to_csv(out / "corruptions.csv", index=False)
+        plot_corruptions(corr, out / "corruptions.png")
+        summary = metrics.corruption_summary(corr)
+        kept["corruption_summary"] = summary["mean corrupted acc"].to_dict()
+        lines += [
+            "## Fig. 4: corruption robustness",
+            "",
+            markdown_table(summary),
+            "",
+            "![corruptions](corruptions.png)",
+            "",
+        ]
+    (out / "report.md").write_text("\n".join(lines))
+    return kept
+
+
 def write_report(
     run_dir: str | Path,
     cfg,
     out_dir: str | Path | None = None,
     device: str = "cpu",
-    sweep_examples: int | None = 512,
-    corruption_examples: int | None = 512,
+    max_examples: int | None = 512,
     seed: int = 0,
 ) -> Path:
     """Every table and figure for the pairs of a finished pipeline folder; returns ``report.md``.
 
     ``cfg`` is the run's :class:`dptq.pipeline.PipelineConfig`. Layer sweeps and corruptions are
-    evaluated on at most ``*_examples`` examples per split (None: all).
+    evaluated on at most ``max_examples`` examples per split (None: all).
     """
     import json
 
@@ -189,106 +308,31 @@ def write_report(
     from .train import own_policy_bits
 
     run, out = Path(run_dir), Path(out_dir or Path(run_dir) / "report")
-    out.mkdir(parents=True, exist_ok=True)
     res = json.loads((run / "results.json").read_text())
-    data = load_dataset(cfg.dataset, seed=cfg.seed, **cfg.dataset_options)
+    data = load_dataset(cfg.dataset, **cfg.dataset_options)
     f_n = QuantizableModel(
         create_model(cfg.student, data.num_classes), act=cfg.act, weight_bits=cfg.weight_bits
     )
     f_n.model.load_state_dict(load_checkpoint(run / "kd.pt", "kd")["modules"]["student"])
-    f_n.eval()
-    nets, bits = {"f_N": f_n}, {}
+    nets, bits = {"f_N": f_n.eval()}, {}
     for mode in ("robust", "detrimental"):
         f, pi = load_pair(run, cfg, mode, data.num_classes)
         key = "f_R" if mode == "robust" else "f_D"
         nets[key] = f
         bits[key] = own_policy_bits(pi, cfg.pair.options, res[mode]["budget"])
-    r, d = res["robust"], res["detrimental"]
-
-    scores = metrics.pair_scores(r, d, res["kd"]["test_acc"])
-    trans = metrics.transitory_points(r["fp_correct"], d["fp_correct"], d["q_correct"])
-    test_imgs = torch.stack([data.test[i][0] for i in range(len(data.test))])
-    test_labels = [int(data.test[i][1]) for i in range(len(data.test))]
-    contact_sheet(test_imgs, trans["indices"], out / "transitory.png", test_labels)
-    matrix = metrics.cross_policy_matrix(res["cross_policy"])
-    plot_cross_policy(matrix, out / "cross_policy.png")
-
-    sweeps = []
-    for key in ("f_R", "f_D"):
-        sw = metrics.layer_sweep(nets[key], bits[key], data, device, max_examples=sweep_examples)
-        sweeps.append(sw.assign(network=key))
-    sweep = pd.concat(sweeps, ignore_index=True)
-    plot_layer_sweep(sweep, out / "layer_sweep.png")
-    inflect = pd.concat(
-        [metrics.inflection_layers(s).assign(network=s.network.iloc[0]) for s in sweeps]
+    title = f"DPTQ pair report: {cfg.student} on {cfg.dataset}, options {list(cfg.pair.options)}"
+    write_pair_report(
+        out,
+        nets,
+        bits,
+        res["robust"],
+        res["detrimental"],
+        res["kd"]["test_acc"],
+        res["cross_policy"],
+        data,
+        title,
+        device=device,
+        max_examples=max_examples,
+        seed=seed,
     )
-
-    hists, sparsity = {}, {}
-    for key in ("f_R", "f_D"):
-        hists[key], sparsity[key] = metrics.activation_histograms(
-            nets[key], bits[key], data, device
-        )
-    plot_histograms(hists, sparsity, out / "histograms.png")
-
-    models = {}
-    for key in ("f_R", "f_D"):
-        models[f"{key} FP"] = (nets[key], None)
-        models[f"{key} quantized"] = (nets[key], bits[key])
-    corr = metrics.corruption_robustness(
-        models, data, device=device, seed=seed, max_examples=corruption_examples
-    )
-    plot_corruptions(corr, out / "corruptions.png")
-    summary = metrics.corruption_summary(corr)
-
-    sweep.to_csv(out / "layer_sweep.csv", index=False)
-    corr.to_csv(out / "corruptions.csv", index=False)
-    sp = (
-        sparsity["f_R"]
-        .merge(sparsity["f_D"], on="layer", suffixes=(" f_R", " f_D"))
-        .set_index("layer")
-    )
-    sp.to_csv(out / "sparsity.csv")
-    lines = [
-        f"# DPTQ pair report: {cfg.student} on {cfg.dataset}",
-        "",
-        f"Bit options {list(cfg.pair.options)}, budget {r['budget']} bits over L = {res['num_layers']} layers.",
-        "",
-        "## Table 1: pair scores (accuracy %, delta = quantized - FP)",
-        "",
-        markdown_table(scores),
-        "",
-        "## Table 2: transitory points",
-        "",
-        f"{trans['count']} test examples: {trans['rate_of_test']:.2f}% of the test set, "
-        f"{trans['rate_of_both_correct']:.2f}% of the examples both FP models classify correctly. "
-        "![transitory](transitory.png)",
-        "",
-        "## Table 3: cross-policy accuracy (%)",
-        "",
-        markdown_table(matrix),
-        "",
-        "![cross-policy](cross_policy.png)",
-        "",
-        "## Fig. 2: layer sweeps",
-        "",
-        "Inflection layers (largest change between neighbouring layers):",
-        "",
-        markdown_table(inflect.reset_index(drop=True)),
-        "",
-        "![layer sweep](layer_sweep.png)",
-        "",
-        "## Fig. 3: activation sparsity (% of values in the zero bin)",
-        "",
-        markdown_table(sp),
-        "",
-        "![histograms](histograms.png)",
-        "",
-        "## Fig. 4: corruption robustness",
-        "",
-        markdown_table(summary),
-        "",
-        "![corruptions](corruptions.png)",
-        "",
-    ]
-    (out / "report.md").write_text("\n".join(lines))
     return out / "report.md"

@@ -15,9 +15,9 @@ from dptq.data import (
 
 
 def test_digits_split_is_fixed_and_stratified():
-    a = load_dataset("digits", image_size=16, seed=0)
-    b = load_dataset("digits", image_size=16, seed=0)
-    c = load_dataset("digits", image_size=16, seed=1)
+    a = load_dataset("digits", image_size=16, split_seed=0)
+    b = load_dataset("digits", image_size=16, split_seed=0)
+    c = load_dataset("digits", image_size=16, split_seed=1)
     assert (len(a.train), len(a.test), a.num_classes) == (1347, 450, 10)
     img, label = a.train[0]
     assert img.shape == (3, 16, 16) and img.dtype == torch.uint8 and 0 <= label < 10

@@ -12,7 +12,7 @@ from tests.test_train import quiet, tiny_config
 def test_report_writes_every_table_and_figure(tmp_path):
     cfg = tiny_config()
     run_pipeline(cfg, tmp_path, quiet())
-    md = write_report(tmp_path, cfg, sweep_examples=16, corruption_examples=16).read_text()
+    md = write_report(tmp_path, cfg, max_examples=16).read_text()
     for title in ("Table 1", "Table 2", "Table 3", "Fig. 2", "Fig. 3", "Fig. 4"):
         assert title in md
     for png in ("transitory", "cross_policy", "layer_sweep", "histograms", "corruptions"):
