@@ -117,13 +117,16 @@ def describe_plan(suite: Suite, groups: list[PairGroup], run_dir: Path) -> str:
 
 def _report_epoch(ckpt_file: Path):
     """An engine callback that reports each epoch to Ray Tune with the stage checkpoint."""
+    import ray
     from ray import tune
+
+    node = ray.get_runtime_context().get_node_id()
 
     def callback(stage: str, epoch: int, result: dict):
         with tempfile.TemporaryDirectory() as d:
             shutil.copy2(ckpt_file, Path(d) / ckpt_file.name)
             metrics = {k: v for k, v in result.items() if isinstance(v, int | float)}
-            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
+            tune.report({**metrics, "node_id": node}, checkpoint=tune.Checkpoint.from_directory(d))
 
     return callback
 
@@ -358,13 +361,20 @@ def run_suite(
 ) -> dict:
     """Run every stage of ``suite`` under ``run_dir``; returns {"records": [...], "failed": [...]}."""
     run_dir = Path(run_dir).resolve()
-    data = load_dataset(suite.dataset.name, **suite.dataset.options)
+    downloads = bool(suite.dataset.options.get("download"))
+    # a dry run never downloads; otherwise a missing dataset fails here, before Ray starts
+    data = (
+        None
+        if (dry_run and downloads)
+        else load_dataset(suite.dataset.name, **suite.dataset.options)
+    )
+    num_classes = data.num_classes if data is not None else 10  # L does not depend on it
     for s in suite.students:  # unknown architectures fail here, before Ray starts
         try:
-            create_model(s.name, data.num_classes)
+            create_model(s.name, num_classes)
         except ValueError as e:
             raise SuiteError(f"students[{s.name}]: {e}") from None
-    groups = plan(suite, data.num_classes)
+    groups = plan(suite, num_classes)
     out(describe_plan(suite, groups, run_dir))
     if dry_run:
         return {"records": [], "failed": [], "plan": groups}
@@ -453,7 +463,14 @@ def run_suite(
         ok = [r for r in grid if r.error is None and r.metrics and "score" in r.metrics]
         if not ok:
             continue
-        top = max(ok, key=lambda r: r.metrics["score"])
+        # ties (common on tiny runs) go to the same trial every time: compare the sampled values
+        top = max(
+            ok,
+            key=lambda r: (
+                round(r.metrics["score"], 6),
+                *(-r.config[k] for k in ("delta", "alpha", "beta")),
+            ),
+        )
         _copy_final(top, f"{top.metrics['trial_id']}.pt", final)
         info = {
             "metrics": {k: v for k, v in top.metrics.items() if isinstance(v, int | float)},

@@ -165,6 +165,11 @@ class Suite:
                 name == "avg_bits" and all(s.budgets for s in self.students)
             ):
                 raise ConfigError(f"{name}: must not be empty")
+        for version, opts in self.bit_options.items():
+            if not opts or min(opts) < 2 or max(opts) > 16 or len(set(opts)) != len(opts):
+                raise ConfigError(
+                    f"bit_options.{version}: need distinct bit-widths in 2..16, got {list(opts)}"
+                )
         if self.retries < 0:
             raise ConfigError(f"retries: must be >= 0, got {self.retries}")
 

@@ -1,0 +1,158 @@
+"""The suite runner through real Ray Tune and Optuna on the CPU: end to end, resume, two nodes."""
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from bench import runner
+from bench.suite import load_suite
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = ROOT / "tests" / "suites" / "tiny.yaml"
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    yield
+    import ray
+
+    ray.shutdown()
+
+
+def _trial_dirs(run_dir: Path, experiment: str) -> list[Path]:
+    return [
+        p
+        for p in (run_dir / "tune" / experiment).iterdir()
+        if p.is_dir() and p.name.startswith("pair_trainable")
+    ]
+
+
+def _headline(records):
+    keys = ("id", "f_n_acc", "f_r_fp_acc", "f_r_q_acc", "f_d_fp_acc", "f_d_q_acc", "gap", "best")
+    return [{k: r.get(k) for k in keys} for r in records]
+
+
+def test_tiny_suite_end_to_end_and_resume(tmp_path, local_ray, monkeypatch):
+    suite = load_suite(TINY)
+    straight = runner.run_suite(suite, tmp_path / "a", out=lambda *_: None)
+    assert not straight["failed"]
+    [rec] = straight["records"]
+    assert rec["error"] is None and rec["trials"] == {"robust": 2, "detrimental": 2}
+    assert set(rec["best"]["robust"]) == {"delta", "alpha", "beta"}
+    report = Path(rec["report"]).parent
+    for f in (
+        "report.md",
+        "transitory.png",
+        "cross_policy.png",
+        "histograms.png",
+        "per_example.json",
+    ):
+        assert (report / f).exists(), f
+    assert len((tmp_path / "a" / "records.jsonl").read_text().splitlines()) == 1
+    for mode in ("robust", "detrimental"):
+        assert len(_trial_dirs(tmp_path / "a", f"pair-tests_test_train_small_net-I-12-{mode}")) == 2
+
+    # stopped after the first pair search, then the same call again
+    real_search, calls = runner._search, []
+
+    def stop_after_first(*args, **kw):
+        out = real_search(*args, **kw)
+        calls.append(1)
+        if len(calls) == 1:
+            raise KeyboardInterrupt("simulated stop")
+        return out
+
+    monkeypatch.setattr(runner, "_search", stop_after_first)
+    with pytest.raises(KeyboardInterrupt):
+        runner.run_suite(suite, tmp_path / "b", out=lambda *_: None)
+    monkeypatch.setattr(runner, "_search", real_search)
+    resumed = runner.run_suite(suite, tmp_path / "b", out=lambda *_: None)
+    again = runner.run_suite(suite, tmp_path / "b", out=lambda *_: None)
+    for mode in ("robust", "detrimental"):
+        assert len(_trial_dirs(tmp_path / "b", f"pair-tests_test_train_small_net-I-12-{mode}")) == 2
+    strip = lambda rs: [{**r, "id": r["id"]} for r in _headline(rs)]  # noqa: E731
+    assert strip(resumed["records"]) == strip(straight["records"]) == strip(again["records"])
+    assert len((tmp_path / "b" / "records.jsonl").read_text().splitlines()) == 1  # never duplicated
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.skipif(
+    shutil.which("ray") is None and not (Path(sys.executable).parent / "ray").exists(),
+    reason="the 'ray' command is not installed",
+)
+def test_two_node_cluster_on_loopback(tmp_path):
+    import ray
+
+    ray.shutdown()
+    ray_cmd = str(Path(sys.executable).parent / "ray")
+    port = _free_port()
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    temp = Path("/tmp") / f"dptq-2n-{port}"
+    head = [
+        "--head",
+        f"--port={port}",
+        "--node-ip-address=127.0.0.1",
+        "--num-cpus=1",
+        "--include-dashboard=false",
+        f"--temp-dir={temp}",
+        "--disable-usage-stats",
+    ]
+    try:
+        subprocess.run(
+            [ray_cmd, "start", *head], check=True, env=env, capture_output=True, timeout=120
+        )
+        subprocess.run(
+            [
+                ray_cmd,
+                "start",
+                f"--address=127.0.0.1:{port}",
+                "--node-ip-address=127.0.0.1",
+                "--num-cpus=1",
+            ],
+            check=True,
+            env=env,
+            capture_output=True,
+            timeout=120,
+        )
+        run_dir = tmp_path / "run"
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "bench",
+                "run",
+                str(TINY),
+                "--out",
+                str(run_dir),
+                "--address",
+                f"127.0.0.1:{port}",
+            ],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        nodes = set()
+        for result in (run_dir / "tune").glob("pair-*/pair_trainable*/result.json"):
+            for line in result.read_text().splitlines():
+                nodes.add(json.loads(line)["node_id"])
+        assert len(nodes) == 2, f"trials ran on {len(nodes)} node(s)"
+        assert json.loads((run_dir / "records.jsonl").read_text().splitlines()[0])["error"] is None
+    finally:
+        subprocess.run([ray_cmd, "stop", "--force"], env=env, capture_output=True, timeout=120)
+        time.sleep(1)
