@@ -6,12 +6,6 @@ from __future__ import annotations
 import argparse
 import sys
 
-NOT_YET = {
-    "leaderboard": "regenerate the leaderboard views from the records (issue 6)",
-    "list": "show suites, registered architectures and past runs (issue 6)",
-    "compare": "compare two runs or architectures side by side (issue 6)",
-}
-
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
@@ -47,8 +41,17 @@ def _parser() -> argparse.ArgumentParser:
     perf.add_argument("--out", default="leaderboard/perf", help="output folder")
     perf.add_argument("--quick", action="store_true", help="fewer repetitions (smoke test)")
 
-    for name, text in NOT_YET.items():
-        sub.add_parser(name, help=f"{text} [not implemented yet]")
+    lb = sub.add_parser(
+        "leaderboard", help="regenerate the leaderboard views (README.md, PNGs, index.html)"
+    )
+    lb.add_argument("--add", metavar="RECORDS", help="first add a run's records.jsonl (validated)")
+    lb.add_argument("--dir", default="leaderboard", help="leaderboard folder (default leaderboard)")
+    ls_ = sub.add_parser("list", help="suites, architectures on the leaderboard, past runs")
+    ls_.add_argument("--dir", default="leaderboard")
+    cmp_ = sub.add_parser("compare", help="two run ids or architectures side by side, per budget")
+    cmp_.add_argument("a")
+    cmp_.add_argument("b")
+    cmp_.add_argument("--dir", default="leaderboard")
     run = sub.add_parser(
         "run", help="run a suite (YAML): teacher, KD, pair searches, analyses, records"
     )
@@ -73,7 +76,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "run":
         from .runner import main_run
 
-        return main_run(args.suite, args.out, args.address, args.fresh, args.dry_run)
+        return main_run(
+            args.suite, args.out, args.address, args.fresh, args.dry_run, args.leaderboard
+        )
+    if args.command in ("leaderboard", "list", "compare"):
+        return _leaderboard(args)
     if args.command == "pipeline":
         return _pipeline(args)
     if args.command == "report":
@@ -83,8 +90,46 @@ def main(argv: list[str] | None = None) -> int:
 
         run_perf(args.which, out_dir=args.out, quick=args.quick)
         return 0
-    print(f"python -m bench {args.command}: not implemented yet", file=sys.stderr)
     return 2
+
+
+def _leaderboard(args) -> int:
+    from pathlib import Path
+
+    from .leaderboard import RecordError, compare, load_records, regenerate, submit
+
+    folder = Path(args.dir)
+    try:
+        if args.command == "leaderboard":
+            if args.add:
+                print(f"added {submit(Path(args.add), folder / 'records.jsonl')} record(s)")
+            for p in regenerate(folder / "records.jsonl"):
+                print(f"wrote {p}")
+        elif args.command == "list":
+            _list(folder, load_records(folder / "records.jsonl"))
+        else:
+            table = compare(load_records(folder / "records.jsonl"), args.a, args.b)
+            print(table.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+    except RecordError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _list(folder, records) -> None:
+    from pathlib import Path
+
+    print("suites:")
+    for p in sorted(Path("suites").glob("*.yaml")):
+        print(f"  {p}")
+    print("architectures on the leaderboard:")
+    for arch in sorted({r["architecture"] for r in records}):
+        n = sum(r["architecture"] == arch and r["error"] is None for r in records)
+        print(f"  {arch} ({n} record(s))")
+    print("past runs:")
+    for p in sorted(Path("runs").glob("*/records.jsonl")):
+        lines = p.read_text().splitlines()
+        print(f"  {p.parent} ({len(lines)} record(s))")
 
 
 def _pipeline(args) -> int:

@@ -565,6 +565,12 @@ def main_run(
         return 2
     if dry_run:
         return 0
+    if leaderboard and res["records"]:
+        from .leaderboard import regenerate, submit
+
+        board = Path(leaderboard) / "records.jsonl"
+        print(f"leaderboard: {submit(run_dir / 'records.jsonl', board)} new record(s) in {board}")
+        regenerate(board)
     for f in res["failed"]:
         print(f"FAILED {f['stage']}: {f['error']}", file=sys.stderr)
     return 1 if res["failed"] else 0
