@@ -551,7 +551,12 @@ def _search(
 
 
 def main_run(
-    path: str, out_dir: str | None, address: str | None, fresh: bool, dry_run: bool
+    path: str,
+    out_dir: str | None,
+    address: str | None,
+    fresh: bool,
+    dry_run: bool,
+    leaderboard: str = "leaderboard",
 ) -> int:
     """``python -m bench run``: load, validate, run; one line and exit 2 for a user's mistake."""
     from .suite import load_suite
