@@ -64,6 +64,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--dry-run", action="store_true", help="validate and print the plan; start nothing"
     )
+    run.add_argument(
+        "--leaderboard", default="leaderboard", help="add the records to this folder ('' for none)"
+    )
     return p
 
 
