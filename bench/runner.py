@@ -242,7 +242,6 @@ def _init_ray(run_dir: Path, address: str | None, suite: Suite) -> None:
 
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
