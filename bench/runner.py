@@ -237,6 +237,11 @@ def pair_trainable(cfg: dict) -> None:
 # --- driver ---------------------------------------------------------------------------------
 
 
+def _pythonpath() -> str:
+    parts = [os.getcwd(), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+    return os.pathsep.join(dict.fromkeys(parts))
+
+
 def _init_ray(run_dir: Path, address: str | None, suite: Suite) -> None:
     import ray
 
@@ -247,11 +252,12 @@ def _init_ray(run_dir: Path, address: str | None, suite: Suite) -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     if ray.is_initialized():
         return
+    # workers import a suite's ``module:function`` models from where the command was run
     kwargs = dict(
         include_dashboard=False,
         logging_level=logging.ERROR,
         log_to_driver=False,
-        runtime_env={"env_vars": {"RAY_USAGE_STATS_ENABLED": "0"}},
+        runtime_env={"env_vars": {"RAY_USAGE_STATS_ENABLED": "0", "PYTHONPATH": _pythonpath()}},
     )
     address = address or os.environ.get("RAY_ADDRESS")
     if address:
