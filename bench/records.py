@@ -182,6 +182,7 @@ def build_records(
                 a for a in suite.analyses if a in ("layer_sweep", "histograms", "corruptions")
             ],
             device=str(acc.device),
+            max_examples=suite.analysis_examples,
             seed=suite.seed,
         )
         r, d = evals["robust"], evals["detrimental"]

@@ -132,6 +132,7 @@ class Suite:
         modes: which pairs to search.
         search: the Optuna search.
         analyses: which analyses to run on each architecture's best pairs.
+        analysis_examples: examples per split for the layer sweeps and corruptions (null: all).
         resources: per trial.
         retries: times a failed trial is retried (from its checkpoint) before it counts as failed.
         act: activation quantizer settings.
@@ -153,6 +154,7 @@ class Suite:
     modes: tuple[Literal["robust", "detrimental"], ...] = ("robust", "detrimental")
     search: Search = Search()
     analyses: tuple[Literal[ANALYSES], ...] = ANALYSES  # type: ignore[valid-type]
+    analysis_examples: int | None = 512
     resources: Resources = Resources()
     retries: int = 1
     act: ActQuantConfig = ActQuantConfig()
