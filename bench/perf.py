@@ -105,25 +105,31 @@ def bench_knapsack(quick: bool) -> list[dict]:
     return rows
 
 
-def bench_pair_step_fraction(quick: bool, size: int) -> dict:
-    """Knapsack time as a share of one pair-training step (resnet18, batch 64)."""
+def _pair_setup(size: int):
+    """resnet18 student, frozen f_N, policy and a batch of 64; returns them and one pair step."""
     torch.manual_seed(0)
     student = QuantizableModel(create_model("resnet18", 10))
     teacher = QuantizableModel(create_model("resnet18", 10)).eval()
     cfg = PairConfig()
     budget = cfg.resolve_budget(student.num_layers)
     policy = create_policy("small_cnn", student.num_layers, len(cfg.options))
-    opt = torch.optim.Adam([*student.parameters(), *policy.parameters()], lr=1e-4)
+    opt = torch.optim.Adam([*student.parameters(), *policy.parameters()], lr=1e-5)
     x = torch.randn(64, 3, size, size)
-    student.eval()
 
-    def step():
+    def pair():
         opt.zero_grad(set_to_none=True)
         with torch.no_grad():
             t_logits = teacher(x)
         pair_step(student, policy, t_logits, x, cfg, budget)[0].backward()
         opt.step()
 
+    return student, policy, cfg, budget, x, pair
+
+
+def bench_pair_step_fraction(quick: bool, size: int) -> dict:
+    """Knapsack time as a share of one pair-training step (resnet18, batch 64)."""
+    student, policy, cfg, budget, x, step = _pair_setup(size)
+    student.eval()
     scores = policy(x).detach()
     t = _median_times(
         {"pair_step": step, "knapsack": lambda: knapsack.solve_hard(scores, cfg.options, budget)},
@@ -169,23 +175,10 @@ def bench_quant_overhead(quick: bool) -> dict:
 
 def bench_train_step(quick: bool, size: int) -> dict:
     """One pair-training step over one plain supervised step of the same student and batch."""
-    torch.manual_seed(0)
-    student = QuantizableModel(create_model("resnet18", 10))
-    teacher = QuantizableModel(create_model("resnet18", 10)).eval()
-    cfg = PairConfig()
-    budget = cfg.resolve_budget(student.num_layers)
-    policy = create_policy("small_cnn", student.num_layers, len(cfg.options))
-    pair_opt = torch.optim.Adam([*student.parameters(), *policy.parameters()], lr=1e-5)
+    student, _, _, _, x, pair = _pair_setup(size)
     plain_opt = torch.optim.Adam(student.parameters(), lr=1e-5)
-    x, y = torch.randn(64, 3, size, size), torch.randint(0, 10, (64,))
+    y = torch.randint(0, 10, (64,))
     student.train()
-
-    def pair():
-        pair_opt.zero_grad(set_to_none=True)
-        with torch.no_grad():
-            t_logits = teacher(x)
-        pair_step(student, policy, t_logits, x, cfg, budget)[0].backward()
-        pair_opt.step()
 
     def plain():
         plain_opt.zero_grad(set_to_none=True)

@@ -141,11 +141,7 @@ def train_teacher(
     acc: Accelerator,
 ) -> dict:
     """Supervised training of the black box with label smoothing."""
-    train = (
-        with_train_transform(data, kd_augmentation(_size(data), cfg.augment))
-        if cfg.augment
-        else data.train
-    )
+    train = _train_split(data, cfg)
 
     def step(batch, mods):
         images, y = batch
@@ -154,9 +150,37 @@ def train_teacher(
         loss = F.cross_entropy(logits, y.to(acc.device), label_smoothing=cfg.label_smoothing)
         return loss, {"loss": loss.detach()}
 
+    return _fit_stage("teacher", "model", model, data, cfg, train, step, ckpt, opts, acc)
+
+
+def distill(
+    student: nn.Module,
+    teacher: BlackBox,
+    data: DatasetPair,
+    cfg: StageConfig,
+    ckpt: Path | None,
+    opts: RunOptions,
+    acc: Accelerator,
+) -> dict:
+    """Patient-and-consistent KD (Sect. 3.1): KL(teacher || student) at ``tau`` on mixed-up views."""
+    train = _train_split(data, cfg)
+
+    def step(batch, mods):
+        images, _ = batch  # labels are never used: the teacher labels every view
+        x = normalize(images.to(acc.device), data.mean, data.std)
+        if cfg.mixup:
+            x = mixup(x)
+        loss = kd_loss(mods["student"](x), teacher(x), cfg.tau)
+        return loss, {"kd": loss.detach()}
+
+    return _fit_stage("kd", "student", student, data, cfg, train, step, ckpt, opts, acc)
+
+
+def _fit_stage(name, key, model, data, cfg: StageConfig, train, step, ckpt, opts, acc) -> dict:
+    """The teacher and KD stages: one model, its optimiser, test accuracy after each epoch."""
     loop = Loop(
-        "teacher",
-        {"model": model},
+        name,
+        {key: model},
         _optimizer(model.parameters(), cfg),
         cfg.epochs,
         train,
@@ -170,44 +194,10 @@ def train_teacher(
     return fit(loop, ckpt, opts, acc)
 
 
-def distill(
-    student: nn.Module,
-    teacher: BlackBox,
-    data: DatasetPair,
-    cfg: StageConfig,
-    ckpt: Path | None,
-    opts: RunOptions,
-    acc: Accelerator,
-) -> dict:
-    """Patient-and-consistent KD (Sect. 3.1): KL(teacher || student) at ``tau`` on mixed-up views."""
-    train = (
-        with_train_transform(data, kd_augmentation(_size(data), cfg.augment))
-        if cfg.augment
-        else data.train
-    )
-
-    def step(batch, mods):
-        images, _ = batch  # labels are never used: the teacher labels every view
-        x = normalize(images.to(acc.device), data.mean, data.std)
-        if cfg.mixup:
-            x = mixup(x)
-        loss = kd_loss(mods["student"](x), teacher(x), cfg.tau)
-        return loss, {"kd": loss.detach()}
-
-    loop = Loop(
-        "kd",
-        {"student": student},
-        _optimizer(student.parameters(), cfg),
-        cfg.epochs,
-        train,
-        cfg.batch_size,
-        step,
-        lambda: {"test_acc": accuracy(student, data, acc)},
-        student.train,
-        cfg.min_lr / cfg.lr,
-        {"stage": asdict(cfg)},
-    )
-    return fit(loop, ckpt, opts, acc)
+def _train_split(data: DatasetPair, cfg: StageConfig):
+    if not cfg.augment:
+        return data.train
+    return with_train_transform(data, kd_augmentation(_size(data), cfg.augment))
 
 
 def _size(data: DatasetPair) -> int:

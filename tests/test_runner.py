@@ -139,6 +139,8 @@ def test_two_node_cluster_on_loopback(tmp_path):
                 str(run_dir),
                 "--address",
                 f"127.0.0.1:{port}",
+                "--leaderboard",
+                "",  # never touch the repository's leaderboard from a test
             ],
             cwd=ROOT,
             env=env,
