@@ -15,6 +15,7 @@ import json
 import os
 import platform
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -143,8 +144,6 @@ def build_records(
             pi.load_state_dict(ck["modules"]["policy"])
             tag = "f_R" if mode == "robust" else "f_D"
             nets[tag], pols[mode] = f.eval(), pi.eval()
-            from dataclasses import replace
-
             evals[mode] = evaluate_pair(
                 f,
                 pi,

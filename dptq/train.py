@@ -141,7 +141,6 @@ def train_teacher(
     acc: Accelerator,
 ) -> dict:
     """Supervised training of the black box with label smoothing."""
-    train = _train_split(data, cfg)
 
     def step(batch, mods):
         images, y = batch
@@ -150,7 +149,7 @@ def train_teacher(
         loss = F.cross_entropy(logits, y.to(acc.device), label_smoothing=cfg.label_smoothing)
         return loss, {"loss": loss.detach()}
 
-    return _fit_stage("teacher", "model", model, data, cfg, train, step, ckpt, opts, acc)
+    return _fit_stage("teacher", "model", model, data, cfg, step, ckpt, opts, acc)
 
 
 def distill(
@@ -163,7 +162,6 @@ def distill(
     acc: Accelerator,
 ) -> dict:
     """Patient-and-consistent KD (Sect. 3.1): KL(teacher || student) at ``tau`` on mixed-up views."""
-    train = _train_split(data, cfg)
 
     def step(batch, mods):
         images, _ = batch  # labels are never used: the teacher labels every view
@@ -173,11 +171,12 @@ def distill(
         loss = kd_loss(mods["student"](x), teacher(x), cfg.tau)
         return loss, {"kd": loss.detach()}
 
-    return _fit_stage("kd", "student", student, data, cfg, train, step, ckpt, opts, acc)
+    return _fit_stage("kd", "student", student, data, cfg, step, ckpt, opts, acc)
 
 
-def _fit_stage(name, key, model, data, cfg: StageConfig, train, step, ckpt, opts, acc) -> dict:
+def _fit_stage(name, key, model, data, cfg: StageConfig, step, ckpt, opts, acc) -> dict:
     """The teacher and KD stages: one model, its optimiser, test accuracy after each epoch."""
+    train = _train_split(data, cfg)
     loop = Loop(
         name,
         {key: model},
