@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import html
 import json
+import os
 from pathlib import Path
 
 import matplotlib
@@ -18,7 +19,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from .records import SCHEMA_VERSION, append_records  # noqa: E402
+from .faults import failpoint  # noqa: E402
+from .records import SCHEMA_VERSION, RecordError, append_records  # noqa: E402
 
 LEADERBOARD = Path("leaderboard")
 REQUIRED = {
@@ -53,10 +55,6 @@ NUMBERS = (
     "transitory_rate_test",
     "transitory_rate_both_correct",
 )
-
-
-class RecordError(ValueError):
-    """A record file or record that cannot be read; one line naming file and line."""
 
 
 def validate(rec: dict, where: str) -> dict:
@@ -116,6 +114,7 @@ def frame(records: list[dict]) -> pd.DataFrame:
         corr = r.get("corruption_mean_acc") or {}
         row["corr_f_d_q"] = corr.get("f_D quantized")
         row["best_delta_D"] = (r.get("best") or {}).get("detrimental", {}).get("delta")
+        row["retries"] = len(r.get("retries") or [])
         rows.append(row)
     df = pd.DataFrame(
         rows,
@@ -131,6 +130,7 @@ def frame(records: list[dict]) -> pd.DataFrame:
             *NUMBERS,
             "corr_f_d_q",
             "best_delta_D",
+            "retries",
         ],
     )
     df["_failed"] = df.error != ""
@@ -158,6 +158,7 @@ COLUMNS = [
     ("f_d_random_acc", "f_D random"),
     ("transitory_rate_test", "transitory %"),
     ("corr_f_d_q", "f_D Q corrupted"),
+    ("retries", "retries"),
     ("suite", "suite"),
 ]
 
@@ -189,8 +190,8 @@ def render_markdown(df: pd.DataFrame) -> str:
             if row.error:
                 cells = (
                     [row.architecture, row.options, str(row.budget)]
-                    + ["-"] * (len(COLUMNS) - 4)
-                    + [row.suite]
+                    + ["-"] * (len(COLUMNS) - 5)
+                    + [str(row.retries), row.suite]
                 )
                 lines.append(f"| failed | {' | '.join(cells)} |")
                 continue
@@ -228,8 +229,10 @@ def render_pngs(df: pd.DataFrame, out: Path) -> list[Path]:
 
 def _save(fig, path: Path) -> Path:
     fig.tight_layout()
-    fig.savefig(path, dpi=100, metadata={"Software": None})
+    tmp = path.with_name(f".{path.name}.tmp")
+    fig.savefig(tmp, dpi=100, format="png", metadata={"Software": None})
     plt.close(fig)
+    os.replace(tmp, path)
     return path
 
 
@@ -282,7 +285,8 @@ def render_html(df: pd.DataFrame) -> str:
             v = row[k]
             text = (
                 _fmt(v)
-                if not row.error or k in ("dataset", "architecture", "options", "budget", "suite")
+                if not row.error
+                or k in ("dataset", "architecture", "options", "budget", "retries", "suite")
                 else "-"
             )
             num = isinstance(v, int | float) and not isinstance(v, bool) and v == v
@@ -301,16 +305,25 @@ def regenerate(
     out = out or records_path.parent
     out.mkdir(parents=True, exist_ok=True)
     df = frame(load_records(records_path))
-    (out / "README.md").write_text(render_markdown(df))
-    df.to_csv(out / "leaderboard.csv", index=False, float_format="%.4f")
-    (out / "index.html").write_text(render_html(df))
+    _write(out / "README.md", render_markdown(df))
+    _write(out / "leaderboard.csv", df.to_csv(index=False, float_format="%.4f"))
+    failpoint("leaderboard:views")
+    _write(out / "index.html", render_html(df))
     return [out / "README.md", out / "leaderboard.csv", out / "index.html", *render_pngs(df, out)]
+
+
+def _write(path: Path, text: str) -> None:
+    """Each view is replaced whole (temporary file, then rename): a kill leaves old or new."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
 
 
 def submit(run_records: Path, records_path: Path = LEADERBOARD / "records.jsonl") -> int:
     """Add a run's records (validated) to the leaderboard, copying their per-example results."""
     import shutil
 
+    load_records(records_path)  # a broken board stops here, before anything is copied
     new = load_records(run_records)
     for r in new:
         src = Path(r.get("per_example") or "")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import fcntl
+import hashlib
 import json
 import os
 import platform
@@ -60,28 +61,77 @@ def environment() -> dict:
     }
 
 
-def append_records(records: list[dict], path: Path) -> int:
-    """Append records whose ``id`` is not in ``path`` yet; returns how many were written."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+", encoding="utf-8") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
+class RecordError(ValueError):
+    """A record file or record that cannot be read; one line naming file and line."""
+
+
+def _ids(text: str, path: Path) -> set[str]:
+    """The ids already in a record file; a line that is not a record stops everything."""
+    ids = set()
+    for i, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
         try:
-            fh.seek(0)
-            seen = set()
-            for line in fh:
-                try:
-                    seen.add(json.loads(line)["id"])
-                except (ValueError, KeyError, TypeError):
-                    continue  # a broken line is reported by the leaderboard loader, not rewritten
-            new = [r for r in records if r["id"] not in seen]
-            if new:
-                fh.seek(0, os.SEEK_END)
-                fh.write("".join(json.dumps(r, sort_keys=True) + "\n" for r in new))
-                fh.flush()
-                os.fsync(fh.fileno())
-            return len(new)
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+            ids.add(json.loads(line)["id"])
+        except (ValueError, KeyError, TypeError):
+            raise RecordError(
+                f"{path}:{i}: not a complete record (a write cut off, or an edit); nothing was "
+                "written: fix or remove that line, then run the command again"
+            ) from None
+    return ids
+
+
+def append_records(records: list[dict], path: Path) -> int:
+    """Append the records whose ``id`` is not in ``path`` yet; returns how many were written.
+
+    Under an exclusive lock (``<path>.lock``) the old bytes are copied unchanged into a new file,
+    the new lines appended, the file flushed to disk and renamed over ``path``: a process killed
+    at any moment leaves either the old file or the new one, never half a line; two writers
+    serialise on the lock and both keep their records. A file with a broken line is not touched.
+    """
+    from .faults import failpoint
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        for stale in path.parent.glob(f".{path.name}.*.tmp"):  # a writer killed before its rename
+            stale.unlink(missing_ok=True)
+        old = path.read_text(encoding="utf-8") if path.exists() else ""
+        seen = _ids(old, path)
+        new = []
+        for r in records:
+            if r["id"] not in seen:
+                seen.add(r["id"])
+                new.append(r)
+        if not new:
+            return 0
+        if old and not old.endswith("\n"):
+            old += "\n"
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(old + "".join(json.dumps(r, sort_keys=True) + "\n" for r in new))
+            fh.flush()
+            os.fsync(fh.fileno())
+        failpoint("records:before-rename")
+        os.replace(tmp, path)
+        _fsync_dir(path.parent)
+        return len(new)
+
+
+def _lines(path: Path) -> list[str]:
+    if not path.exists():
+        return []
+    text = path.read_text(encoding="utf-8")
+    _ids(text, path)  # a broken line: one clear error
+    return [ln for ln in text.splitlines() if ln.strip()]
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)  # the rename itself reaches the disk
+    finally:
+        os.close(fd)
 
 
 def build_records(
@@ -93,20 +143,29 @@ def build_records(
     data,
     run_dir: Path,
     failed: list,
+    events: list[dict] = (),
     out=print,
 ) -> list[dict]:
-    """Analyse each (student, options, budget)'s best pairs and write its record."""
+    """Analyse each (student, options, budget)'s best pairs and write its record.
+
+    A record already in ``RUN/records.jsonl`` (a rerun after an interruption) is reused as it is,
+    not analysed again. A failed one gets its own id (``.../failed-<hash of the reason>``) so a
+    later successful run of the same suite still adds its row. ``retries`` lists the trial
+    retries (node lost, worker died, ...) of every stage the row depends on.
+    """
     from dptq.engine import RunOptions, load_checkpoint, make_accelerator
     from dptq.pipeline import cross_policy
     from dptq.policy import create_policy
     from dptq.report import write_pair_report
     from dptq.train import evaluate_pair, own_policy_bits
 
-    from .runner import load_f_n
+    from .runner import _slug, load_f_n
 
     acc = make_accelerator(RunOptions(cpu=suite.resources.gpus == 0))
     env, now = environment(), dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     keys = dict.fromkeys((g.student, g.version, g.options, g.budget, g.key) for g in groups)
+    done = run_dir / "records.jsonl"
+    kept_records = {r["id"]: r for r in map(json.loads, _lines(done))}
     records = []
     for student, version, options, budget, key in keys:
         base = {
@@ -125,12 +184,27 @@ def build_records(
             **env,
         }
         names = {m: f"pair-{key}-{m}" for m in ("robust", "detrimental")}
+        stages = ("teacher", f"kd-{_slug(student)}")
+        base["retries"] = [
+            {k: e.get(k) for k in ("experiment", "trial", "node", "epoch", "reason")}
+            for e in events
+            if e.get("event") == "retry" and e.get("experiment") in (*stages, *names.values())
+        ]
+        base["skipped_images"] = list(getattr(data, "skipped", ()))
         missing = [m for m, n in names.items() if n not in best]
         if student not in kd_files or missing:
-            why = [f["error"] for f in failed if f["stage"] in (f"kd {student}", *names.values())]
-            records.append(
-                {**base, "error": why[0] if why else f"no finished {', '.join(missing)} pair"}
-            )
+            why = [
+                f"{f['stage']}: {f['error']}"
+                for f in failed
+                if f["stage"] in ("teacher", f"kd {student}", *names.values())
+            ]
+            error = why[0] if why else f"no finished {', '.join(missing)} pair"
+            digest = hashlib.sha256(error.encode()).hexdigest()[:8]
+            records.append({**base, "id": f"{base['id']}/failed-{digest}", "error": error})
+            continue
+        if base["id"] in kept_records and Path(kept_records[base["id"]]["report"]).exists():
+            records.append(kept_records[base["id"]])
+            out(f"  {key}: record already written, reused")
             continue
         f_n = load_f_n(suite, student, kd_files[student], data.num_classes).to(acc.device)
         nets, pols, evals = {"f_N": f_n}, {}, {}

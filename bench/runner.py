@@ -34,7 +34,6 @@ from pathlib import Path
 import torch
 import yaml
 
-from dptq.data import load_dataset
 from dptq.engine import RunOptions, load_checkpoint, make_accelerator, seed_everything
 from dptq.models import QuantizableModel, create_model
 from dptq.train import BlackBox, distill, train_pair, train_teacher
@@ -115,6 +114,9 @@ def describe_plan(suite: Suite, groups: list[PairGroup], run_dir: Path) -> str:
 # --- trainables (run inside Ray workers) -----------------------------------------------------
 
 
+TUNE_FILE = "state.pt"  # the stage checkpoint's name inside every Ray Tune checkpoint
+
+
 def _report_epoch(ckpt_file: Path):
     """An engine callback that reports each epoch to Ray Tune with the stage checkpoint."""
     import ray
@@ -124,7 +126,7 @@ def _report_epoch(ckpt_file: Path):
 
     def callback(stage: str, epoch: int, result: dict):
         with tempfile.TemporaryDirectory() as d:
-            shutil.copy2(ckpt_file, Path(d) / ckpt_file.name)
+            shutil.copy2(ckpt_file, Path(d) / TUNE_FILE)
             metrics = {k: v for k, v in result.items() if isinstance(v, int | float)}
             tune.report({**metrics, "node_id": node}, checkpoint=tune.Checkpoint.from_directory(d))
 
@@ -132,19 +134,48 @@ def _report_epoch(ckpt_file: Path):
 
 
 def _restore_from_tune(ckpt_file: Path) -> None:
-    """On a retry on another node, take the last checkpoint Ray Tune kept for this trial."""
+    """On a retry, take the last checkpoint Ray Tune kept for this trial unless a newer one is here.
+
+    The trial's own file (written every epoch, atomically) is at least as new as Ray Tune's copy
+    when it exists; on a node that cannot see it (no shared filesystem) Ray Tune's copy is used.
+    """
     from ray import tune
 
     ckpt = tune.get_checkpoint()
-    if ckpt is not None and not ckpt_file.exists():
-        with ckpt.as_directory() as d:
-            ckpt_file.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(Path(d) / ckpt_file.name, ckpt_file)
+    if ckpt is None:
+        return
+    with ckpt.as_directory() as d:
+        theirs = torch.load(Path(d) / TUNE_FILE, map_location="cpu", weights_only=True)["epoch"]
+        if ckpt_file.exists() and load_checkpoint_epoch(ckpt_file) >= theirs:
+            return
+        ckpt_file.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(Path(d) / TUNE_FILE, ckpt_file)
+
+
+def load_checkpoint_epoch(path: Path) -> int:
+    """The epoch a trial's own checkpoint reached (-1 when it cannot be read: Ray Tune's wins)."""
+    try:
+        return int(torch.load(path, map_location="cpu", weights_only=True)["epoch"])
+    except Exception:  # unreadable own file: take Ray Tune's copy instead of failing the trial
+        return -1
+
+
+def trial_key(cfg: dict) -> str:
+    """A pair trial's checkpoint name: its search and sampled values, not Ray Tune's trial id.
+
+    A driver killed between a suggestion and Ray Tune's next experiment snapshot gets the same
+    suggestion again after the restart (the searcher's state is restored with it); naming the
+    file by the values lets that trial resume from the epochs it already trained.
+    """
+    import hashlib
+
+    key = {k: cfg[k] for k in ("group", "delta", "alpha", "beta")}
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def _setup(cfg: dict):
     suite = parse_suite(cfg["suite"], "suite")
-    data = load_dataset(suite.dataset.name, **suite.dataset.options)
+    data = suite.dataset.load()
     torch.set_num_threads(max(1, int(cfg.get("threads", 1))))
     return suite, data
 
@@ -198,10 +229,8 @@ def load_f_n(suite: Suite, student: str, kd_file: Path, num_classes: int) -> Qua
 
 def pair_trainable(cfg: dict) -> None:
     """Ray Tune trainable for one pair (one Optuna sample of delta/alpha/beta)."""
-    from ray import tune
-
     suite, data = _setup(cfg)
-    ckpt = Path(cfg["trials_dir"]) / cfg["group"] / f"{tune.get_context().get_trial_id()}.pt"
+    ckpt = Path(cfg["trials_dir"]) / cfg["group"] / f"{trial_key(cfg)}.pt"
     _restore_from_tune(ckpt)
     pair_cfg = replace(
         suite.pair,
@@ -243,11 +272,15 @@ def _pythonpath() -> str:
 
 
 def _init_ray(run_dir: Path, address: str | None, suite: Suite) -> None:
-    import ray
-
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    address = address or os.environ.get("RAY_ADDRESS")
+    if not address:
+        # a run on one machine talks over loopback only; Ray otherwise takes the machine's
+        # outward address even for a local instance (read when Ray is first imported)
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     import optuna
+    import ray
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     if ray.is_initialized():
@@ -259,21 +292,80 @@ def _init_ray(run_dir: Path, address: str | None, suite: Suite) -> None:
         log_to_driver=False,
         runtime_env={"env_vars": {"RAY_USAGE_STATS_ENABLED": "0", "PYTHONPATH": _pythonpath()}},
     )
-    address = address or os.environ.get("RAY_ADDRESS")
     if address:
         ray.init(address=address, **kwargs)
         return
+    from ray._private import ray_constants
+
+    # Ray was imported earlier in this process (tests, notebooks): the same switch, set directly
+    ray_constants.ENABLE_RAY_CLUSTER = os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] != "0"
     tmp = run_dir / "ray"
     if len(str(tmp)) > 40:  # Ray's unix sockets live under the temp dir (~107 characters at most)
         tmp = Path(tempfile.gettempdir()) / f"dptq-ray-{suite.digest()}"
     ray.init(num_cpus=os.cpu_count(), _temp_dir=str(tmp), **kwargs)
 
 
-class _Progress:
-    """Prints one line per finished trial: stage, trials done, best score so far, ETA."""
+def failure_reason(err) -> str:
+    """One line saying why a trial failed: the trainer's own exception inside Ray's wrappers.
 
-    def __init__(self, name: str, total: int):
+    Classified so a leaderboard reader sees the kind first: ``non-finite loss``, ``out of memory``
+    (PyTorch's allocator on GPU or CPU, or Ray's memory monitor), ``worker or node died``, else
+    the exception's type and first line.
+    """
+    cause = err
+    while getattr(cause, "cause", None) not in (None, cause):  # RayTaskError -> the original
+        cause = cause.cause
+    name = type(cause).__name__
+    text = str(cause).strip()
+    if isinstance(cause, str):  # the text of Ray Tune's error file: its last failure
+        text = text.split("Failure # ")[-1].partition("\n")[2].strip() or text
+        name = "RayTaskError"
+    if name in ("RayTaskError", "TuneError") or text.startswith("ray::"):
+        # a wrapper's text: the last "SomeError: message" line of the remote traceback
+        lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+        tail = [ln for ln in lines if ":" in ln and ln.split(":")[0].isidentifier()]
+        name, _, text = (tail[-1] if tail else lines[-1] if lines else name).partition(": ")
+    msg = text.splitlines()[0].strip() if text else ""
+    low = f"{name} {msg}".lower()
+    if "outofmemory" in low or "out of memory" in low or "allocate" in low and "memory" in low:
+        return f"out of memory: {name}: {msg}"
+    if name == "FloatingPointError" or "loss is nan" in low or "loss is inf" in low:
+        return f"non-finite loss: {msg}"
+    if name in ("ActorDiedError", "RayActorError", "NodeDiedError", "WorkerCrashedError"):
+        return f"worker or node died: {name}: {msg}"
+    return f"{name}: {msg}" if msg else name
+
+
+def log_event(run_dir: Path, **event) -> None:
+    """One line in ``RUN/events.jsonl`` (retries, failures, restarts: what the records cite)."""
+    event["time"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+    with open(run_dir / "events.jsonl", "a", encoding="utf-8") as fh:
+        fh.write(json.dumps(event, sort_keys=True) + "\n")
+
+
+def read_events(run_dir: Path) -> list[dict]:
+    path = run_dir / "events.jsonl"
+    if not path.exists():
+        return []
+    events = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            events.append(json.loads(line))
+        except ValueError:
+            continue  # a line cut off by a kill: the event is lost, nothing else is
+    return events
+
+
+class _Progress:
+    """One line per finished trial (stage, trials done, best score, ETA); logs retries/failures."""
+
+    def __init__(self, name: str, total: int, run_dir: Path):
         self.name, self.total, self.done, self.best, self.t0 = name, total, 0, None, time.time()
+        self.run_dir = run_dir
+
+    def __setstate__(self, state):  # restored with its experiment: the clock starts again
+        self.__dict__.update(state, t0=time.time(), done=0)
+        self.total = max(0, state["total"] - state["done"])
 
     def make(self):
         from ray import tune
@@ -285,9 +377,31 @@ class _Progress:
                 outer.finished(trial.last_result or {}, failed=False)
 
             def on_trial_error(self, iteration, trials, trial, **info):
+                outer.event("failed", trial)
                 outer.finished({}, failed=True)
 
+            def on_trial_recover(self, iteration, trials, trial, **info):
+                outer.event("retry", trial)
+
         return Cb()
+
+    def event(self, kind: str, trial) -> None:
+        try:
+            err = Path(trial.error_file).read_text() if trial.error_file else None
+        except OSError:
+            err = None
+        last = trial.last_result or {}
+        reason = failure_reason(err) if err is not None else "unknown"
+        log_event(
+            self.run_dir,
+            event=kind,
+            experiment=self.name,
+            trial=trial.trial_id,
+            node=last.get("node_id"),
+            epoch=last.get("epoch"),
+            reason=reason,
+        )
+        print(f"  [{self.name}] trial {trial.trial_id} {kind}: {reason}", flush=True)
 
     def finished(self, result: dict, failed: bool):
         self.done += 1
@@ -295,7 +409,7 @@ class _Progress:
         if s is not None and (self.best is None or s > self.best):
             self.best = s
         rate = (time.time() - self.t0) / self.done
-        eta = rate * (self.total - self.done)
+        eta = rate * max(0, self.total - self.done)
         best = f", best score {self.best:.2f}" if self.best is not None else ""
         status = "FAILED" if failed else "done"
         print(
@@ -323,13 +437,15 @@ def _tuner(
     )
     path = os.path.join(storage, name)
     if tune.Tuner.can_restore(path):
+        log_event(run_dir, event="restore", experiment=name)
+        # the callbacks (progress, event log) come back with the experiment
         return tune.Tuner.restore(path, trainable, resume_errored=True, param_space=param_space)
     run_config = tune.RunConfig(
         name=name,
         storage_path=storage,
         verbose=0,
         failure_config=tune.FailureConfig(max_failures=suite.retries),
-        callbacks=[_Progress(name, num_samples).make()],
+        callbacks=[_Progress(name, num_samples, run_dir).make()],
     )
     tune_config = tune.TuneConfig(
         num_samples=num_samples,
@@ -349,10 +465,13 @@ def _fit(tuner, name: str):
     return grid, errors
 
 
-def _copy_final(result, ckpt_name: str, dest: Path) -> Path:
+def _copy_final(result, dest: Path) -> Path:
+    """The trial's last checkpoint to ``dest`` (copied beside it, then renamed: never half a file)."""
     with result.checkpoint.as_directory() as d:
         dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(Path(d) / ckpt_name, dest)
+        tmp = dest.with_name(f".{dest.name}.tmp")
+        shutil.copy2(Path(d) / TUNE_FILE, tmp)
+        os.replace(tmp, dest)
     return dest
 
 
@@ -364,15 +483,16 @@ def run_suite(
     dry_run: bool = False,
     out=print,
 ) -> dict:
-    """Run every stage of ``suite`` under ``run_dir``; returns {"records": [...], "failed": [...]}."""
+    """Run every stage of ``suite`` under ``run_dir``; returns {"records": [...], "failed": [...]}.
+
+    Safe to call again on the same ``run_dir`` after any interruption: finished stages are kept
+    (``artifacts/``), unfinished Ray Tune experiments are restored with their searcher, trials
+    resume from their last epoch, and records already written are reused.
+    """
     run_dir = Path(run_dir).resolve()
     downloads = bool(suite.dataset.options.get("download"))
     # a dry run never downloads; otherwise a missing dataset fails here, before Ray starts
-    data = (
-        None
-        if (dry_run and downloads)
-        else load_dataset(suite.dataset.name, **suite.dataset.options)
-    )
+    data = None if (dry_run and downloads) else suite.dataset.load()
     num_classes = data.num_classes if data is not None else 10  # L does not depend on it
     for s in suite.students:  # unknown architectures fail here, before Ray starts
         try:
@@ -381,6 +501,11 @@ def run_suite(
             raise SuiteError(f"students[{s.name}]: {e}") from None
     groups = plan(suite, num_classes)
     out(describe_plan(suite, groups, run_dir))
+    if data is not None and data.skipped:
+        shown = ", ".join(data.skipped[:10]) + (" ..." if len(data.skipped) > 10 else "")
+        out(
+            f"warning: {len(data.skipped)} unreadable image(s) left out (bad_images: skip): {shown}"
+        )
     if dry_run:
         return {"records": [], "failed": [], "plan": groups}
     if fresh and run_dir.exists():
@@ -392,59 +517,56 @@ def run_suite(
         raise SuiteError(
             f"{run_dir}: holds a run of a different suite; use --fresh or another --out"
         )
-    saved.write_text(yaml.safe_dump(plain, sort_keys=False))
-    _init_ray(run_dir, address, suite)
+    tmp = saved.with_name(".suite.yaml.tmp")
+    tmp.write_text(yaml.safe_dump(plain, sort_keys=False))
+    os.replace(tmp, saved)
+    log_event(run_dir, event="start", suite=suite.name, suite_hash=suite.digest())
     threads = max(1, int(suite.resources.cpus))
     art, failed = run_dir / "artifacts", []
+
+    def fit(name, trainable, param_space, **kw):
+        _init_ray(run_dir, address, suite)  # only when some stage still has work to do
+        return _fit(_tuner(name, trainable, param_space, run_dir, suite, **kw), name)
 
     teacher_file = art / "teacher.pt"
     if not teacher_file.exists():
         out("stage teacher")
-        grid, errors = _fit(
-            _tuner(
-                "teacher",
-                stage_trainable,
-                {
-                    "kind": "teacher",
-                    "suite": plain,
-                    "ckpt": str(run_dir / "trials" / "teacher.pt"),
-                    "threads": threads,
-                },
-                run_dir,
-                suite,
-            ),
+        grid, errors = fit(
             "teacher",
+            stage_trainable,
+            {
+                "kind": "teacher",
+                "suite": plain,
+                "ckpt": str(run_dir / "trials" / "teacher.pt"),
+                "threads": threads,
+            },
         )
         if errors:
-            raise RuntimeError(f"stage teacher failed: {errors[0].error}")
-        _copy_final(grid[0], "teacher.pt", teacher_file)
+            failed.append({"stage": "teacher", "error": failure_reason(errors[0].error)})
+        else:
+            _copy_final(grid[0], teacher_file)
 
     kd_files, f_n_acc = {}, {}
-    for st in suite.students:
+    for st in suite.students if teacher_file.exists() else []:
         kd_file = art / f"kd-{_slug(st.name)}.pt"
         if not kd_file.exists():
             out(f"stage kd {st.name}")
-            grid, errors = _fit(
-                _tuner(
-                    f"kd-{_slug(st.name)}",
-                    stage_trainable,
-                    {
-                        "kind": "kd",
-                        "suite": plain,
-                        "student": st.name,
-                        "teacher": str(teacher_file),
-                        "ckpt": str(run_dir / "trials" / f"kd-{_slug(st.name)}.pt"),
-                        "threads": threads,
-                    },
-                    run_dir,
-                    suite,
-                ),
-                "kd",
+            grid, errors = fit(
+                f"kd-{_slug(st.name)}",
+                stage_trainable,
+                {
+                    "kind": "kd",
+                    "suite": plain,
+                    "student": st.name,
+                    "teacher": str(teacher_file),
+                    "ckpt": str(run_dir / "trials" / f"kd-{_slug(st.name)}.pt"),
+                    "threads": threads,
+                },
             )
             if errors:
-                failed.append({"stage": f"kd {st.name}", "error": str(errors[0].error)})
+                failed.append({"stage": f"kd {st.name}", "error": failure_reason(errors[0].error)})
                 continue
-            _copy_final(grid[0], f"kd-{_slug(st.name)}.pt", kd_file)
+            _copy_final(grid[0], kd_file)
         kd_files[st.name] = kd_file
         f_n_acc[st.name] = load_checkpoint(kd_file, "kd")["history"][-1]["test_acc"]
 
@@ -458,12 +580,12 @@ def run_suite(
             best[g.name] = json.loads(summary.read_text())
             continue
         out(f"stage {g.name}")
+        _init_ray(run_dir, address, suite)
         grid, errors = _search(
             g, suite, plain, run_dir, kd_files[g.student], f_n_acc[g.student], threads
         )
         failed += [
-            {"stage": g.name, "trial": r.path, "error": str(r.error).splitlines()[0]}
-            for r in errors
+            {"stage": g.name, "trial": r.path, "error": failure_reason(r.error)} for r in errors
         ]
         ok = [r for r in grid if r.error is None and r.metrics and "score" in r.metrics]
         if not ok:
@@ -476,7 +598,7 @@ def run_suite(
                 *(-r.config[k] for k in ("delta", "alpha", "beta")),
             ),
         )
-        _copy_final(top, f"{top.metrics['trial_id']}.pt", final)
+        _copy_final(top, final)
         info = {
             "metrics": {k: v for k, v in top.metrics.items() if isinstance(v, int | float)},
             "config": {k: top.config[k] for k in ("delta", "alpha", "beta")},
@@ -484,12 +606,16 @@ def run_suite(
             "failed_trials": len(errors),
             "file": str(final),
         }
-        summary.write_text(json.dumps(info, indent=1))
+        tmp = summary.with_name(f".{summary.name}.tmp")
+        tmp.write_text(json.dumps(info, indent=1))
+        os.replace(tmp, summary)  # the summary marks the search done: written last, whole
         best[g.name] = info
 
     from .records import build_records
 
-    records = build_records(suite, groups, best, f_n_acc, kd_files, data, run_dir, failed, out)
+    records = build_records(
+        suite, groups, best, f_n_acc, kd_files, data, run_dir, failed, read_events(run_dir), out=out
+    )
     return {"records": records, "failed": failed}
 
 
@@ -563,24 +689,36 @@ def main_run(
     dry_run: bool,
     leaderboard: str = "leaderboard",
 ) -> int:
-    """``python -m bench run``: load, validate, run; one line and exit 2 for a user's mistake."""
+    """``python -m bench run``: load, validate, run, add the rows to the leaderboard.
+
+    Exit 0: every trial finished; 1: some failed (each named on stderr, and a failed entry on the
+    leaderboard); 2: bad input (one line: file, what is wrong, what to do; nothing written).
+    """
+    from dptq.data import DataError
+    from dptq.engine import CheckpointError
+
+    from .faults import failpoint
+    from .leaderboard import regenerate, submit
+    from .records import RecordError
     from .suite import load_suite
 
+    board = Path(leaderboard) / "records.jsonl" if leaderboard else None
     try:
         suite = load_suite(path)
+        if board is not None and not dry_run:
+            from .leaderboard import load_records
+
+            load_records(board)  # a broken leaderboard stops the run before any work
         run_dir = Path(out_dir or Path("runs") / suite.name)
         res = run_suite(suite, run_dir, address=address, fresh=fresh, dry_run=dry_run)
-    except (SuiteError, FileNotFoundError) as e:
+        if board is not None and res["records"]:
+            added = submit(run_dir / "records.jsonl", board)
+            print(f"leaderboard: {added} new record(s) in {board}")
+            failpoint("leaderboard:appended")
+            regenerate(board)
+    except (SuiteError, FileNotFoundError, CheckpointError, RecordError, DataError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    if dry_run:
-        return 0
-    if leaderboard and res["records"]:
-        from .leaderboard import regenerate, submit
-
-        board = Path(leaderboard) / "records.jsonl"
-        print(f"leaderboard: {submit(run_dir / 'records.jsonl', board)} new record(s) in {board}")
-        regenerate(board)
     for f in res["failed"]:
         print(f"FAILED {f['stage']}: {f['error']}", file=sys.stderr)
     return 1 if res["failed"] else 0

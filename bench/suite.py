@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 import yaml
 
-from dptq.data import DATASETS
+from dptq.data import DATASETS, load_dataset
 from dptq.engine import ConfigError
 from dptq.models import ActQuantConfig
 from dptq.pair import PairConfig
@@ -100,8 +100,19 @@ class Student:
 
 @dataclass(frozen=True)
 class Dataset:
+    """A registered dataset, its loader's options, and what an unreadable image file does.
+
+    ``bad_images``: ``stop`` (the run ends with one line listing the files) or ``skip`` (they are
+    left out, listed in the run's output and counted on the record).
+    """
+
     name: str = "digits"
     options: dict[str, Any] = field(default_factory=dict)
+    bad_images: Literal["stop", "skip"] = "stop"
+
+    def load(self):
+        """The dataset pair (:func:`dptq.data.load_dataset`)."""
+        return load_dataset(self.name, bad_images=self.bad_images, **self.options)
 
     def __post_init__(self):
         if self.name not in DATASETS:
@@ -110,6 +121,8 @@ class Dataset:
                 f"unknown dataset {self.name!r}; "
                 + (f"did you mean {near[0]!r}?" if near else f"known: {sorted(DATASETS)}")
             )
+        if "bad_images" in self.options:
+            raise ConfigError("options.bad_images: put bad_images directly under dataset")
 
 
 @dataclass(frozen=True)

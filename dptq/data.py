@@ -36,6 +36,49 @@ class DatasetPair:
     num_classes: int
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
+    skipped: tuple[str, ...] = ()  # unreadable image files left out (``bad_images="skip"``)
+
+
+class DataError(ValueError):
+    """A dataset that cannot be used as it is (one line: where, what is wrong, what to do)."""
+
+
+def _unreadable(path: str) -> str | None:
+    """Why PIL cannot decode ``path`` (None when it can): header and pixel data both read."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            im.load()
+    except Exception as e:  # PIL raises many types for broken files (OSError, SyntaxError, ...)
+        return f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else 'unreadable'}"
+    return None
+
+
+def check_images(
+    samples: list[tuple[str, int]], where: str, bad_images: str
+) -> tuple[list[tuple[str, int]], tuple[str, ...]]:
+    """Decode every image once; stop with one line naming the bad files, or leave them out.
+
+    ``bad_images``: ``"stop"`` (the default: a run never trains on silently changed data) or
+    ``"skip"`` (drop them; the caller reports and records the paths). Decoding runs in threads
+    (PIL releases the GIL while decoding).
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    if bad_images not in ("stop", "skip"):
+        raise DataError(f"{where}: bad_images must be 'stop' or 'skip', not {bad_images!r}")
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        why = list(pool.map(_unreadable, [p for p, _ in samples]))
+    bad = [(p, w) for (p, _), w in zip(samples, why) if w is not None]
+    if bad and bad_images == "stop":
+        shown = "; ".join(f"{p} ({w})" for p, w in bad[:5])
+        more = f"; and {len(bad) - 5} more" if len(bad) > 5 else ""
+        raise DataError(
+            f"{where}: {len(bad)} unreadable image(s): {shown}{more}; replace or delete them, "
+            "or set 'bad_images: skip' under the suite's dataset to leave them out"
+        )
+    return [s for s, w in zip(samples, why) if w is None], tuple(p for p, _ in bad)
 
 
 @dataclass(frozen=True)
@@ -120,7 +163,11 @@ def _missing(name: str, root: Path, hint: str) -> FileNotFoundError:
 
 @register_dataset("oxford_pets")
 def oxford_pets(
-    root: str = "data", image_size: int = 224, download: bool = False, **_
+    root: str = "data",
+    image_size: int = 224,
+    download: bool = False,
+    bad_images: str = "stop",
+    **_,
 ) -> DatasetPair:
     """Oxford-IIIT Pets (37 classes), trainval for training and test for testing."""
     from torchvision.datasets import OxfordIIITPet
@@ -137,7 +184,16 @@ def oxford_pets(
             "set 'download: true' (needs internet) or unpack images.tar.gz and "
             "annotations.tar.gz from the Oxford-IIIT Pet page there",
         ) from None
-    return DatasetPair(train, test, 37, *IMAGENET_STATS)
+    skipped: tuple[str, ...] = ()
+    for split, ds in (("trainval", train), ("test", test)):
+        kept, bad = check_images(
+            [(str(p), y) for p, y in zip(ds._images, ds._labels)],
+            f"oxford_pets {split}",
+            bad_images,
+        )
+        ds._images, ds._labels = [Path(p) for p, _ in kept], [y for _, y in kept]
+        skipped += bad
+    return DatasetPair(train, test, 37, *IMAGENET_STATS, skipped=skipped)
 
 
 def _cifar(name: str, cls_name: str, classes: int, root: str, image_size: int, download: bool):
@@ -169,8 +225,14 @@ def cifar100(root: str = "data", image_size: int = 32, download: bool = False, *
 
 
 @register_dataset("imagefolder")
-def imagefolder(root: str = "data", image_size: int = 224, **_) -> DatasetPair:
-    """A user's own tree: ``root/train/<class>/*`` and ``root/test/<class>/*``."""
+def imagefolder(
+    root: str = "data", image_size: int = 224, bad_images: str = "stop", **_
+) -> DatasetPair:
+    """A user's own tree: ``root/train/<class>/*`` and ``root/test/<class>/*``.
+
+    Every image is decoded once up front; ``bad_images`` says what an unreadable one does
+    (:func:`check_images`).
+    """
     from torchvision.datasets import ImageFolder
 
     base = Path(root)
@@ -180,8 +242,17 @@ def imagefolder(root: str = "data", image_size: int = 224, **_) -> DatasetPair:
     train = ImageFolder(str(base / "train"), transform=_pil_to_uint8(image_size))
     test = ImageFolder(str(base / "test"), transform=_pil_to_uint8(image_size))
     if train.classes != test.classes:
-        raise ValueError(f"imagefolder {base}: train and test have different class folders")
-    return DatasetPair(train, test, len(train.classes), *IMAGENET_STATS)
+        raise DataError(
+            f"imagefolder {base}: train and test have different class folders; "
+            "give both splits the same <class> folders"
+        )
+    skipped: tuple[str, ...] = ()
+    for split, ds in (("train", train), ("test", test)):
+        kept, bad = check_images(ds.samples, f"imagefolder {base / split}", bad_images)
+        ds.samples = ds.imgs = kept
+        ds.targets = [y for _, y in kept]
+        skipped += bad
+    return DatasetPair(train, test, len(train.classes), *IMAGENET_STATS, skipped=skipped)
 
 
 def load_dataset(

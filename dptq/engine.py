@@ -75,7 +75,10 @@ def save_atomic(obj: dict, path: Path) -> None:
     """``torch.save`` to a temporary file beside ``path``, then rename over it (atomic on POSIX)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(obj, tmp)
+    with open(tmp, "wb") as fh:
+        torch.save(obj, fh)
+        fh.flush()
+        os.fsync(fh.fileno())  # on disk before the rename makes it the checkpoint
     os.replace(tmp, path)
 
 
@@ -166,7 +169,7 @@ def fit(loop: Loop, ckpt_path: Path | None, opts: RunOptions, acc: Accelerator) 
     prepared = acc.prepare(*loop.modules.values(), loop.optimizer)
     modules = dict(zip(names, prepared[:-1]))
     optimizer = prepared[-1]
-    start, history = 0, []
+    start, history, resumed = 0, [], []
     if ckpt_path is not None and ckpt_path.exists():
         ckpt = load_checkpoint(ckpt_path, loop.name)
         for k in names:
@@ -175,6 +178,11 @@ def fit(loop: Loop, ckpt_path: Path | None, opts: RunOptions, acc: Accelerator) 
         scheduler.load_state_dict(ckpt["scheduler"])
         _set_rng_state(ckpt["rng"])
         start, history = ckpt["epoch"], ckpt["history"]
+        resumed = [*ckpt.get("resumed_from", []), start]  # provenance: the epochs resumed at
+        # the restored epoch is reported again: a caller killed between the save and its report
+        # (a pre-empted Ray Tune driver) would otherwise never hear of it
+        if history and opts.callback is not None:
+            opts.callback(loop.name, start, history[-1])
         if start >= loop.epochs:
             return history[-1] if history else loop.evaluate()
     for epoch in range(start, loop.epochs):
@@ -215,6 +223,7 @@ def fit(loop: Loop, ckpt_path: Path | None, opts: RunOptions, acc: Accelerator) 
                     "scheduler": scheduler.state_dict(),
                     "rng": _rng_state(),
                     "history": history,
+                    "resumed_from": resumed,
                 },
                 ckpt_path,
             )

@@ -22,6 +22,7 @@ O quantizations in the forward pass.
 from __future__ import annotations
 
 import importlib
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from fnmatch import fnmatch
@@ -203,12 +204,20 @@ def create_model(name: str, num_classes: int, pretrained: bool = False, **kwargs
     ``num_classes`` (and ``kwargs``); nothing else in a config is executed.
     """
     if ":" in name:
+        if not re.fullmatch(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*", name):
+            raise ValueError(
+                f"model {name!r} is not 'package.module:function' (dotted names only; nothing "
+                "in it is evaluated)"
+            )
         mod_name, _, fn_name = name.partition(":")
         try:
             fn = getattr(importlib.import_module(mod_name), fn_name)
         except (ImportError, AttributeError) as e:
             raise ValueError(f"cannot import model {name!r}: {e}") from None
-        return fn(num_classes=num_classes, **kwargs)
+        model = fn(num_classes=num_classes, **kwargs)
+        if not isinstance(model, nn.Module):
+            raise ValueError(f"{name!r} returned a {type(model).__name__}, not a torch nn.Module")
+        return model
     import timm
 
     if not timm.is_model(name):

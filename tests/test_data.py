@@ -6,6 +6,7 @@ from PIL import Image
 
 from dptq.data import (
     AugmentConfig,
+    DataError,
     kd_augmentation,
     load_dataset,
     mixup,
@@ -99,3 +100,33 @@ def test_augmentation_is_seeded_and_switchable():
         crop_padding=False,
     )
     assert torch.equal(kd_augmentation(16, off)(img), img)
+
+
+def _folder_with_bad_images(root):
+    for split in ("train", "test"):
+        for cls, color in (("cat", (255, 0, 0)), ("dog", (0, 0, 255))):
+            _jpeg(root / split / cls / "a.png", color)
+            _jpeg(root / split / cls / "b.png", color)
+    good = (root / "train" / "dog" / "b.png").read_bytes()
+    (root / "train" / "cat" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not a jpeg")
+    (root / "test" / "dog" / "cut.png").write_bytes(good[: len(good) // 2])  # truncated
+    return [str(root / "train" / "cat" / "broken.jpg"), str(root / "test" / "dog" / "cut.png")]
+
+
+def test_unreadable_images_stop_with_their_paths(tmp_path):
+    bad = _folder_with_bad_images(tmp_path)
+    with pytest.raises(DataError) as e:
+        load_dataset("imagefolder", root=str(tmp_path), image_size=12)
+    msg = str(e.value)
+    assert "\n" not in msg and bad[0] in msg and "bad_images: skip" in msg
+    with pytest.raises(DataError, match="must be 'stop' or 'skip'"):
+        load_dataset("imagefolder", root=str(tmp_path), bad_images="ignore")
+
+
+def test_unreadable_images_skipped_when_the_suite_says_so(tmp_path):
+    bad = _folder_with_bad_images(tmp_path)
+    d = load_dataset("imagefolder", root=str(tmp_path), image_size=12, bad_images="skip")
+    assert sorted(d.skipped) == sorted(bad)
+    assert (len(d.train), len(d.test)) == (4, 4)  # 5 and 5 files, one bad in each split
+    assert all(d.train[i][0].shape == (3, 12, 12) for i in range(len(d.train)))
+    assert d.train.targets == [y for _, y in d.train.samples]

@@ -82,9 +82,15 @@ def test_schema_versions_and_malformed(tmp_path):
     with pytest.raises(RecordError) as e:
         load_records(path)
     assert str(e.value).startswith(f"{path}:3: not valid JSON") and "\n" not in str(e.value)
-    # appending after a broken line keeps the earlier records and adds the new one
-    assert append_records([record("vgg11", 80, 5.0)], path) == 1
-    assert path.read_text().count('"id"') == 4
+    # nothing is appended after a broken line, and the file is left byte for byte as it was
+    before = path.read_bytes()
+    with pytest.raises(RecordError) as e:
+        append_records([record("vgg11", 80, 5.0)], path)
+    assert str(e.value).startswith(f"{path}:3: not a complete record") and "nothing was" in str(
+        e.value
+    )
+    assert path.read_bytes() == before
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
 
 
 def test_views_regenerate_byte_for_byte(tmp_path):

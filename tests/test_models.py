@@ -175,3 +175,22 @@ def test_create_model_errors():
         create_model("no_such_pkg.mod:fn", 10)
     m = create_model("tests.test_models:tiny_net", 7)
     assert m[-1].out_features == 7
+
+
+def test_custom_model_names_are_only_imported():
+    """A suite's ``module:function`` is a dotted name, never code: expressions are refused
+    before anything is imported, and the function must hand back an nn.Module."""
+    import sys
+
+    for name in (
+        "os:system('touch x')",
+        "__import__('os').system:x",
+        "tests.faulty:nan_net; import os",
+        "tests/faulty:nan_net",
+    ):
+        with pytest.raises(ValueError, match="is not 'package.module:function'"):
+            create_model(name, 10)
+    sys.modules.pop("tests.faulty", None)
+    with pytest.raises(ValueError, match="returned a dict, not a torch nn.Module"):
+        create_model("tests.faulty:not_a_model", 10)
+    assert "tests.faulty" in sys.modules  # imported by its dotted name, nothing else ran

@@ -100,11 +100,13 @@ def test_two_node_cluster_on_loopback(tmp_path):
     ray_cmd = str(Path(sys.executable).parent / "ray")
     port = _free_port()
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    # the head on 127.0.0.1 (Ray takes the outward address otherwise); the worker joins it there
+    head_env = {**env, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+    worker_env = {**env, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "1"}
     temp = Path("/tmp") / f"dptq-2n-{port}"
     head = [
         "--head",
         f"--port={port}",
-        "--node-ip-address=127.0.0.1",
         "--num-cpus=1",
         "--include-dashboard=false",
         f"--temp-dir={temp}",
@@ -112,18 +114,17 @@ def test_two_node_cluster_on_loopback(tmp_path):
     ]
     try:
         subprocess.run(
-            [ray_cmd, "start", *head], check=True, env=env, capture_output=True, timeout=120
+            [ray_cmd, "start", *head], check=True, env=head_env, capture_output=True, timeout=120
         )
         subprocess.run(
             [
                 ray_cmd,
                 "start",
                 f"--address=127.0.0.1:{port}",
-                "--node-ip-address=127.0.0.1",
                 "--num-cpus=1",
             ],
             check=True,
-            env=env,
+            env=worker_env,
             capture_output=True,
             timeout=120,
         )
@@ -143,7 +144,7 @@ def test_two_node_cluster_on_loopback(tmp_path):
                 "",  # never touch the repository's leaderboard from a test
             ],
             cwd=ROOT,
-            env=env,
+            env=head_env,
             capture_output=True,
             text=True,
             timeout=900,
@@ -156,5 +157,7 @@ def test_two_node_cluster_on_loopback(tmp_path):
         assert len(nodes) == 2, f"trials ran on {len(nodes)} node(s)"
         assert json.loads((run_dir / "records.jsonl").read_text().splitlines()[0])["error"] is None
     finally:
-        subprocess.run([ray_cmd, "stop", "--force"], env=env, capture_output=True, timeout=120)
+        subprocess.run(
+            [ray_cmd, "stop", "--force"], env=worker_env, capture_output=True, timeout=120
+        )
         time.sleep(1)

@@ -1,0 +1,49 @@
+"""Students that go bad for real after a number of training steps (the reliability tests).
+
+Each counts its training forwards in a buffer, so the count travels with its checkpoints from the
+KD stage into the pair stage, and from step ``after`` on it goes bad:
+``nan_net`` really produces NaN logits (so a NaN loss), ``oom_net`` really asks PyTorch's allocator
+for 2**62 bytes (a genuine allocation failure: "not enough memory" on the CPU, CUDA's out of memory
+on a GPU), ``raise_net`` raises inside the trainer's forward pass.
+"""
+
+import torch
+from torch import nn
+
+from tests.test_train import small_net
+
+
+class FailsAfter(nn.Module):
+    def __init__(self, num_classes: int, how: str, after: int):
+        super().__init__()
+        self.net, self.how, self.after = small_net(num_classes), how, after
+        self.register_buffer("steps", torch.zeros((), dtype=torch.long))
+
+    def forward(self, x):
+        if self.training:
+            self.steps += 1
+            if int(self.steps) > self.after:
+                if self.how == "nan":
+                    return self.net(x) * float("nan")
+                if self.how == "oom":
+                    torch.empty(2**62, dtype=torch.uint8, device=x.device)
+                if self.how == "raise":
+                    raise RuntimeError(f"simulated bug in the model at training step {self.after}")
+        return self.net(x)
+
+
+# the reliability suites' KD stage is 6 epochs x 30 steps: 200 is early in the pair stage
+def nan_net(num_classes: int) -> nn.Module:
+    return FailsAfter(num_classes, "nan", after=200)
+
+
+def oom_net(num_classes: int) -> nn.Module:
+    return FailsAfter(num_classes, "oom", after=200)
+
+
+def raise_net(num_classes: int) -> nn.Module:
+    return FailsAfter(num_classes, "raise", after=40)  # during KD
+
+
+def not_a_model(num_classes: int):
+    return {"num_classes": num_classes}

@@ -1,0 +1,485 @@
+"""Reliability, by doing the bad things for real (README: "What happens when things go wrong").
+
+Every test here runs ``python -m bench run`` as a separate process, as a user would, and then
+kills it with SIGKILL, kills a Ray node's processes, lets trials go bad, or hands it broken files.
+Ray Tune runs on this machine only, on loopback. A killed driver leaves some Ray daemons behind
+(they outlive their parent); the tests kill those too, as a pre-empted machine would.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from bench.leaderboard import frame, load_records, render_markdown
+from bench.runner import load_checkpoint_epoch, read_events, trial_key
+
+ROOT = Path(__file__).resolve().parent.parent
+SUITE = ROOT / "tests" / "suites" / "reliability.yaml"
+FAULTY = ROOT / "tests" / "suites" / "faulty.yaml"
+NET = "tests_test_train_small_net"
+KD_EPOCHS, PAIR_EPOCHS = 6, 3  # as in tests/suites/reliability.yaml
+PAIRS = {m: f"pair-{NET}-I-12-{m}" for m in ("robust", "detrimental")}
+VOLATILE = ("run_dir", "date", "report", "per_example")  # where and when, not what
+
+
+def _env(**extra) -> dict:
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "PYTHONPATH": str(ROOT)}
+    env.pop("RAY_ADDRESS", None)
+    env.update(extra)
+    return env
+
+
+def _start(run_dir: Path, board: Path, log: Path, suite=SUITE, env=None, extra=()):
+    """``python -m bench run`` in its own process group (so a test can reap what Ray leaves)."""
+    cmd = [sys.executable, "-m", "bench", "run", str(suite), "--out", str(run_dir)]
+    cmd += ["--leaderboard", str(board), *extra]
+    return subprocess.Popen(
+        cmd,
+        cwd=ROOT,
+        env=env or _env(),
+        stdout=open(log, "a"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+def _reap(pgid: int) -> None:
+    """SIGKILL whatever is left of a process group; wait until it is gone."""
+    for _ in range(100):
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
+
+
+def _finish(proc, timeout=900) -> int:
+    try:
+        return proc.wait(timeout=timeout)
+    finally:
+        _reap(proc.pid)
+
+
+def _kill_driver(proc) -> None:
+    """kill -9 of the driver, then of the daemons Ray leaves orphaned."""
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    _reap(proc.pid)
+
+
+def _wait_until(proc, cond, log: Path, timeout=600) -> None:
+    t0 = time.time()
+    while not cond():
+        if proc.poll() is not None:
+            pytest.fail(f"the run ended before the kill point:\n{log.read_text()[-3000:]}")
+        if time.time() - t0 > timeout:
+            _kill_driver(proc)
+            pytest.fail(f"the kill point was not reached in {timeout} s")
+        time.sleep(0.05)
+
+
+def _rows(board: Path, suite="reliability") -> list[dict]:
+    recs = [r for r in load_records(board / "records.jsonl") if r["suite"] == suite]
+    for r in recs:
+        pe = board / r["per_example"]
+        r["per_example_sha"] = hashlib.sha256(pe.read_bytes()).hexdigest() if pe.exists() else None
+    return [{k: v for k, v in r.items() if k not in VOLATILE} for r in recs]
+
+
+def _digest(path: Path) -> tuple[int, str]:
+    return path.stat().st_mtime_ns, hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _epochs(folder: Path) -> dict[Path, int]:
+    return {p: load_checkpoint_epoch(p) for p in folder.glob("*.pt")} if folder.is_dir() else {}
+
+
+def _seed_board(board: Path) -> bytes:
+    """A leaderboard that already holds a row of another suite (it must survive everything)."""
+    board.mkdir(parents=True)
+    rec = json.loads((ROOT / "leaderboard" / "records.jsonl").read_text().splitlines()[0])
+    (board / "records.jsonl").write_text(json.dumps(rec, sort_keys=True) + "\n")
+    return (board / "records.jsonl").read_bytes()
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """The suite run once without interruption: the rows every interrupted run must match."""
+    base = tmp_path_factory.mktemp("reference")
+    proc = _start(base / "run", base / "board", base / "log.txt")
+    assert _finish(proc) == 0, (base / "log.txt").read_text()[-3000:]
+    rows = _rows(base / "board")
+    assert len(rows) == 1 and rows[0]["error"] is None and rows[0]["retries"] == []
+    assert 30 < rows[0]["f_n_acc"] < 100  # the stages learn: equal rows mean something
+    return base, rows
+
+
+# --- 1. killed mid-run -----------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_killed_during_kd_resumes_from_its_checkpoint(tmp_path, reference):
+    run, board, log = tmp_path / "run", tmp_path / "board", tmp_path / "log.txt"
+    old = _seed_board(board)
+    kd_trial, kd_final = run / "trials" / f"kd-{NET}.pt", run / "artifacts" / f"kd-{NET}.pt"
+    proc = _start(run, board, log)
+    _wait_until(proc, lambda: load_checkpoint_epoch(kd_trial) >= 1 and not kd_final.exists(), log)
+    _kill_driver(proc)
+    at_kill = load_checkpoint_epoch(kd_trial)
+    assert 1 <= at_kill < KD_EPOCHS, f"the kill landed after KD (epoch {at_kill})"
+    assert (board / "records.jsonl").read_bytes() == old
+    teacher = _digest(run / "artifacts" / "teacher.pt")
+
+    assert _finish(_start(run, board, log)) == 0, log.read_text()[-3000:]
+    assert _digest(run / "artifacts" / "teacher.pt") == teacher  # not trained again
+    kd = torch.load(kd_final, map_location="cpu", weights_only=True)
+    assert kd["resumed_from"] == [at_kill] and [h["epoch"] for h in kd["history"]] == list(
+        range(1, KD_EPOCHS + 1)
+    )
+    assert _rows(board) == reference[1]
+    assert (board / "records.jsonl").read_bytes().startswith(old)
+
+
+@pytest.mark.slow
+def test_killed_during_pair_search_keeps_finished_trials_and_searcher(tmp_path, reference):
+    run, board, log = tmp_path / "run", tmp_path / "board", tmp_path / "log.txt"
+    old = _seed_board(board)
+    det = run / "trials" / PAIRS["detrimental"]
+
+    def mid_search():  # one trial of the second search finished, another one part-way
+        ep = list(_epochs(det).values())
+        return PAIR_EPOCHS in ep and any(1 <= e < PAIR_EPOCHS for e in ep)
+
+    proc = _start(run, board, log)
+    _wait_until(proc, mid_search, log)
+    _kill_driver(proc)
+    at_kill = _epochs(det)
+    finished = [p for p, e in at_kill.items() if e == PAIR_EPOCHS]
+    partial = {p: e for p, e in at_kill.items() if 1 <= e < PAIR_EPOCHS}
+    assert finished and partial, f"the kill did not land mid-search: {at_kill}"
+    before = {p: _digest(p) for p in finished}
+    robust = _digest(run / "artifacts" / "pairs" / f"{PAIRS['robust']}.pt")
+
+    assert _finish(_start(run, board, log)) == 0, log.read_text()[-3000:]
+    assert _digest(run / "artifacts" / "pairs" / f"{PAIRS['robust']}.pt") == robust
+    assert {p: _digest(p) for p in finished} == before  # finished trials not trained again
+    for p, e in partial.items():  # the interrupted trial went on from its last epoch
+        assert torch.load(p, weights_only=True)["resumed_from"] == [e]
+    # the searcher kept its history: the same sampled values as the uninterrupted run, no more
+    state = sorted((run / "tune" / PAIRS["detrimental"]).glob("experiment_state-*.json"))[-1]
+    trials = [json.loads(t[0]) for t in json.loads(state.read_text())["trial_data"]]
+    ref_state = sorted(
+        (reference[0] / "run" / "tune" / PAIRS["detrimental"]).glob("experiment_state-*.json")
+    )[-1]
+    ref_trials = [json.loads(t[0]) for t in json.loads(ref_state.read_text())["trial_data"]]
+
+    def sampled(ts):
+        return sorted(json.dumps(t["config"]["delta"]) for t in ts)
+
+    assert len(trials) == 2 and sampled(trials) == sampled(ref_trials)
+    assert sorted(_epochs(det)) == sorted(det / f"{trial_key(t['config'])}.pt" for t in trials)
+    assert _rows(board) == reference[1]
+    assert (board / "records.jsonl").read_bytes().startswith(old)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "point", ["records:before-rename", "leaderboard:appended", "leaderboard:views"]
+)
+def test_killed_during_leaderboard_write_loses_nothing(tmp_path, reference, point):
+    """The finished reference run is run again (nothing to train: only its leaderboard write)
+    into a board that already holds a row, and killed at ``point`` of that write."""
+    ref_run = reference[0] / "run"
+    board, log, marker = tmp_path / "board", tmp_path / "log.txt", tmp_path / "at-failpoint"
+    old = _seed_board(board)
+    env = _env(DPTQ_FAILPOINT=point, DPTQ_FAILPOINT_FILE=str(marker))
+    proc = _start(ref_run, board, log, env=env)
+    _wait_until(proc, marker.exists, log)
+    _kill_driver(proc)
+    text = (board / "records.jsonl").read_text()
+    assert text.startswith(old.decode())  # the row already there is intact
+    for line in text.splitlines():
+        json.loads(line)  # never half a record
+    if point == "records:before-rename":
+        assert text == old.decode()
+
+    assert _finish(_start(ref_run, board, log)) == 0, log.read_text()[-3000:]
+    assert _rows(board) == reference[1]
+    assert (board / "records.jsonl").read_bytes().startswith(old)
+    # the views were regenerated from every record, not left as the kill found them
+    md = render_markdown(frame(load_records(board / "records.jsonl")))
+    assert (board / "README.md").read_text() == md
+    assert not list(board.glob(".*.tmp"))
+
+
+# --- 2. a node dies --------------------------------------------------------------------------
+
+
+def _ray(*args, env):
+    ray = str(Path(sys.executable).parent / "ray")
+    return subprocess.run([ray, *args], env=env, capture_output=True, text=True, timeout=180)
+
+
+def _pids() -> set[int]:
+    return {int(p) for p in os.listdir("/proc") if p.isdigit()}
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def _descendants(roots: set[int]) -> set[int]:
+    parent = {}
+    for pid in _pids():
+        try:
+            parent[pid] = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+    found, grew = set(roots), True
+    while grew:
+        new = {p for p, pp in parent.items() if pp in found and p not in found}
+        found |= new
+        grew = bool(new)
+    return found
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_node_dies_and_its_trial_is_retried_on_a_live_node(tmp_path, reference):
+    """Two Ray nodes on loopback; the worker node's processes are SIGKILLed mid-trial."""
+    port, run, board, log = _free_port(), tmp_path / "run", tmp_path / "board", tmp_path / "log"
+    temp = Path("/tmp") / f"dptq-nd-{port}"
+    # a head on 127.0.0.1 (Ray would take the outward address); the worker joins it there
+    head_env = _env(RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0")
+    worker_env = _env(RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="1")
+    try:
+        r = _ray(
+            "start",
+            "--head",
+            f"--port={port}",
+            "--num-cpus=1",
+            "--include-dashboard=false",
+            f"--temp-dir={temp}",
+            "--disable-usage-stats",
+            env=head_env,
+        )
+        assert r.returncode == 0, r.stderr[-2000:]
+        before = _pids()
+        r = _ray("start", f"--address=127.0.0.1:{port}", "--num-cpus=1", env=worker_env)
+        assert r.returncode == 0, r.stderr[-2000:]
+        node = _pids() - before
+        [raylet] = [p for p in node if "raylet/raylet " in _cmdline(p)]
+        node_id = _cmdline(raylet).split("--node_id=")[1].split()[0]
+
+        def trial_on_worker():  # a trial there has reported an epoch and is not finished
+            for res in run.glob("tune/*/*/result.json"):
+                lines = res.read_text().splitlines()
+                try:
+                    last = json.loads(lines[-1]) if lines else {}
+                except ValueError:
+                    continue
+                total = PAIR_EPOCHS if res.parent.parent.name.startswith("pair-") else KD_EPOCHS
+                if last.get("node_id") == node_id and 1 <= last.get("epoch", 0) < total:
+                    return res
+            return None
+
+        proc = _start(run, board, log, env=head_env, extra=("--address", f"127.0.0.1:{port}"))
+        _wait_until(proc, trial_on_worker, log)
+        victim = trial_on_worker()
+        for pid in _descendants(node):  # the node's raylet, agents and trial workers
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        assert victim is not None, "the trial finished before the node was killed"
+        assert _finish(proc) == 0, log.read_text()[-3000:]
+
+        experiment = victim.parent.parent.name
+        retries = [e for e in read_events(run) if e["event"] == "retry"]
+        assert [(e["experiment"], e["node"]) for e in retries] == [(experiment, node_id)]
+        assert retries[0]["reason"].startswith("worker or node died")
+        last = json.loads(victim.read_text().splitlines()[-1])
+        assert last["node_id"] != node_id  # finished on the live node
+        [row] = _rows(board)
+        assert [(r["experiment"], r["node"]) for r in row["retries"]] == [(experiment, node_id)]
+        # resumed from its checkpoint, and the row's numbers are those of the reference run
+        params = json.loads((victim.parent / "params.json").read_text())
+        own = (
+            run / "trials" / params["group"] / f"{trial_key(params)}.pt"
+            if "group" in params
+            else Path(params["ckpt"])
+        )
+        assert torch.load(own, weights_only=True)["resumed_from"], own
+        strip = lambda r: {k: v for k, v in r.items() if k != "retries"}  # noqa: E731
+        assert strip(row) == strip(reference[1][0])
+    finally:
+        _ray("stop", "--force", env=worker_env)
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+# --- 3. a trial goes bad ---------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_bad_trials_fail_alone_with_their_reason(tmp_path):
+    """tests/faulty.py: NaN loss and out of memory in the pair stage, an exception during KD."""
+    run, board, log = tmp_path / "run", tmp_path / "board", tmp_path / "log.txt"
+    old = _seed_board(board)
+    assert _finish(_start(run, board, log, suite=FAULTY)) == 1, log.read_text()[-3000:]
+    out = log.read_text()
+    recs = {r["architecture"]: r for r in load_records(board / "records.jsonl")[1:]}
+    assert len(recs) == 4 and (board / "records.jsonl").read_bytes().startswith(old)
+    good = recs.pop("tests.test_train:small_net")
+    assert good["error"] is None and isinstance(good["gap"], float)
+    nan, oom, bug = (recs[f"tests.faulty:{n}"] for n in ("nan_net", "oom_net", "raise_net"))
+    assert nan["error"].startswith("pair-tests_faulty_nan_net-I-12-robust: non-finite loss")
+    assert "out of memory" in oom["error"] and "allocate" in oom["error"]
+    assert bug["error"].startswith("kd tests.faulty:raise_net: RuntimeError: simulated bug")
+    for r in (nan, oom, bug):
+        assert r.get("gap") is None  # a failed entry, not a number
+        assert r["id"].rsplit("/", 1)[1].startswith("failed-")
+        assert f"FAILED {r['error'].split(': ')[0]}" in out
+    md = (board / "README.md").read_text()
+    assert md.count("| failed |") == 3 and "non-finite loss" in md
+    # the run's own results say the same, and the event log has each failure
+    assert {r["id"] for r in load_records(run / "records.jsonl")} == {
+        r["id"] for r in load_records(board / "records.jsonl")[1:]
+    }
+    failed = sorted(e["experiment"] for e in read_events(run) if e["event"] == "failed")
+    assert failed == sorted(
+        ["kd-tests_faulty_raise_net"]
+        + [f"pair-tests_faulty_{n}-I-12-{m}" for n in ("nan_net", "oom_net") for m in PAIRS]
+    )
+
+
+# --- 4. bad files ----------------------------------------------------------------------------
+
+
+def _cli(*args, cwd=ROOT):
+    return subprocess.run(
+        [sys.executable, "-m", "bench", *map(str, args)],
+        cwd=cwd,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def _one_line(proc, *must) -> str:
+    err = proc.stderr.strip()
+    assert proc.returncode == 2, (proc.returncode, err[-2000:])
+    assert err.startswith("error: ") and "\n" not in err and "Traceback" not in err, err
+    for m in must:
+        assert m in err, (m, err)
+    return err
+
+
+@pytest.mark.slow
+def test_truncated_or_foreign_checkpoint_gives_one_line(tmp_path, reference):
+    run, board = tmp_path / "run", tmp_path / "board"
+    old = _seed_board(board)
+    shutil.copytree(reference[0] / "run", run, ignore=shutil.ignore_patterns("tune", "ray"))
+    kd = run / "artifacts" / f"kd-{NET}.pt"
+    good = kd.read_bytes()
+    marker = tmp_path / "executed"
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    cases = {
+        "truncated": lambda: kd.write_bytes(good[: len(good) // 2]),
+        "foreign pickle": lambda: torch.save({"stage": "kd", "modules": Evil()}, kd),
+        "another stage": lambda: shutil.copy(run / "artifacts" / "teacher.pt", kd),
+    }
+    for name, corrupt in cases.items():
+        corrupt()
+        err = _one_line(_cli("run", SUITE, "--out", run, "--leaderboard", board), str(kd))
+        assert "delete it" in err, name
+        assert (board / "records.jsonl").read_bytes() == old, name
+    assert not marker.exists()  # the pickle was refused, not run
+
+
+@pytest.mark.slow
+def test_broken_leaderboard_line_stops_before_any_work(tmp_path):
+    board = tmp_path / "board"
+    _seed_board(board)
+    with open(board / "records.jsonl", "a") as fh:
+        fh.write('{"schema_version": 1, "id": "half')
+    old = (board / "records.jsonl").read_bytes()
+    where = f"{board / 'records.jsonl'}:2"
+    _one_line(_cli("run", SUITE, "--out", tmp_path / "run", "--leaderboard", board), where)
+    assert not (tmp_path / "run").exists()  # stopped before any work
+    _one_line(_cli("leaderboard", "--dir", board), where)
+    assert (board / "records.jsonl").read_bytes() == old
+    assert sorted(p.name for p in board.iterdir()) == ["records.jsonl"]  # no views from it
+
+
+def _suite_with(tmp_path, dataset: dict) -> Path:
+    import yaml
+
+    spec = yaml.safe_load(SUITE.read_text())
+    spec["dataset"] = dataset
+    path = tmp_path / "suite.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+@pytest.mark.slow
+def test_missing_dataset_gives_one_line(tmp_path):
+    board = tmp_path / "board"
+    old = _seed_board(board)
+    suite = _suite_with(tmp_path, {"name": "imagefolder", "options": {"root": "/nonexistent/x"}})
+    _one_line(
+        _cli("run", suite, "--out", tmp_path / "run", "--leaderboard", board), "/nonexistent/x"
+    )
+    assert (board / "records.jsonl").read_bytes() == old and not (tmp_path / "run").exists()
+
+
+@pytest.mark.slow
+def test_unreadable_images_stop_or_are_skipped_as_the_suite_says(tmp_path):
+    from PIL import Image
+
+    root = tmp_path / "images"
+    for split in ("train", "test"):
+        for cls, color in (("a", (250, 0, 0)), ("b", (0, 0, 250))):
+            (root / split / cls).mkdir(parents=True)
+            for i in range(3):
+                Image.new("RGB", (16, 16), color).save(root / split / cls / f"{i}.png")
+    bad = root / "train" / "b" / "broken.jpg"
+    bad.write_bytes(b"\xff\xd8\xff\xe0 cut off here")
+    board = tmp_path / "board"
+    old = _seed_board(board)
+    opts = {"root": str(root), "image_size": 12}
+    stop = _suite_with(tmp_path, {"name": "imagefolder", "options": opts})
+    _one_line(
+        _cli("run", stop, "--out", tmp_path / "run", "--leaderboard", board),
+        str(bad),
+        "bad_images: skip",
+    )
+    assert (board / "records.jsonl").read_bytes() == old and not (tmp_path / "run").exists()
+    skip = _suite_with(tmp_path, {"name": "imagefolder", "options": opts, "bad_images": "skip"})
+    proc = _cli("run", skip, "--dry-run")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "1 unreadable image(s) left out" in proc.stdout and str(bad) in proc.stdout
