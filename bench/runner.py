@@ -331,8 +331,10 @@ def failure_reason(err) -> str:
         return f"out of memory: {name}: {msg}"
     if name == "FloatingPointError" or "loss is nan" in low or "loss is inf" in low:
         return f"non-finite loss: {msg}"
-    if name in ("ActorDiedError", "RayActorError", "NodeDiedError", "WorkerCrashedError"):
-        return f"worker or node died: {name}: {msg}"
+    lost = ("actordied", "actorunavailable", "nodedied", "workercrashed", "actor died")
+    lost += ("is unavailable", "node died", "worker died", "connection reset by peer")
+    if any(k in low for k in lost):
+        return f"worker or node died: {name}: {msg}"[:300]
     return f"{name}: {msg}" if msg else name
 
 

@@ -13,9 +13,9 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -227,20 +227,8 @@ def test_killed_during_leaderboard_write_loses_nothing(tmp_path, reference, poin
 # --- 2. a node dies --------------------------------------------------------------------------
 
 
-def _ray(*args, env):
-    ray = str(Path(sys.executable).parent / "ray")
-    return subprocess.run([ray, *args], env=env, capture_output=True, text=True, timeout=180)
-
-
 def _pids() -> set[int]:
     return {int(p) for p in os.listdir("/proc") if p.isdigit()}
-
-
-def _cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-    except OSError:
-        return ""
 
 
 def _descendants(roots: set[int]) -> set[int]:
@@ -258,83 +246,62 @@ def _descendants(roots: set[int]) -> set[int]:
     return found
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_node_dies_and_its_trial_is_retried_on_a_live_node(tmp_path, reference):
     """Two Ray nodes on loopback; the worker node's processes are SIGKILLed mid-trial."""
-    port, run, board, log = _free_port(), tmp_path / "run", tmp_path / "board", tmp_path / "log"
-    temp = Path("/tmp") / f"dptq-nd-{port}"
-    # a head on 127.0.0.1 (Ray would take the outward address); the worker joins it there
-    head_env = _env(RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0")
-    worker_env = _env(RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="1")
+    from tests.cluster import LOOPBACK, loopback_cluster, node_pids
+
+    run, board, log = tmp_path / "run", tmp_path / "board", tmp_path / "log.txt"
+    temp = Path(tempfile.mkdtemp(prefix="dptq-nd-", dir="/tmp"))  # short: Ray's socket paths
     try:
-        r = _ray(
-            "start",
-            "--head",
-            f"--port={port}",
-            "--num-cpus=1",
-            "--include-dashboard=false",
-            f"--temp-dir={temp}",
-            "--disable-usage-stats",
-            env=head_env,
-        )
-        assert r.returncode == 0, r.stderr[-2000:]
-        before = _pids()
-        r = _ray("start", f"--address=127.0.0.1:{port}", "--num-cpus=1", env=worker_env)
-        assert r.returncode == 0, r.stderr[-2000:]
-        node = _pids() - before
-        [raylet] = [p for p in node if "raylet/raylet " in _cmdline(p)]
-        node_id = _cmdline(raylet).split("--node_id=")[1].split()[0]
+        with loopback_cluster(temp) as (cluster, [worker]):
+            node_id = worker.node_id
 
-        def trial_on_worker():  # a trial there has reported an epoch and is not finished
-            for res in run.glob("tune/*/*/result.json"):
-                lines = res.read_text().splitlines()
+            def trial_on_worker():  # a trial there has reported an epoch and is not finished
+                for res in run.glob("tune/*/*/result.json"):
+                    lines = res.read_text().splitlines()
+                    try:
+                        last = json.loads(lines[-1]) if lines else {}
+                    except ValueError:
+                        continue
+                    pair = res.parent.parent.name.startswith("pair-")
+                    total = PAIR_EPOCHS if pair else KD_EPOCHS
+                    if last.get("node_id") == node_id and 1 <= last.get("epoch", 0) < total:
+                        return res
+                return None
+
+            env = _env(**LOOPBACK)
+            proc = _start(run, board, log, env=env, extra=("--address", cluster.address))
+            _wait_until(proc, trial_on_worker, log)
+            victim = trial_on_worker()
+            for pid in _descendants(node_pids(worker)):  # raylet, agents, trial workers
                 try:
-                    last = json.loads(lines[-1]) if lines else {}
-                except ValueError:
-                    continue
-                total = PAIR_EPOCHS if res.parent.parent.name.startswith("pair-") else KD_EPOCHS
-                if last.get("node_id") == node_id and 1 <= last.get("epoch", 0) < total:
-                    return res
-            return None
-
-        proc = _start(run, board, log, env=head_env, extra=("--address", f"127.0.0.1:{port}"))
-        _wait_until(proc, trial_on_worker, log)
-        victim = trial_on_worker()
-        for pid in _descendants(node):  # the node's raylet, agents and trial workers
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        assert victim is not None, "the trial finished before the node was killed"
-        assert _finish(proc) == 0, log.read_text()[-3000:]
-
-        experiment = victim.parent.parent.name
-        retries = [e for e in read_events(run) if e["event"] == "retry"]
-        assert [(e["experiment"], e["node"]) for e in retries] == [(experiment, node_id)]
-        assert retries[0]["reason"].startswith("worker or node died")
-        last = json.loads(victim.read_text().splitlines()[-1])
-        assert last["node_id"] != node_id  # finished on the live node
-        [row] = _rows(board)
-        assert [(r["experiment"], r["node"]) for r in row["retries"]] == [(experiment, node_id)]
-        # resumed from its checkpoint, and the row's numbers are those of the reference run
-        params = json.loads((victim.parent / "params.json").read_text())
-        own = (
-            run / "trials" / params["group"] / f"{trial_key(params)}.pt"
-            if "group" in params
-            else Path(params["ckpt"])
-        )
-        assert torch.load(own, weights_only=True)["resumed_from"], own
-        strip = lambda r: {k: v for k, v in r.items() if k != "retries"}  # noqa: E731
-        assert strip(row) == strip(reference[1][0])
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            assert victim is not None, "the trial finished before the node was killed"
+            assert _finish(proc) == 0, log.read_text()[-3000:]
     finally:
-        _ray("stop", "--force", env=worker_env)
         shutil.rmtree(temp, ignore_errors=True)
+
+    experiment = victim.parent.parent.name
+    retries = [e for e in read_events(run) if e["event"] == "retry"]
+    assert [(e["experiment"], e["node"]) for e in retries] == [(experiment, node_id)]
+    assert retries[0]["reason"].startswith("worker or node died"), retries[0]
+    last = json.loads(victim.read_text().splitlines()[-1])
+    assert last["node_id"] != node_id  # finished on the live node
+    [row] = _rows(board)
+    assert [(r["experiment"], r["node"]) for r in row["retries"]] == [(experiment, node_id)]
+    # resumed from its checkpoint, and the row's numbers are those of the reference run
+    params = json.loads((victim.parent / "params.json").read_text())
+    own = (
+        run / "trials" / params["group"] / f"{trial_key(params)}.pt"
+        if "group" in params
+        else Path(params["ckpt"])
+    )
+    assert torch.load(own, weights_only=True)["resumed_from"], own
+    strip = lambda r: {k: v for k, v in r.items() if k != "retries"}  # noqa: E731
+    assert strip(row) == strip(reference[1][0])
 
 
 # --- 3. a trial goes bad ---------------------------------------------------------------------

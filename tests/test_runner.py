@@ -3,10 +3,9 @@
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -83,81 +82,40 @@ def test_tiny_suite_end_to_end_and_resume(tmp_path, local_ray, monkeypatch):
     assert len((tmp_path / "b" / "records.jsonl").read_text().splitlines()) == 1  # never duplicated
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.mark.skipif(
-    shutil.which("ray") is None and not (Path(sys.executable).parent / "ray").exists(),
-    reason="the 'ray' command is not installed",
-)
 def test_two_node_cluster_on_loopback(tmp_path):
-    import ray
+    """Two Ray nodes on 127.0.0.1 (tests/cluster.py); trials land on both."""
+    from tests.cluster import LOOPBACK, loopback_cluster
 
-    ray.shutdown()
-    ray_cmd = str(Path(sys.executable).parent / "ray")
-    port = _free_port()
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
-    # the head on 127.0.0.1 (Ray takes the outward address otherwise); the worker joins it there
-    head_env = {**env, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
-    worker_env = {**env, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "1"}
-    temp = Path("/tmp") / f"dptq-2n-{port}"
-    head = [
-        "--head",
-        f"--port={port}",
-        "--num-cpus=1",
-        "--include-dashboard=false",
-        f"--temp-dir={temp}",
-        "--disable-usage-stats",
-    ]
+    temp = Path(tempfile.mkdtemp(prefix="dptq-2n-", dir="/tmp"))  # short: Ray's socket paths
     try:
-        subprocess.run(
-            [ray_cmd, "start", *head], check=True, env=head_env, capture_output=True, timeout=120
-        )
-        subprocess.run(
-            [
-                ray_cmd,
-                "start",
-                f"--address=127.0.0.1:{port}",
-                "--num-cpus=1",
-            ],
-            check=True,
-            env=worker_env,
-            capture_output=True,
-            timeout=120,
-        )
-        run_dir = tmp_path / "run"
-        proc = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "bench",
-                "run",
-                str(TINY),
-                "--out",
-                str(run_dir),
-                "--address",
-                f"127.0.0.1:{port}",
-                "--leaderboard",
-                "",  # never touch the repository's leaderboard from a test
-            ],
-            cwd=ROOT,
-            env=head_env,
-            capture_output=True,
-            text=True,
-            timeout=900,
-        )
-        assert proc.returncode == 0, proc.stderr[-2000:]
-        nodes = set()
-        for result in (run_dir / "tune").glob("pair-*/pair_trainable*/result.json"):
-            for line in result.read_text().splitlines():
-                nodes.add(json.loads(line)["node_id"])
-        assert len(nodes) == 2, f"trials ran on {len(nodes)} node(s)"
-        assert json.loads((run_dir / "records.jsonl").read_text().splitlines()[0])["error"] is None
+        with loopback_cluster(temp) as (cluster, _):
+            run_dir = tmp_path / "run"
+            proc = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "bench",
+                    "run",
+                    str(TINY),
+                    "--out",
+                    str(run_dir),
+                    "--address",
+                    cluster.address,
+                    "--leaderboard",
+                    "",  # never touch the repository's leaderboard from a test
+                ],
+                cwd=ROOT,
+                env={**os.environ, **LOOPBACK},
+                capture_output=True,
+                text=True,
+                timeout=900,
+            )
     finally:
-        subprocess.run(
-            [ray_cmd, "stop", "--force"], env=worker_env, capture_output=True, timeout=120
-        )
-        time.sleep(1)
+        shutil.rmtree(temp, ignore_errors=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    nodes = set()
+    for result in (run_dir / "tune").glob("pair-*/pair_trainable*/result.json"):
+        for line in result.read_text().splitlines():
+            nodes.add(json.loads(line)["node_id"])
+    assert len(nodes) == 2, f"trials ran on {len(nodes)} node(s)"
+    assert json.loads((run_dir / "records.jsonl").read_text().splitlines()[0])["error"] is None
