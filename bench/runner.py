@@ -9,7 +9,8 @@ to ``RUN/records.jsonl``.
 Layout of a run folder ``RUN`` (``--out``, default ``runs/<suite name>``):
 ``suite.yaml`` (the resolved suite), ``tune/`` (Ray Tune's experiments and checkpoints: the storage
 path), ``trials/`` (each trial's working checkpoint), ``artifacts/`` (the chosen teacher, f_N and
-pairs), ``reports/`` (tables and figures), ``records.jsonl``. Ray's temp dir is ``RUN/ray`` (or a
+pairs), ``reports/`` (tables and figures), ``records.jsonl``, ``events.jsonl`` (starts, restores,
+trial retries and failures with their reasons). Ray's temp dir is ``RUN/ray`` (or a
 short path under /tmp when ``RUN`` is too long for Ray's sockets). Multi-node: ``RUN`` must be on a
 filesystem every node sees (or give ``storage`` a URI Ray Tune supports).
 
