@@ -16,8 +16,8 @@ LOOPBACK = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED":
 
 
 @contextlib.contextmanager
-def loopback_cluster(temp: Path, nodes: int = 2, cpus: int = 1):
-    """``nodes`` Ray nodes with ``cpus`` each; every file of theirs under ``temp``."""
+def loopback_cluster(temp: Path, nodes: int = 2, cpus: int = 1, head_cpus: int | None = None):
+    """``nodes`` Ray nodes with ``cpus`` each (the head ``head_cpus``); files under ``temp``."""
     (temp / "ray").mkdir(parents=True, exist_ok=True)
     saved = {k: os.environ.get(k) for k in (*LOOPBACK, "RAY_TMPDIR")}
     # read by Ray when it resolves a node's address / where it writes its address file
@@ -30,7 +30,8 @@ def loopback_cluster(temp: Path, nodes: int = 2, cpus: int = 1):
     was = ray_constants.ENABLE_RAY_CLUSTER
     ray_constants.ENABLE_RAY_CLUSTER = False  # Ray may have been imported before the line above
     args = {"num_cpus": cpus, "include_dashboard": False, "temp_dir": str(temp / "ray")}
-    cluster = Cluster(initialize_head=True, head_node_args=args)
+    head = {**args, "num_cpus": cpus if head_cpus is None else head_cpus}
+    cluster = Cluster(initialize_head=True, head_node_args=head)
     try:
         workers = [cluster.add_node(**args) for _ in range(nodes - 1)]
         assert cluster.address.startswith("127.0.0.1:"), cluster.address

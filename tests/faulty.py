@@ -7,6 +7,8 @@ for 2**62 bytes (a genuine allocation failure: "not enough memory" on the CPU, C
 on a GPU), ``raise_net`` raises inside the trainer's forward pass.
 """
 
+import time
+
 import torch
 from torch import nn
 
@@ -47,3 +49,20 @@ def raise_net(num_classes: int) -> nn.Module:
 
 def not_a_model(num_classes: int):
     return {"num_classes": num_classes}
+
+
+class Slow(nn.Module):
+    """small_net that takes 30 ms per training forward: trials long enough to be caught mid-way."""
+
+    def __init__(self, num_classes: int):
+        super().__init__()
+        self.net = small_net(num_classes)
+
+    def forward(self, x):
+        if self.training:
+            time.sleep(0.03)
+        return self.net(x)
+
+
+def slow_net(num_classes: int) -> nn.Module:
+    return Slow(num_classes)
