@@ -53,7 +53,11 @@ def _parser() -> argparse.ArgumentParser:
     cmp_.add_argument("b")
     cmp_.add_argument("--dir", default="leaderboard")
     run = sub.add_parser(
-        "run", help="run a suite (YAML): teacher, KD, pair searches, analyses, records"
+        "run",
+        help="run a suite (YAML): teacher, KD, pair searches, analyses, records",
+        description="Run a suite; the same command again resumes after any interruption. "
+        "Exit status: 0 every trial finished, 1 some trials failed (named on stderr, failed "
+        "entries on the leaderboard), 2 bad input (one line; nothing written).",
     )
     run.add_argument("suite", help="suite file, e.g. suites/default.yaml")
     run.add_argument(
