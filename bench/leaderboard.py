@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import html
 import json
-import os
 from pathlib import Path
 
 import matplotlib
@@ -18,6 +17,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
+
+from dptq.engine import atomic_file, write_atomic  # noqa: E402
 
 from .faults import failpoint  # noqa: E402
 from .records import SCHEMA_VERSION, RecordError, append_records  # noqa: E402
@@ -229,10 +230,9 @@ def render_pngs(df: pd.DataFrame, out: Path) -> list[Path]:
 
 def _save(fig, path: Path) -> Path:
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp")
-    fig.savefig(tmp, dpi=100, format="png", metadata={"Software": None})
+    with atomic_file(path) as fh:
+        fig.savefig(fh, dpi=100, format="png", metadata={"Software": None})
     plt.close(fig)
-    os.replace(tmp, path)
     return path
 
 
@@ -305,18 +305,12 @@ def regenerate(
     out = out or records_path.parent
     out.mkdir(parents=True, exist_ok=True)
     df = frame(load_records(records_path))
-    _write(out / "README.md", render_markdown(df))
-    _write(out / "leaderboard.csv", df.to_csv(index=False, float_format="%.4f"))
+    # each view is replaced whole: a kill leaves the old file or the new one
+    write_atomic(out / "README.md", render_markdown(df))
+    write_atomic(out / "leaderboard.csv", df.to_csv(index=False, float_format="%.4f"))
     failpoint("leaderboard:views")
-    _write(out / "index.html", render_html(df))
+    write_atomic(out / "index.html", render_html(df))
     return [out / "README.md", out / "leaderboard.csv", out / "index.html", *render_pngs(df, out)]
-
-
-def _write(path: Path, text: str) -> None:
-    """Each view is replaced whole (temporary file, then rename): a kill leaves old or new."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def submit(run_records: Path, records_path: Path = LEADERBOARD / "records.jsonl") -> int:

@@ -89,6 +89,8 @@ def append_records(records: list[dict], path: Path) -> int:
     at any moment leaves either the old file or the new one, never half a line; two writers
     serialise on the lock and both keep their records. A file with a broken line is not touched.
     """
+    from dptq.engine import atomic_file
+
     from .faults import failpoint
 
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -107,13 +109,9 @@ def append_records(records: list[dict], path: Path) -> int:
             return 0
         if old and not old.endswith("\n"):
             old += "\n"
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write(old + "".join(json.dumps(r, sort_keys=True) + "\n" for r in new))
-            fh.flush()
-            os.fsync(fh.fileno())
-        failpoint("records:before-rename")
-        os.replace(tmp, path)
+        with atomic_file(path) as fh:
+            fh.write((old + "".join(json.dumps(r, sort_keys=True) + "\n" for r in new)).encode())
+            failpoint("records:before-rename")
         _fsync_dir(path.parent)
         return len(new)
 

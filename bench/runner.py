@@ -35,7 +35,14 @@ from pathlib import Path
 import torch
 import yaml
 
-from dptq.engine import RunOptions, load_checkpoint, make_accelerator, seed_everything
+from dptq.engine import (
+    RunOptions,
+    atomic_file,
+    load_checkpoint,
+    make_accelerator,
+    seed_everything,
+    write_atomic,
+)
 from dptq.models import QuantizableModel, create_model
 from dptq.train import BlackBox, distill, train_pair, train_teacher
 
@@ -146,7 +153,7 @@ def _restore_from_tune(ckpt_file: Path) -> None:
     if ckpt is None:
         return
     with ckpt.as_directory() as d:
-        theirs = torch.load(Path(d) / TUNE_FILE, map_location="cpu", weights_only=True)["epoch"]
+        theirs = load_checkpoint_epoch(Path(d) / TUNE_FILE)
         if ckpt_file.exists() and load_checkpoint_epoch(ckpt_file) >= theirs:
             return
         ckpt_file.parent.mkdir(parents=True, exist_ok=True)
@@ -470,11 +477,9 @@ def _fit(tuner, name: str):
 
 def _copy_final(result, dest: Path) -> Path:
     """The trial's last checkpoint to ``dest`` (copied beside it, then renamed: never half a file)."""
-    with result.checkpoint.as_directory() as d:
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.with_name(f".{dest.name}.tmp")
-        shutil.copy2(Path(d) / TUNE_FILE, tmp)
-        os.replace(tmp, dest)
+    with result.checkpoint.as_directory() as d, atomic_file(dest) as fh:
+        with open(Path(d) / TUNE_FILE, "rb") as src:
+            shutil.copyfileobj(src, fh)
     return dest
 
 
@@ -520,9 +525,7 @@ def run_suite(
         raise SuiteError(
             f"{run_dir}: holds a run of a different suite; use --fresh or another --out"
         )
-    tmp = saved.with_name(".suite.yaml.tmp")
-    tmp.write_text(yaml.safe_dump(plain, sort_keys=False))
-    os.replace(tmp, saved)
+    write_atomic(saved, yaml.safe_dump(plain, sort_keys=False))
     log_event(run_dir, event="start", suite=suite.name, suite_hash=suite.digest())
     threads = max(1, int(suite.resources.cpus))
     art, failed = run_dir / "artifacts", []
@@ -609,9 +612,7 @@ def run_suite(
             "failed_trials": len(errors),
             "file": str(final),
         }
-        tmp = summary.with_name(f".{summary.name}.tmp")
-        tmp.write_text(json.dumps(info, indent=1))
-        os.replace(tmp, summary)  # the summary marks the search done: written last, whole
+        write_atomic(summary, json.dumps(info, indent=1))  # marks the search done: last, whole
         best[g.name] = info
 
     from .records import build_records

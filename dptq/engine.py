@@ -10,6 +10,7 @@ so a resumed run sees the same batches as an uninterrupted one.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import random
@@ -71,15 +72,36 @@ def _set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save_atomic(obj: dict, path: Path) -> None:
-    """``torch.save`` to a temporary file beside ``path``, then rename over it (atomic on POSIX)."""
+@contextlib.contextmanager
+def atomic_file(path: Path):
+    """A binary file that becomes ``path`` only when the block ends without an error.
+
+    It is written beside ``path`` (``.<name>.<pid>.tmp``), flushed to disk, then renamed over
+    it: a reader, or a process killed at any moment, sees the old file or the new one, never a
+    part of one.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as fh:
+    try:
+        with open(tmp, "wb") as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_atomic(path: Path, data: str | bytes) -> None:
+    """Replace ``path`` by ``data`` whole (:func:`atomic_file`)."""
+    with atomic_file(path) as fh:
+        fh.write(data.encode("utf-8") if isinstance(data, str) else data)
+
+
+def save_atomic(obj: dict, path: Path) -> None:
+    """``torch.save`` through :func:`atomic_file`."""
+    with atomic_file(path) as fh:
         torch.save(obj, fh)
-        fh.flush()
-        os.fsync(fh.fileno())  # on disk before the rename makes it the checkpoint
-    os.replace(tmp, path)
 
 
 def load_checkpoint(path: Path, stage: str) -> dict:

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from .data import load_dataset
-from .engine import RunOptions, load_checkpoint, make_accelerator, seed_everything
+from .engine import RunOptions, load_checkpoint, make_accelerator, seed_everything, write_atomic
 from .models import ActQuantConfig, QuantizableModel, create_model
 from .pair import PairConfig
 from .train import (
@@ -159,9 +159,7 @@ def _plain(obj):
 
 
 def save_json(obj: dict, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(_plain(obj), indent=1) + "\n")
-    tmp.replace(path)
+    write_atomic(path, json.dumps(_plain(obj), indent=1) + "\n")
 
 
 def load_pair(out_dir: str | Path, cfg: PipelineConfig, mode: str, num_classes: int):
