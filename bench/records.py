@@ -65,20 +65,22 @@ class RecordError(ValueError):
     """A record file or record that cannot be read; one line naming file and line."""
 
 
-def _ids(text: str, path: Path) -> set[str]:
-    """The ids already in a record file; a line that is not a record stops everything."""
-    ids = set()
+def _parse(text: str, path: Path) -> list[dict]:
+    """The records of a record file's text; a line that is not a record stops everything."""
+    records = []
     for i, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         try:
-            ids.add(json.loads(line)["id"])
+            rec = json.loads(line)
+            rec["id"]
         except (ValueError, KeyError, TypeError):
             raise RecordError(
                 f"{path}:{i}: not a complete record (a write cut off, or an edit); nothing was "
                 "written: fix or remove that line, then run the command again"
             ) from None
-    return ids
+        records.append(rec)
+    return records
 
 
 def append_records(records: list[dict], path: Path) -> int:
@@ -99,7 +101,7 @@ def append_records(records: list[dict], path: Path) -> int:
         for stale in path.parent.glob(f".{path.name}.*.tmp"):  # a writer killed before its rename
             stale.unlink(missing_ok=True)
         old = path.read_text(encoding="utf-8") if path.exists() else ""
-        seen = _ids(old, path)
+        seen = {r["id"] for r in _parse(old, path)}
         new = []
         for r in records:
             if r["id"] not in seen:
@@ -114,14 +116,6 @@ def append_records(records: list[dict], path: Path) -> int:
             failpoint("records:before-rename")
         _fsync_dir(path.parent)
         return len(new)
-
-
-def _lines(path: Path) -> list[str]:
-    if not path.exists():
-        return []
-    text = path.read_text(encoding="utf-8")
-    _ids(text, path)  # a broken line: one clear error
-    return [ln for ln in text.splitlines() if ln.strip()]
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -157,13 +151,13 @@ def build_records(
     from dptq.report import write_pair_report
     from dptq.train import evaluate_pair, own_policy_bits
 
-    from .runner import _slug, load_f_n
+    from .runner import kd_name, load_f_n
 
     acc = make_accelerator(RunOptions(cpu=suite.resources.gpus == 0))
     env, now = environment(), dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     keys = dict.fromkeys((g.student, g.version, g.options, g.budget, g.key) for g in groups)
     done = run_dir / "records.jsonl"
-    kept_records = {r["id"]: r for r in map(json.loads, _lines(done))}
+    kept_records = {r["id"]: r for r in _parse(done.read_text(), done)} if done.exists() else {}
     records = []
     for student, version, options, budget, key in keys:
         base = {
@@ -182,7 +176,7 @@ def build_records(
             **env,
         }
         names = {m: f"pair-{key}-{m}" for m in ("robust", "detrimental")}
-        stages = ("teacher", f"kd-{_slug(student)}")
+        stages = ("teacher", kd_name(student))
         base["retries"] = [
             {k: e.get(k) for k in ("experiment", "trial", "node", "epoch", "reason")}
             for e in events

@@ -72,6 +72,11 @@ def _slug(name: str) -> str:
     return name.replace(":", "_").replace(".", "_").replace("/", "_")
 
 
+def kd_name(student: str) -> str:
+    """The KD stage's Ray Tune experiment (and its checkpoint files') name for ``student``."""
+    return f"kd-{_slug(student)}"
+
+
 def num_layers(suite: Suite, student: str, num_classes: int) -> int:
     return QuantizableModel(create_model(student, num_classes), act=suite.act).num_layers
 
@@ -554,18 +559,18 @@ def run_suite(
 
     kd_files, f_n_acc = {}, {}
     for st in suite.students if teacher_file.exists() else []:
-        kd_file = art / f"kd-{_slug(st.name)}.pt"
+        kd_file = art / f"{kd_name(st.name)}.pt"
         if not kd_file.exists():
             out(f"stage kd {st.name}")
             grid, errors = fit(
-                f"kd-{_slug(st.name)}",
+                kd_name(st.name),
                 stage_trainable,
                 {
                     "kind": "kd",
                     "suite": plain,
                     "student": st.name,
                     "teacher": str(teacher_file),
-                    "ckpt": str(run_dir / "trials" / f"kd-{_slug(st.name)}.pt"),
+                    "ckpt": str(run_dir / "trials" / f"{kd_name(st.name)}.pt"),
                     "threads": threads,
                 },
             )
@@ -702,7 +707,7 @@ def main_run(
     from dptq.engine import CheckpointError
 
     from .faults import failpoint
-    from .leaderboard import regenerate, submit
+    from .leaderboard import load_records, regenerate, submit
     from .records import RecordError
     from .suite import load_suite
 
@@ -710,8 +715,6 @@ def main_run(
     try:
         suite = load_suite(path)
         if board is not None and not dry_run:
-            from .leaderboard import load_records
-
             load_records(board)  # a broken leaderboard stops the run before any work
         run_dir = Path(out_dir or Path("runs") / suite.name)
         res = run_suite(suite, run_dir, address=address, fresh=fresh, dry_run=dry_run)
