@@ -1,32 +1,31 @@
 """Suites: YAML files loaded with ``yaml.safe_load`` into frozen, validated dataclasses.
 
-A mistake gives :class:`SuiteError` with one line: the file, the field path, what was wrong and
-what is allowed (an unknown key names the nearest valid one). Nothing runs before a suite loads.
-The stage and pair sections take any field of :class:`dptq.train.StageConfig` and
-:class:`dptq.pair.PairConfig`, validated by those classes.
+A :class:`Suite` is the only configuration of a run: everything the method can be told (datasets
+and their options, stages, pairs, quantizers, policy, search, analyses, resources) is a field of
+it, documented where it is declared. A mistake gives :class:`SuiteError` with one line: the file,
+the field path, what was wrong and what is allowed. Nothing runs before a suite loads.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import difflib
 import hashlib
 import json
-import types
-import typing
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-
-from dptq.data import DATASETS, load_dataset
+from dptq.analyses import ANALYSES
+from dptq.data import DATASETS, DataOptions
 from dptq.engine import ConfigError
 from dptq.models import ActQuantConfig
 from dptq.pair import PairConfig
+from dptq.policy import policy_options
 from dptq.train import TEACHER_DEFAULTS, StageConfig
 
-ANALYSES = ("pair_scores", "transitory", "cross_policy", "layer_sweep", "histograms", "corruptions")
+from .schema import build, read_yaml, to_plain
+
+SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
 class SuiteError(ValueError):
@@ -46,19 +45,24 @@ class Range:
             raise ConfigError(f"low {self.low} must be <= high {self.high}")
         if self.log and self.low <= 0:
             raise ConfigError(f"a log range needs low > 0, got {self.low}")
+        if self.low < 0:
+            raise ConfigError(f"low: must be >= 0 (a margin or a loss weight), got {self.low}")
+
+
+SEARCHED = ("delta", "alpha", "beta")  # the pair settings a search may range over
 
 
 @dataclass(frozen=True)
 class Search:
-    """Optuna (through Ray Tune's OptunaSearch) over the hinge margin and the loss weights.
+    """Optuna (through Ray Tune's OptunaSearch, or directly with ``--local``) over the pair settings.
 
     Attributes:
         num_samples: trials per (student, bit options, budget, mode); the first trial always uses
-            the ``pair`` section's own delta/alpha/beta.
+            the ``pair`` section's own values.
         delta, alpha, beta: ranges; a missing one is fixed at the ``pair`` section's value.
         fp_tolerance: points of FP accuracy below f_N that a pair may lose before it is penalised.
         penalty: score points per point of FP accuracy lost beyond the tolerance.
-        asha: stop unpromising trials early (ASHA) when True.
+        asha: stop unpromising trials early (ASHA) when True (Ray only).
     """
 
     num_samples: int = 1
@@ -70,8 +74,14 @@ class Search:
     asha: bool = False
 
     def __post_init__(self):
-        if self.num_samples < 1:
-            raise ConfigError(f"num_samples: must be >= 1, got {self.num_samples}")
+        if not 1 <= self.num_samples <= 10_000:
+            raise ConfigError(f"num_samples: must be >= 1 (and <= 10000), got {self.num_samples}")
+        if self.fp_tolerance < 0 or self.penalty < 0:
+            raise ConfigError("fp_tolerance, penalty: must be >= 0")
+
+    def ranges(self) -> dict[str, Range]:
+        """The searched settings and their ranges (empty: nothing is searched)."""
+        return {k: getattr(self, k) for k in SEARCHED if getattr(self, k) is not None}
 
 
 @dataclass(frozen=True)
@@ -82,8 +92,13 @@ class Resources:
     gpus: float = 0.0
 
     def __post_init__(self):
-        if self.cpus <= 0 or self.gpus < 0:
+        if not (0 < self.cpus <= 4096 and 0 <= self.gpus <= 1024):
             raise ConfigError(f"cpus must be > 0 and gpus >= 0, got {self.cpus}, {self.gpus}")
+
+    @property
+    def threads(self) -> int:
+        """torch threads of one trial."""
+        return max(1, int(self.cpus))
 
 
 @dataclass(frozen=True)
@@ -98,31 +113,44 @@ class Student:
     budgets: dict[str, tuple[int, ...]] = field(default_factory=dict)
 
 
+def _dataset_options(name: str) -> type:
+    return DATASETS[name].options
+
+
 @dataclass(frozen=True)
 class Dataset:
-    """A registered dataset, its loader's options, and what an unreadable image file does.
+    """A registered dataset, its options, and what an unreadable image file does.
 
-    ``bad_images``: ``stop`` (the run ends with one line listing the files) or ``skip`` (they are
-    left out, listed in the run's output and counted on the record).
+    Attributes:
+        name: ``digits``, ``oxford_pets``, ``cifar10``, ``cifar100`` or ``imagefolder``.
+        options: that dataset's options (:mod:`dptq.data`: ``image_size``, ``root``, ...).
+        bad_images: ``stop`` (the run ends with one line listing the files) or ``skip`` (they
+            are left out, listed in the run's output and on the record).
     """
 
     name: str = "digits"
-    options: dict[str, Any] = field(default_factory=dict)
+    options: DataOptions | None = field(
+        default=None, metadata={"options_of": ("name", _dataset_options)}
+    )
     bad_images: Literal["stop", "skip"] = "stop"
-
-    def load(self):
-        """The dataset pair (:func:`dptq.data.load_dataset`)."""
-        return load_dataset(self.name, bad_images=self.bad_images, **self.options)
 
     def __post_init__(self):
         if self.name not in DATASETS:
+            import difflib
+
             near = difflib.get_close_matches(self.name, list(DATASETS), n=1)
             raise ConfigError(
                 f"unknown dataset {self.name!r}; "
                 + (f"did you mean {near[0]!r}?" if near else f"known: {sorted(DATASETS)}")
             )
-        if "bad_images" in self.options:
-            raise ConfigError("options.bad_images: put bad_images directly under dataset")
+        if self.options is None:
+            object.__setattr__(self, "options", DATASETS[self.name].options())
+
+    def load(self):
+        """The dataset (:func:`dptq.data.load_dataset`)."""
+        from dptq.data import load_dataset
+
+        return load_dataset(self.name, self.options, bad_images=self.bad_images)
 
 
 @dataclass(frozen=True)
@@ -136,7 +164,7 @@ class Suite:
     """A benchmark suite (see README "Suites").
 
     Attributes:
-        name: used for the run folder and the leaderboard.
+        name: the run folder's and the records' name (letters, digits, ``.``, ``_``, ``-``).
         seed: seeds every stage; the same seed on the CPU gives the same numbers.
         dataset, teacher, students: what is distilled into what.
         teacher_stage, kd_stage, pair: hyperparameters (any field of StageConfig / PairConfig).
@@ -144,11 +172,12 @@ class Suite:
         avg_bits: budgets as average bits x L, for students without explicit ``budgets``.
         modes: which pairs to search.
         search: the Optuna search.
-        analyses: which analyses to run on each architecture's best pairs.
+        analyses: which analyses run on each cell's best pairs (:data:`dptq.analyses.ANALYSES`).
         analysis_examples: examples per split for the layer sweeps and corruptions (null: all).
-        resources: per trial.
+        resources: per trial (and per analysis task).
         retries: times a failed trial is retried (from its checkpoint) before it counts as failed.
-        act: activation quantizer settings.
+        act: activation quantizer; weight_bits: static symmetric weight bits of the quantized
+            pass (null: full-precision weights).
         policy, policy_options: the registered bit-width policy and its options.
     """
 
@@ -166,27 +195,53 @@ class Suite:
     avg_bits: tuple[float, ...] = (4.0,)
     modes: tuple[Literal["robust", "detrimental"], ...] = ("robust", "detrimental")
     search: Search = Search()
-    analyses: tuple[Literal[ANALYSES], ...] = ANALYSES  # type: ignore[valid-type]
+    analyses: tuple[Literal[tuple(ANALYSES)], ...] = tuple(ANALYSES)  # type: ignore[valid-type]
     analysis_examples: int | None = 512
     resources: Resources = Resources()
     retries: int = 1
     act: ActQuantConfig = ActQuantConfig()
+    weight_bits: int | None = 16
     policy: str = "small_cnn"
-    policy_options: dict[str, Any] = field(default_factory=dict)
+    policy_options: Any = field(default=None, metadata={"options_of": ("policy", policy_options)})
 
     def __post_init__(self):
+        if not SAFE_NAME.fullmatch(self.name):
+            raise ConfigError(
+                f"name: {self.name!r} must be 1-64 letters, digits, '.', '_' or '-' "
+                "(it names the run folder and the records)"
+            )
         for name in ("students", "modes", "bit_options", "avg_bits"):
             if not getattr(self, name) and not (
                 name == "avg_bits" and all(s.budgets for s in self.students)
             ):
                 raise ConfigError(f"{name}: must not be empty")
         for version, opts in self.bit_options.items():
+            if not SAFE_NAME.fullmatch(version):
+                raise ConfigError(f"bit_options.{version}: a version name is letters and digits")
             if not opts or min(opts) < 2 or max(opts) > 16 or len(set(opts)) != len(opts):
                 raise ConfigError(
                     f"bit_options.{version}: need distinct bit-widths in 2..16, got {list(opts)}"
                 )
-        if self.retries < 0:
-            raise ConfigError(f"retries: must be >= 0, got {self.retries}")
+        if len({s.name for s in self.students}) != len(self.students):
+            raise ConfigError("students: a student is listed twice")
+        if sorted(set(self.modes)) != ["detrimental", "robust"] or len(self.modes) != 2:
+            raise ConfigError(
+                "modes: a record compares a robust and a detrimental pair; list both, once each"
+            )
+        if not 0 <= self.retries <= 100:
+            raise ConfigError(f"retries: must be >= 0 (and <= 100), got {self.retries}")
+        if self.analysis_examples is not None and self.analysis_examples < 1:
+            raise ConfigError(
+                f"analysis_examples: must be >= 1 (or null), got {self.analysis_examples}"
+            )
+        if self.weight_bits is not None and not 2 <= self.weight_bits <= 16:
+            raise ConfigError(f"weight_bits: must lie in 2..16 (or null), got {self.weight_bits}")
+        from dptq.policy import POLICIES
+
+        if self.policy not in POLICIES:
+            raise ConfigError(f"policy: unknown policy {self.policy!r}; known: {sorted(POLICIES)}")
+        if self.policy_options is None:
+            object.__setattr__(self, "policy_options", policy_options(self.policy)())
 
     def digest(self) -> str:
         """A short hash of the resolved suite (recorded with every result)."""
@@ -194,132 +249,29 @@ class Suite:
         return hashlib.sha256(blob).hexdigest()[:12]
 
 
-# --- generic loader -------------------------------------------------------------------------
-
-_HINTS_CACHE: dict[type, dict[str, Any]] = {}
-
-
-def _hints(cls) -> dict[str, Any]:
-    if cls not in _HINTS_CACHE:
-        _HINTS_CACHE[cls] = typing.get_type_hints(cls, include_extras=False)
-    return _HINTS_CACHE[cls]
-
-
-def _describe(tp) -> str:
-    origin = typing.get_origin(tp)
-    if origin is Literal:
-        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
-    if dataclasses.is_dataclass(tp):
-        return f"a mapping with keys {', '.join(f.name for f in dataclasses.fields(tp))}"
-    if origin in (tuple, list):
-        return f"a list of {_describe(typing.get_args(tp)[0])}"
-    if origin is dict:
-        return "a mapping"
-    if origin in (typing.Union, types.UnionType):
-        return " or ".join(_describe(a) for a in typing.get_args(tp))
-    return {
-        int: "an integer",
-        float: "a number",
-        bool: "true or false",
-        str: "a string",
-        type(None): "null",
-    }.get(tp, getattr(tp, "__name__", str(tp)))
-
-
-def _convert(value, tp, path: str):
-    """``value`` (from YAML) as type ``tp``, or ConfigError("<path>: ...")."""
-    origin = typing.get_origin(tp)
-    if tp is Any:
-        return value
-    if origin in (typing.Union, types.UnionType):
-        args = typing.get_args(tp)
-        if value is None and type(None) in args:
-            return None
-        errors = []
-        for a in args:
-            if a is type(None):
-                continue
-            try:
-                return _convert(value, a, path)
-            except ConfigError as e:
-                errors.append(e)
-        raise (
-            errors[0]
-            if len(errors) == 1
-            else ConfigError(f"{path}: expected {_describe(tp)}, got {value!r}")
-        )
-    if origin is Literal:
-        if value not in typing.get_args(tp):
-            raise ConfigError(f"{path}: {value!r} is not {_describe(tp)}")
-        return value
-    if dataclasses.is_dataclass(tp):
-        return _build(tp, value, path)
-    if origin in (tuple, list):
-        if not isinstance(value, list | tuple):
-            raise ConfigError(f"{path}: expected {_describe(tp)}, got {value!r}")
-        item = typing.get_args(tp)[0]
-        return tuple(_convert(v, item, f"{path}[{i}]") for i, v in enumerate(value))
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(f"{path}: expected a mapping, got {value!r}")
-        _, vt = typing.get_args(tp)
-        return {str(k): _convert(v, vt, f"{path}.{k}") for k, v in value.items()}
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{path}: expected true or false, got {value!r}")
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{path}: expected an integer, got {value!r}")
-        return value
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ConfigError(f"{path}: expected a number, got {value!r}")
-        return float(value)
-    if tp is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{path}: expected a string, got {value!r}")
-        return value
-    raise ConfigError(f"{path}: unsupported type {tp}")
-
-
-def _build(cls, data, path: str):
+def _prepare(cls, data, path: str):
+    """Shorthands: a student given by name or with one budget list; the teacher's defaults."""
     if cls is Student and isinstance(data, str):
         data = {"name": data}
     if cls is Student and isinstance(data, dict) and isinstance(data.get("budgets"), list):
         data = {**data, "budgets": {"*": data["budgets"]}}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path or 'suite'}: expected {_describe(cls)}, got {data!r}")
-    fields_ = {f.name: f for f in dataclasses.fields(cls)}
-    kwargs = {}
-    for key, value in data.items():
-        where = f"{path}.{key}" if path else str(key)
-        if key not in fields_:
-            near = difflib.get_close_matches(str(key), list(fields_), n=1)
-            hint = f"did you mean '{near[0]}'?" if near else f"allowed: {', '.join(fields_)}"
-            raise ConfigError(f"{where}: unknown key; {hint}")
-        kwargs[key] = _convert(value, _hints(cls)[key], where)
-    if cls is StageConfig and path == "teacher_stage":  # teacher fields default to the teacher's
-        base = {f.name: getattr(TEACHER_DEFAULTS, f.name) for f in dataclasses.fields(StageConfig)}
-        kwargs = {**base, **kwargs}
-    try:
-        return cls(**kwargs)
-    except ConfigError as e:
-        msg = str(e)
-        head, _, rest = msg.partition(": ")
-        if head in fields_:  # the class named one of its own fields
-            raise ConfigError(f"{path}.{head}: {rest}" if path else msg) from None
-        raise ConfigError(f"{path or 'suite'}: {msg}") from None
-    except TypeError as e:  # a required key is missing
-        missing = str(e).rsplit(":", 1)[-1].strip().strip("'")
-        where = f"{path}.{missing}" if path else missing
-        raise ConfigError(f"{where}: required key is missing") from None
+    if cls is PairConfig and isinstance(data, dict):
+        defaults = to_plain(PairConfig())  # a saved (resolved) suite repeats the defaults
+        for key in ("mode", "options", "budget", "avg_bits"):
+            if key in data and data[key] != defaults[key]:
+                raise ConfigError(
+                    f"{path}.{key}: set by the plan for each cell (modes, bit_options, avg_bits, "
+                    "students[].budgets); remove it here"
+                )
+    if cls is StageConfig and path == "teacher_stage" and isinstance(data, dict):
+        data = {**to_plain(TEACHER_DEFAULTS), **data}  # teacher fields default to the teacher's
+    return data
 
 
 def parse_suite(data: Any, source: str = "<suite>") -> Suite:
     """Validate already-parsed YAML data into a :class:`Suite`; errors name ``source``."""
     try:
-        return _build(Suite, data, "")
+        return build(Suite, data, "", _prepare)
     except ConfigError as e:
         raise SuiteError(f"{source}: {e}") from None
 
@@ -330,21 +282,10 @@ def load_suite(path: str | Path) -> Suite:
     if not p.is_file():
         raise SuiteError(f"{p}: no such suite file")
     try:
-        data = yaml.safe_load(p.read_text())
-    except yaml.YAMLError as e:
-        where = getattr(e, "problem_mark", None)
-        line = f" (line {where.line + 1})" if where else ""
-        problem = getattr(e, "problem", None) or type(e).__name__
-        raise SuiteError(f"{p}: not valid YAML{line}: {problem}") from None
+        data = read_yaml(p)
+    except ConfigError as e:
+        raise SuiteError(f"{p}: {e}") from None
     return parse_suite(data, str(p))
 
 
-def to_plain(obj):
-    """JSON-friendly form of a suite or any nested dataclass."""
-    if dataclasses.is_dataclass(obj):
-        return {f.name: to_plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
-    if isinstance(obj, dict):
-        return {k: to_plain(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [to_plain(v) for v in obj]
-    return obj
+__all__ = ["Suite", "SuiteError", "load_suite", "parse_suite", "to_plain", "SEARCHED"]

@@ -8,23 +8,33 @@
 | ``imagefolder`` | ``root/train/<class>/*``, ``root/test/<class>/*`` | from folders | as ``oxford_pets``       |
 
 Every split yields ``(uint8 image tensor [3, H, W], label)``; :func:`normalize` maps a batch to
-float with the dataset's mean/std on the model's device. The KD augmentation (Sect. 4 "Training
-Details") is built from ``torchvision.transforms.v2`` with each part switchable; mixup is applied to
-whole batches by :func:`mixup`.
+float with the dataset's mean/std on the model's device. Each dataset's options are a frozen
+dataclass (:class:`DataOptions` and its subclasses), so a suite's ``dataset.options`` are checked
+like every other field. The KD augmentation lives in :mod:`dptq.augment`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 from torch.utils.data import Dataset, Subset
 from torchvision.transforms import v2
 
+from .engine import ConfigError
+
 IMAGENET_STATS = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
-DATASETS: dict[str, Callable[..., DatasetPair]] = {}
+
+
+class _Entry(NamedTuple):
+    load: Callable[..., DatasetPair]  # (options, bad_images) -> DatasetPair
+    options: type  # the options dataclass
+
+
+DATASETS: dict[str, _Entry] = {}
 
 
 @dataclass(frozen=True)
@@ -81,23 +91,11 @@ def check_images(
     return [s for s, w in zip(samples, why) if w is None], tuple(p for p, _ in bad)
 
 
-@dataclass(frozen=True)
-class AugmentConfig:
-    """The paper's KD augmentation; each part can be switched off (flips make no sense on digits)."""
+def register_dataset(name: str, options: type):
+    """Register ``fn(options, bad_images) -> DatasetPair`` with its options dataclass."""
 
-    random_resized_crop: bool = True
-    randaugment: bool = True
-    randaugment_n: int = 2
-    randaugment_m: int = 14
-    color_jitter: bool = True
-    hflip: bool = True
-    crop_padding: bool = True
-    mixup: bool = True
-
-
-def register_dataset(name: str):
     def deco(fn):
-        DATASETS[name] = fn
+        DATASETS[name] = _Entry(fn, options)
         return fn
 
     return deco
@@ -130,23 +128,79 @@ def _pil_to_uint8(size: int, train_tf=None):
     return v2.Compose(steps + ([train_tf] if train_tf else []))
 
 
-@register_dataset("digits")
-def digits(
-    image_size: int = 32, split_seed: int = 0, test_fraction: float = 0.25, **_
-) -> DatasetPair:
+@dataclass(frozen=True)
+class DataOptions:
+    """Options every dataset takes.
+
+    Attributes:
+        image_size: side of the square images the models see (pixels).
+        max_train, max_test: keep only the first examples of each split (quick runs, tests).
+    """
+
+    image_size: int = 224
+    max_train: int | None = None
+    max_test: int | None = None
+
+    def __post_init__(self):
+        if not 4 <= self.image_size <= 2048:
+            raise ConfigError(f"image_size: must lie in 4..2048 pixels, got {self.image_size}")
+        for name in ("max_train", "max_test"):
+            v = getattr(self, name)
+            if v is not None and v < 1:
+                raise ConfigError(f"{name}: must be >= 1 (or null for all), got {v}")
+
+
+@dataclass(frozen=True)
+class DigitsOptions(DataOptions):
+    """scikit-learn's digits: ``split_seed`` and ``test_fraction`` make the (stratified) test split."""
+
+    image_size: int = 32
+    split_seed: int = 0
+    test_fraction: float = 0.25
+
+    def __post_init__(self):
+        super().__post_init__()
+        if not 0 < self.test_fraction < 1:
+            raise ConfigError(f"test_fraction: must lie in (0, 1), got {self.test_fraction}")
+
+
+@dataclass(frozen=True)
+class FolderOptions(DataOptions):
+    """A dataset on disk under ``root``; ``download`` fetches it there first (needs internet)."""
+
+    root: str = "data"
+    download: bool = False
+
+
+@dataclass(frozen=True)
+class CifarOptions(FolderOptions):
+    image_size: int = 32
+
+
+@dataclass(frozen=True)
+class ImageFolderOptions(DataOptions):
+    """``root/train/<class>/*`` and ``root/test/<class>/*``."""
+
+    root: str = "data"
+
+
+@register_dataset("digits", DigitsOptions)
+def digits(opts: DigitsOptions, bad_images: str = "stop") -> DatasetPair:
     """scikit-learn's bundled handwritten digits: real images, no download (the built-in default)."""
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
     d = load_digits()
+    size = opts.image_size
     x = torch.tensor(d.images, dtype=torch.float32)[:, None] * (255.0 / 16.0)
-    x = torch.nn.functional.interpolate(
-        x, size=(image_size, image_size), mode="bilinear", align_corners=False
-    )
+    x = torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
     x = x.round().clamp(0, 255).to(torch.uint8).expand(-1, 3, -1, -1).contiguous()
     y = torch.tensor(d.target)
     idx_tr, idx_te = train_test_split(
-        range(len(y)), test_size=test_fraction, random_state=split_seed, stratify=d.target
+        range(len(y)),
+        test_size=opts.test_fraction,
+        random_state=opts.split_seed,
+        stratify=d.target,
     )
     return DatasetPair(
         TensorImages(x[idx_tr], y[idx_tr]),
@@ -161,26 +215,19 @@ def _missing(name: str, root: Path, hint: str) -> FileNotFoundError:
     return FileNotFoundError(f"dataset {name!r} not found under {root}: {hint}")
 
 
-@register_dataset("oxford_pets")
-def oxford_pets(
-    root: str = "data",
-    image_size: int = 224,
-    download: bool = False,
-    bad_images: str = "stop",
-    **_,
-) -> DatasetPair:
+@register_dataset("oxford_pets", FolderOptions)
+def oxford_pets(opts: FolderOptions, bad_images: str = "stop") -> DatasetPair:
     """Oxford-IIIT Pets (37 classes), trainval for training and test for testing."""
     from torchvision.datasets import OxfordIIITPet
 
+    tf = _pil_to_uint8(opts.image_size)
     try:
-        train = OxfordIIITPet(
-            root, "trainval", transform=_pil_to_uint8(image_size), download=download
-        )
-        test = OxfordIIITPet(root, "test", transform=_pil_to_uint8(image_size), download=download)
+        train = OxfordIIITPet(opts.root, "trainval", transform=tf, download=opts.download)
+        test = OxfordIIITPet(opts.root, "test", transform=tf, download=opts.download)
     except RuntimeError:
         raise _missing(
             "oxford_pets",
-            Path(root) / "oxford-iiit-pet",
+            Path(opts.root) / "oxford-iiit-pet",
             "set 'download: true' (needs internet) or unpack images.tar.gz and "
             "annotations.tar.gz from the Oxford-IIIT Pet page there",
         ) from None
@@ -196,38 +243,36 @@ def oxford_pets(
     return DatasetPair(train, test, 37, *IMAGENET_STATS, skipped=skipped)
 
 
-def _cifar(name: str, cls_name: str, classes: int, root: str, image_size: int, download: bool):
+def _cifar(name: str, cls_name: str, classes: int, opts: FolderOptions) -> DatasetPair:
     import torchvision.datasets as tvd
 
     cls = getattr(tvd, cls_name)
-    tf = v2.Compose([v2.PILToTensor(), v2.Resize(image_size, antialias=True)])
+    tf = v2.Compose([v2.PILToTensor(), v2.Resize(opts.image_size, antialias=True)])
     try:
-        train = cls(root, train=True, transform=tf, download=download)
-        test = cls(root, train=False, transform=tf, download=download)
+        train = cls(opts.root, train=True, transform=tf, download=opts.download)
+        test = cls(opts.root, train=False, transform=tf, download=opts.download)
     except RuntimeError:
         raise _missing(
             name,
-            Path(root),
+            Path(opts.root),
             "set 'download: true' (needs internet) or place the "
             "python-version archive's extracted folder there",
         ) from None
     return DatasetPair(train, test, classes, (0.4914, 0.4822, 0.4465), (0.247, 0.243, 0.261))
 
 
-@register_dataset("cifar10")
-def cifar10(root: str = "data", image_size: int = 32, download: bool = False, **_) -> DatasetPair:
-    return _cifar("cifar10", "CIFAR10", 10, root, image_size, download)
+@register_dataset("cifar10", CifarOptions)
+def cifar10(opts: CifarOptions, bad_images: str = "stop") -> DatasetPair:
+    return _cifar("cifar10", "CIFAR10", 10, opts)
 
 
-@register_dataset("cifar100")
-def cifar100(root: str = "data", image_size: int = 32, download: bool = False, **_) -> DatasetPair:
-    return _cifar("cifar100", "CIFAR100", 100, root, image_size, download)
+@register_dataset("cifar100", CifarOptions)
+def cifar100(opts: CifarOptions, bad_images: str = "stop") -> DatasetPair:
+    return _cifar("cifar100", "CIFAR100", 100, opts)
 
 
-@register_dataset("imagefolder")
-def imagefolder(
-    root: str = "data", image_size: int = 224, bad_images: str = "stop", **_
-) -> DatasetPair:
+@register_dataset("imagefolder", ImageFolderOptions)
+def imagefolder(opts: ImageFolderOptions, bad_images: str = "stop") -> DatasetPair:
     """A user's own tree: ``root/train/<class>/*`` and ``root/test/<class>/*``.
 
     Every image is decoded once up front; ``bad_images`` says what an unreadable one does
@@ -235,12 +280,12 @@ def imagefolder(
     """
     from torchvision.datasets import ImageFolder
 
-    base = Path(root)
+    base = Path(opts.root)
     for split in ("train", "test"):
         if not (base / split).is_dir():
             raise _missing("imagefolder", base, f"expected {base / split}/<class>/<image files>")
-    train = ImageFolder(str(base / "train"), transform=_pil_to_uint8(image_size))
-    test = ImageFolder(str(base / "test"), transform=_pil_to_uint8(image_size))
+    train = ImageFolder(str(base / "train"), transform=_pil_to_uint8(opts.image_size))
+    test = ImageFolder(str(base / "test"), transform=_pil_to_uint8(opts.image_size))
     if train.classes != test.classes:
         raise DataError(
             f"imagefolder {base}: train and test have different class folders; "
@@ -255,48 +300,37 @@ def imagefolder(
     return DatasetPair(train, test, len(train.classes), *IMAGENET_STATS, skipped=skipped)
 
 
-def load_dataset(
-    name: str, max_train: int | None = None, max_test: int | None = None, **options
-) -> DatasetPair:
-    """A registered dataset by name; unknown names fail listing the known ones.
-
-    ``max_train`` / ``max_test`` keep only the first examples of each split (quick runs, tests).
-    """
+def dataset_options(name: str, **options) -> DataOptions:
+    """The options dataclass of dataset ``name`` built from keywords (ConfigError naming a bad key)."""
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; known: {sorted(DATASETS)}")
-    pair = DATASETS[name](**options)
-    if max_train is None and max_test is None:
-        return pair
+    cls = DATASETS[name].options
+    known = [f.name for f in fields(cls)]
+    for key in options:
+        if key not in known:
+            raise ConfigError(f"{key}: unknown option of dataset {name!r}; known: {known}")
+    return cls(**options)
+
+
+def load_dataset(
+    name: str, options: DataOptions | None = None, bad_images: str = "stop", **kw
+) -> DatasetPair:
+    """A registered dataset by name, with its options (a dataclass, or keywords for one).
+
+    Unknown names fail listing the known ones; ``max_train`` / ``max_test`` keep the first examples.
+    """
+    opts = options if options is not None else dataset_options(name, **kw)
+    if bad_images not in ("stop", "skip"):
+        raise DataError(f"{name}: bad_images must be 'stop' or 'skip', not {bad_images!r}")
+    try:
+        pair = DATASETS[name].load(opts, bad_images)
+    except FileNotFoundError:
+        raise
+    except OSError as e:  # a path the system refuses (too long, no permission, ...)
+        where = str(e.filename)[:80] + ("..." if len(str(e.filename)) > 80 else "")
+        raise DataError(f"dataset {name!r}: cannot read {where}: {e.strerror}") from None
     cut = lambda ds, n: ds if n is None or n >= len(ds) else Subset(ds, range(n))  # noqa: E731
-    return replace(pair, train=cut(pair.train, max_train), test=cut(pair.test, max_test))
-
-
-def kd_augmentation(image_size: int, cfg: AugmentConfig = AugmentConfig()) -> v2.Transform:
-    """Per-image part of the KD augmentation on uint8 tensors (mixup is batch-level)."""
-    steps: list = []
-    if cfg.random_resized_crop:
-        steps.append(v2.RandomResizedCrop(image_size, scale=(0.35, 1.0), antialias=True))
-    if cfg.randaugment:
-        steps.append(v2.RandAugment(num_ops=cfg.randaugment_n, magnitude=cfg.randaugment_m))
-    if cfg.color_jitter:
-        steps.append(v2.ColorJitter(0.4, 0.4, 0.4))
-    if cfg.hflip:
-        steps.append(v2.RandomHorizontalFlip())
-    if cfg.crop_padding:
-        steps.append(v2.RandomCrop(image_size, padding=max(1, image_size // 8)))
-    return v2.Compose(steps) if steps else v2.Identity()
-
-
-def with_train_transform(pair: DatasetPair, transform) -> Dataset:
-    """The train split with ``transform`` applied after the dataset's own preprocessing."""
-    train = pair.train
-    if isinstance(train, Subset) and isinstance(train.dataset, TensorImages):
-        return Subset(train.dataset.with_transform(transform), train.indices)
-    if isinstance(train, TensorImages):
-        return train.with_transform(transform)
-    base = train.transform
-    train.transform = v2.Compose([base, transform]) if base else transform
-    return train
+    return replace(pair, train=cut(pair.train, opts.max_train), test=cut(pair.test, opts.max_test))
 
 
 def normalize(images: torch.Tensor, mean, std) -> torch.Tensor:
@@ -305,14 +339,3 @@ def normalize(images: torch.Tensor, mean, std) -> torch.Tensor:
     m = torch.tensor(mean, device=x.device).view(1, -1, 1, 1)
     s = torch.tensor(std, device=x.device).view(1, -1, 1, 1)
     return (x - m) / s
-
-
-def mixup(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Mixup for KD (no labels needed): ``lam * x + (1 - lam) * x[perm]`` with ``lam ~ U(0, 1)``.
-
-    Hand-written because ``v2.MixUp`` needs labels and draws lam from Beta(a, a); KD only mixes
-    the inputs and lets the teacher label the mixture.
-    """
-    perm = torch.randperm(x.shape[0], generator=generator).to(x.device)
-    lam = torch.rand((), generator=generator).item()
-    return lam * x + (1 - lam) * x[perm]

@@ -10,9 +10,7 @@ so a resumed run sees the same batches as an uninterrupted one.
 
 from __future__ import annotations
 
-import contextlib
 import math
-import os
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,6 +21,9 @@ from accelerate import Accelerator
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
+
+from .faults import failpoint
+from .io import atomic_file
 
 
 class CheckpointError(RuntimeError):
@@ -72,32 +73,6 @@ def _set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-@contextlib.contextmanager
-def atomic_file(path: Path):
-    """A binary file that becomes ``path`` only when the block ends without an error.
-
-    It is written beside ``path`` (``.<name>.<pid>.tmp``), flushed to disk, then renamed over
-    it: a reader, or a process killed at any moment, sees the old file or the new one, never a
-    part of one.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            yield fh
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def write_atomic(path: Path, data: str | bytes) -> None:
-    """Replace ``path`` by ``data`` whole (:func:`atomic_file`)."""
-    with atomic_file(path) as fh:
-        fh.write(data.encode("utf-8") if isinstance(data, str) else data)
-
-
 def save_atomic(obj: dict, path: Path) -> None:
     """``torch.save`` through :func:`atomic_file`."""
     with atomic_file(path) as fh:
@@ -120,9 +95,21 @@ def load_checkpoint(path: Path, stage: str) -> dict:
     return ckpt
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Loop:
-    """Everything :func:`fit` needs from a stage."""
+    """Everything :func:`fit` needs from a stage (built with keywords).
+
+    Attributes:
+        name: the stage's name; checkpoints record it and refuse another stage's file.
+        modules: what is trained and checkpointed, by name.
+        optimizer: over the modules' parameters; a cosine schedule is attached by :func:`fit`.
+        epochs, dataset, batch_size: what one epoch iterates over.
+        step: ``(batch, prepared modules) -> (loss, metrics)``.
+        evaluate: ``() -> metrics`` after each epoch (the selection split, never the test split).
+        train_mode: puts the modules in training mode at the start of each epoch.
+        min_lr_ratio: the schedule's floor, as a fraction of each group's learning rate.
+        config: saved in every checkpoint.
+    """
 
     name: str
     modules: dict[str, nn.Module]
@@ -130,9 +117,7 @@ class Loop:
     epochs: int
     dataset: Dataset
     batch_size: int
-    step: Callable[
-        [tuple, dict[str, nn.Module]], tuple[torch.Tensor, dict]
-    ]  # (batch, prepared modules)
+    step: Callable[[tuple, dict[str, nn.Module]], tuple[torch.Tensor, dict]]
     evaluate: Callable[[], dict]
     train_mode: Callable[[], None]
     min_lr_ratio: float = 0.0
@@ -150,11 +135,6 @@ class RunOptions:
     num_workers: int = 0
     progress: bool = True
     callback: Callable[[str, int, dict], None] | None = None
-    stop_after: tuple[str, int] | None = None  # (stage, epoch): stop there as if killed (tests)
-
-
-class Interrupted(Exception):
-    """Raised by :func:`fit` when ``RunOptions.stop_after`` is reached (tests)."""
 
 
 def make_accelerator(opts: RunOptions) -> Accelerator:
@@ -249,7 +229,7 @@ def fit(loop: Loop, ckpt_path: Path | None, opts: RunOptions, acc: Accelerator) 
                 },
                 ckpt_path,
             )
-        if opts.progress and acc.is_main_process:
+        if opts.progress and opts.callback is None and acc.is_main_process:  # else it reports
             shown = ", ".join(
                 f"{k} {v:.4g}"
                 for k, v in result.items()
@@ -258,6 +238,5 @@ def fit(loop: Loop, ckpt_path: Path | None, opts: RunOptions, acc: Accelerator) 
             tqdm.write(f"{loop.name} epoch {epoch + 1}/{loop.epochs}: {shown}")
         if opts.callback is not None:
             opts.callback(loop.name, epoch + 1, result)
-        if opts.stop_after == (loop.name, epoch + 1):
-            raise Interrupted(f"stage '{loop.name}' stopped after epoch {epoch + 1}")
+        failpoint(f"epoch:{loop.name}:{epoch + 1}")  # tests: a kill with this epoch on disk
     return history[-1]

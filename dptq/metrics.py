@@ -27,25 +27,37 @@ from .models import QuantizableModel
 BitsFn = Callable[[torch.Tensor], torch.Tensor]
 
 
+def drop(result: dict) -> float:
+    """Quantized drop of one pair (points): FP accuracy minus accuracy under its own policy."""
+    return result["fp_acc"] - result["q_acc"]
+
+
+def gap(robust: dict, detrimental: dict) -> float:
+    """The catastrophic-failure gap (Table 1): f_D's quantized drop minus f_R's (points)."""
+    return drop(detrimental) - drop(robust)
+
+
+def fp_match(robust: dict, detrimental: dict) -> float:
+    """|FP f_R - FP f_D| (points): a gap only says something when this is small."""
+    return abs(robust["fp_acc"] - detrimental["fp_acc"])
+
+
 def pair_scores(robust: dict, detrimental: dict, f_n_acc: float | None = None) -> pd.DataFrame:
     """Table 1 for one (network, options, budget): one row.
 
-    ``robust`` / ``detrimental`` hold ``fp_acc`` and ``q_acc`` (percent). The **gap** is the
-    quantized drop of f_D minus that of f_R (points); **FP match** is |FP f_R - FP f_D|: a gap only
-    says something when the FP models are indistinguishable (small FP match).
+    ``robust`` / ``detrimental`` hold ``fp_acc`` and ``q_acc`` (percent); see :func:`gap` and
+    :func:`fp_match`.
     """
-    r_drop = robust["fp_acc"] - robust["q_acc"]
-    d_drop = detrimental["fp_acc"] - detrimental["q_acc"]
     return pd.DataFrame(
         [
             {
                 "f_N FP": f_n_acc,
                 "f_R FP": robust["fp_acc"],
-                "f_R delta": -r_drop,
+                "f_R delta": -drop(robust),
                 "f_D FP": detrimental["fp_acc"],
-                "f_D delta": -d_drop,
-                "gap": d_drop - r_drop,
-                "FP match": abs(robust["fp_acc"] - detrimental["fp_acc"]),
+                "f_D delta": -drop(detrimental),
+                "gap": gap(robust, detrimental),
+                "FP match": fp_match(robust, detrimental),
             }
         ]
     )

@@ -197,30 +197,47 @@ class QuantizableModel(nn.Module):
             self._state = None
 
 
+def _factory(name: str):
+    """The ``package.module:function`` named, imported (nothing else is evaluated)."""
+    if not re.fullmatch(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*", name):
+        raise ValueError(
+            f"model {name[:80]!r} is not 'package.module:function' (dotted names only; nothing "
+            "in it is evaluated)"
+        )
+    mod_name, _, fn_name = name.partition(":")
+    try:
+        fn = getattr(importlib.import_module(mod_name), fn_name)
+    except (ImportError, AttributeError) as e:
+        raise ValueError(f"cannot import model {name!r}: {e}") from None
+    if not callable(fn):
+        raise ValueError(f"model {name!r} is not a function")
+    return fn
+
+
+def check_model_name(name: str) -> None:
+    """Raise ``ValueError`` (one line) unless ``name`` is a timm model or an importable factory."""
+    if ":" in name:
+        _factory(name)
+        return
+    import timm
+
+    if not timm.is_model(name):
+        close = timm.list_models(f"*{name.split('_')[0][:40]}*")[:8]
+        raise ValueError(f"unknown timm model {name[:80]!r}; similar: {close}")
+
+
 def create_model(name: str, num_classes: int, pretrained: bool = False, **kwargs) -> nn.Module:
     """A classifier by timm name, or ``package.module:function`` returning an ``nn.Module``.
 
     For ``module:function`` only that module is imported and only that function is called, with
     ``num_classes`` (and ``kwargs``); nothing else in a config is executed.
     """
+    check_model_name(name)
     if ":" in name:
-        if not re.fullmatch(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*", name):
-            raise ValueError(
-                f"model {name!r} is not 'package.module:function' (dotted names only; nothing "
-                "in it is evaluated)"
-            )
-        mod_name, _, fn_name = name.partition(":")
-        try:
-            fn = getattr(importlib.import_module(mod_name), fn_name)
-        except (ImportError, AttributeError) as e:
-            raise ValueError(f"cannot import model {name!r}: {e}") from None
-        model = fn(num_classes=num_classes, **kwargs)
+        model = _factory(name)(num_classes=num_classes, **kwargs)
         if not isinstance(model, nn.Module):
             raise ValueError(f"{name!r} returned a {type(model).__name__}, not a torch nn.Module")
         return model
     import timm
 
-    if not timm.is_model(name):
-        close = timm.list_models(f"*{name.split('_')[0]}*")[:8]
-        raise ValueError(f"unknown timm model {name!r}; similar: {close}")
     return timm.create_model(name, pretrained=pretrained, num_classes=num_classes, **kwargs)

@@ -8,22 +8,49 @@ Policies are registered by name (``@register_policy``) so suites can pick one.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import NamedTuple
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-POLICIES: dict[str, Callable[..., nn.Module]] = {}
+from .engine import ConfigError
 
 
-def register_policy(name: str):
-    """Decorator adding a policy constructor ``fn(num_layers, num_options, **kw)`` to the registry."""
+class _Entry(NamedTuple):
+    build: Callable[..., nn.Module]  # (num_layers, num_options, **options) -> policy
+    options: type  # the options dataclass
+
+
+POLICIES: dict[str, _Entry] = {}
+
+
+def register_policy(name: str, options: type):
+    """Decorator adding ``fn(num_layers, num_options, **options)`` and its options dataclass."""
 
     def deco(fn):
-        POLICIES[name] = fn
+        POLICIES[name] = _Entry(fn, options)
         return fn
 
     return deco
+
+
+@dataclass(frozen=True)
+class SmallCNNOptions:
+    """Options of :class:`SmallCNNPolicy` (see there)."""
+
+    width: int = 16
+    depth: int = 4
+    input_size: int | None = 64
+
+    def __post_init__(self):
+        if not 1 <= self.width <= 512:
+            raise ConfigError(f"width: must lie in 1..512, got {self.width}")
+        if not 1 <= self.depth <= 8:
+            raise ConfigError(f"depth: must lie in 1..8, got {self.depth}")
+        if self.input_size is not None and not 8 <= self.input_size <= 1024:
+            raise ConfigError(f"input_size: must lie in 8..1024 (or null), got {self.input_size}")
 
 
 class SmallCNNPolicy(nn.Module):
@@ -74,13 +101,19 @@ class SmallCNNPolicy(nn.Module):
         return self.head(h).view(-1, self.num_layers, self.num_options)
 
 
-@register_policy("small_cnn")
+@register_policy("small_cnn", SmallCNNOptions)
 def small_cnn(num_layers: int, num_options: int, **kw) -> nn.Module:
     return SmallCNNPolicy(num_layers, num_options, **kw)
 
 
-def create_policy(name: str, num_layers: int, num_options: int, **kw) -> nn.Module:
-    """Build a registered policy; an unknown name fails listing the known ones."""
+def policy_options(name: str):
+    """The options dataclass of policy ``name``; an unknown name fails listing the known ones."""
     if name not in POLICIES:
         raise ValueError(f"unknown policy {name!r}; known: {sorted(POLICIES)}")
-    return POLICIES[name](num_layers, num_options, **kw)
+    return POLICIES[name].options
+
+
+def create_policy(name: str, num_layers: int, num_options: int, options=None, **kw) -> nn.Module:
+    """Build a registered policy from its options (a dataclass, or keywords checked by it)."""
+    opts = options if options is not None else policy_options(name)(**kw)
+    return POLICIES[name].build(num_layers, num_options, **asdict(opts))

@@ -1,7 +1,7 @@
-"""Figures (PNG, matplotlib Agg) and Markdown tables for one trained pair set.
+"""Figures (PNG, matplotlib Agg) and Markdown tables for the analyses of :mod:`dptq.analyses`.
 
-:func:`write_report` runs every analysis of :mod:`dptq.metrics` on a pipeline folder's models and
-writes ``report.md`` plus one PNG per figure type into a folder.
+Plotting only: each function draws one figure from a DataFrame (or tensors) and writes it whole
+(:func:`dptq.io.atomic_file`), with no metadata that changes between runs.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
-from . import metrics  # noqa: E402
+from .io import atomic_file  # noqa: E402
 from .metrics import HIST_BIN, HIST_RANGE  # noqa: E402
 
 COLORS = {"f_R": "tab:blue", "f_D": "tab:red", "f_N": "tab:gray"}
@@ -23,7 +23,8 @@ COLORS = {"f_R": "tab:blue", "f_D": "tab:red", "f_N": "tab:gray"}
 
 def _save(fig, path: Path) -> Path:
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    with atomic_file(path) as fh:
+        fig.savefig(fh, dpi=110, format="png", metadata={"Software": None})
     plt.close(fig)
     return path
 
@@ -136,9 +137,16 @@ def plot_cross_policy(matrix: pd.DataFrame, path: Path) -> Path:
 
 
 def contact_sheet(
-    images: torch.Tensor, indices: list[int], path: Path, labels=None, max_images: int = 64
+    images: dict[int, torch.Tensor],
+    indices: list[int],
+    path: Path,
+    labels: dict[int, int] | None = None,
+    max_images: int = 64,
 ) -> Path:
-    """A grid of the transitory images (uint8 ``[N, 3, H, W]``), titled with their test index."""
+    """A grid of the transitory images (uint8 ``[3, H, W]`` by test index), titled with the index.
+
+    Only the first ``max_images`` of ``indices`` are drawn (``images`` needs only those).
+    """
     shown = indices[:max_images]
     cols = 8
     rows = max(1, -(-len(shown) // cols))
@@ -164,175 +172,3 @@ def markdown_table(frame: pd.DataFrame, floatfmt: str = ".2f") -> str:
         cells += [format(v, floatfmt) if isinstance(v, float) else str(v) for v in row.tolist()]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
-
-
-def write_pair_report(
-    out: Path,
-    nets: dict,
-    bits: dict,
-    robust: dict,
-    detrimental: dict,
-    f_n_acc: float,
-    cross: dict,
-    data,
-    title: str,
-    analyses=("layer_sweep", "histograms", "corruptions"),
-    device: str = "cpu",
-    max_examples: int | None = 512,
-    seed: int = 0,
-) -> dict:
-    """Every table and figure for one pair set; returns the numbers the leaderboard keeps.
-
-    ``nets``: {"f_N", "f_R", "f_D"} networks; ``bits``: {"f_R", "f_D"} bit functions of their own
-    policies; ``robust``/``detrimental``: :func:`dptq.train.evaluate_pair` results; ``cross``: the
-    cross-policy table.
-    """
-    out.mkdir(parents=True, exist_ok=True)
-    r, d = robust, detrimental
-    scores = metrics.pair_scores(r, d, f_n_acc)
-    trans = metrics.transitory_points(r["fp_correct"], d["fp_correct"], d["q_correct"])
-    test_imgs = torch.stack([data.test[i][0] for i in range(len(data.test))])
-    test_labels = [int(data.test[i][1]) for i in range(len(data.test))]
-    contact_sheet(test_imgs, trans["indices"], out / "transitory.png", test_labels)
-    matrix = metrics.cross_policy_matrix(cross)
-    plot_cross_policy(matrix, out / "cross_policy.png")
-    lines = [
-        f"# {title}",
-        "",
-        f"Budget {r['budget']} bits.",
-        "",
-        "## Table 1: pair scores (accuracy %, delta = quantized - FP)",
-        "",
-        markdown_table(scores),
-        "",
-        "## Table 2: transitory points",
-        "",
-        f"{trans['count']} test examples: {trans['rate_of_test']:.2f}% of the test set, "
-        f"{trans['rate_of_both_correct']:.2f}% of the examples both FP models classify correctly.",
-        "",
-        "![transitory](transitory.png)",
-        "",
-        "## Table 3: cross-policy accuracy (%)",
-        "",
-        markdown_table(matrix),
-        "",
-        "![cross-policy](cross_policy.png)",
-        "",
-    ]
-    kept = {"transitory": trans, "corruption_summary": None}
-    if "layer_sweep" in analyses:
-        sweeps = [
-            metrics.layer_sweep(nets[k], bits[k], data, device, max_examples=max_examples).assign(
-                network=k
-            )
-            for k in ("f_R", "f_D")
-        ]
-        sweep = pd.concat(sweeps, ignore_index=True)
-        sweep.to_csv(out / "layer_sweep.csv", index=False)
-        plot_layer_sweep(sweep, out / "layer_sweep.png")
-        inflect = pd.concat(
-            [metrics.inflection_layers(s).assign(network=s.network.iloc[0]) for s in sweeps]
-        )
-        lines += [
-            "## Fig. 2: layer sweeps",
-            "",
-            "Inflection layers (largest change between neighbouring layers):",
-            "",
-            markdown_table(inflect.reset_index(drop=True)),
-            "",
-            "![layer sweep](layer_sweep.png)",
-            "",
-        ]
-    if "histograms" in analyses:
-        hists, sparsity = {}, {}
-        for k in ("f_R", "f_D"):
-            hists[k], sparsity[k] = metrics.activation_histograms(nets[k], bits[k], data, device)
-        plot_histograms(hists, sparsity, out / "histograms.png")
-        sp = (
-            sparsity["f_R"]
-            .merge(sparsity["f_D"], on="layer", suffixes=(" f_R", " f_D"))
-            .set_index("layer")
-        )
-        sp.to_csv(out / "sparsity.csv")
-        lines += [
-            "## Fig. 3: activation sparsity (% of values in the zero bin)",
-            "",
-            markdown_table(sp),
-            "",
-            "![histograms](histograms.png)",
-            "",
-        ]
-    if "corruptions" in analyses:
-        models = {}
-        for k in ("f_R", "f_D"):
-            models[f"{k} FP"] = (nets[k], None)
-            models[f"{k} quantized"] = (nets[k], bits[k])
-        corr = metrics.corruption_robustness(
-            models, data, device=device, seed=seed, max_examples=max_examples
-        )
-        corr.to_csv(out / "corruptions.csv", index=False)
-        plot_corruptions(corr, out / "corruptions.png")
-        summary = metrics.corruption_summary(corr)
-        kept["corruption_summary"] = summary["mean corrupted acc"].to_dict()
-        lines += [
-            "## Fig. 4: corruption robustness",
-            "",
-            markdown_table(summary),
-            "",
-            "![corruptions](corruptions.png)",
-            "",
-        ]
-    (out / "report.md").write_text("\n".join(lines))
-    return kept
-
-
-def write_report(
-    run_dir: str | Path,
-    cfg,
-    out_dir: str | Path | None = None,
-    device: str = "cpu",
-    max_examples: int | None = 512,
-    seed: int = 0,
-) -> Path:
-    """Every table and figure for the pairs of a finished pipeline folder; returns ``report.md``.
-
-    ``cfg`` is the run's :class:`dptq.pipeline.PipelineConfig`. Layer sweeps and corruptions are
-    evaluated on at most ``max_examples`` examples per split (None: all).
-    """
-    import json
-
-    from .data import load_dataset
-    from .engine import load_checkpoint
-    from .models import QuantizableModel, create_model
-    from .pipeline import load_pair
-    from .train import own_policy_bits
-
-    run, out = Path(run_dir), Path(out_dir or Path(run_dir) / "report")
-    res = json.loads((run / "results.json").read_text())
-    data = load_dataset(cfg.dataset, **cfg.dataset_options)
-    f_n = QuantizableModel(
-        create_model(cfg.student, data.num_classes), act=cfg.act, weight_bits=cfg.weight_bits
-    )
-    f_n.model.load_state_dict(load_checkpoint(run / "kd.pt", "kd")["modules"]["student"])
-    nets, bits = {"f_N": f_n.eval()}, {}
-    for mode in ("robust", "detrimental"):
-        f, pi = load_pair(run, cfg, mode, data.num_classes)
-        key = "f_R" if mode == "robust" else "f_D"
-        nets[key] = f
-        bits[key] = own_policy_bits(pi, cfg.pair.options, res[mode]["budget"])
-    title = f"DPTQ pair report: {cfg.student} on {cfg.dataset}, options {list(cfg.pair.options)}"
-    write_pair_report(
-        out,
-        nets,
-        bits,
-        res["robust"],
-        res["detrimental"],
-        res["kd"]["test_acc"],
-        res["cross_policy"],
-        data,
-        title,
-        device=device,
-        max_examples=max_examples,
-        seed=seed,
-    )
-    return out / "report.md"

@@ -12,7 +12,6 @@ Each returns its evaluation; all share :func:`dptq.engine.fit`.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -22,18 +21,11 @@ from accelerate import Accelerator
 from torch import nn
 from torch.nn import functional as F
 from torch.nn.modules.batchnorm import _BatchNorm
-from torch.utils.data import DataLoader
 
-from . import knapsack
-from .data import (
-    AugmentConfig,
-    DatasetPair,
-    kd_augmentation,
-    mixup,
-    normalize,
-    with_train_transform,
-)
+from .augment import AugmentConfig, kd_augmentation, mixup, with_train_transform
+from .data import DatasetPair, normalize
 from .engine import ConfigError, Loop, RunOptions, check_positive, fit
+from .evaluate import accuracy, evaluate_pair
 from .losses import kd_loss
 from .models import QuantizableModel
 from .pair import PairConfig, pair_step
@@ -107,31 +99,6 @@ def _optimizer(params, cfg: StageConfig) -> torch.optim.Optimizer:
     return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
-@torch.no_grad()
-def predict(
-    model: Callable, data: DatasetPair, acc: Accelerator, bits_fn=None, batch_size: int = 256
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Predicted classes and labels on the test split (in order), FP or with ``bits_fn(x)``.
-
-    Puts ``model`` in eval mode (batch-norm running statistics); the caller's training loop sets
-    train mode again at the next epoch.
-    """
-    if isinstance(model, nn.Module):
-        model.eval()
-    preds, labels = [], []
-    for images, y in DataLoader(data.test, batch_size=batch_size, shuffle=False):
-        x = normalize(images.to(acc.device), data.mean, data.std)
-        logits = model(x) if bits_fn is None else model(x, bits_fn(x))
-        preds.append(logits.argmax(1).cpu())
-        labels.append(torch.as_tensor(y))
-    return torch.cat(preds), torch.cat(labels)
-
-
-def accuracy(model: Callable, data: DatasetPair, acc: Accelerator, bits_fn=None) -> float:
-    pred, y = predict(model, data, acc, bits_fn)
-    return (pred == y).float().mean().item() * 100
-
-
 def train_teacher(
     model: nn.Module,
     data: DatasetPair,
@@ -176,19 +143,18 @@ def distill(
 
 def _fit_stage(name, key, model, data, cfg: StageConfig, step, ckpt, opts, acc) -> dict:
     """The teacher and KD stages: one model, its optimiser, test accuracy after each epoch."""
-    train = _train_split(data, cfg)
     loop = Loop(
-        name,
-        {key: model},
-        _optimizer(model.parameters(), cfg),
-        cfg.epochs,
-        train,
-        cfg.batch_size,
-        step,
-        lambda: {"test_acc": accuracy(model, data, acc)},
-        model.train,
-        cfg.min_lr / cfg.lr,
-        {"stage": asdict(cfg)},
+        name=name,
+        modules={key: model},
+        optimizer=_optimizer(model.parameters(), cfg),
+        epochs=cfg.epochs,
+        dataset=_train_split(data, cfg),
+        batch_size=cfg.batch_size,
+        step=step,
+        evaluate=lambda: {"test_acc": accuracy(model, data, acc)},
+        train_mode=model.train,
+        min_lr_ratio=cfg.min_lr / cfg.lr,
+        config={"stage": asdict(cfg)},
     )
     return fit(loop, ckpt, opts, acc)
 
@@ -203,87 +169,6 @@ def _size(data: DatasetPair) -> int:
     return int(data.test[0][0].shape[-1])
 
 
-def own_policy_bits(policy: nn.Module, options, budget: int) -> Callable:
-    """Deterministic bits of a trained policy: its scores through the knapsack (no sampling)."""
-
-    def bits_fn(x):
-        return knapsack.bits(knapsack.solve_hard(policy.eval()(x), options, budget), options)
-
-    return bits_fn
-
-
-def random_policy_bits(num_layers: int, options, budget: int, seed: int) -> Callable:
-    """A budget-respecting random policy; the same seed gives the same bit vectors."""
-    gen = torch.Generator().manual_seed(seed)
-
-    def bits_fn(x):
-        scores = knapsack.random_scores(x.shape[0], num_layers, len(options), gen, x.device)
-        return knapsack.bits(knapsack.solve_hard(scores, options, budget), options)
-
-    return bits_fn
-
-
-def uniform_policy_bits(num_layers: int, options, budget: int) -> Callable:
-    """The most even allocation of the budget, the same for every example."""
-
-    def bits_fn(x):
-        scores = knapsack.uniform_scores(x.shape[0], num_layers, options, budget).to(x.device)
-        return knapsack.bits(knapsack.solve_hard(scores, options, budget), options)
-
-    return bits_fn
-
-
-def evaluate_pair(
-    student: QuantizableModel,
-    policy: nn.Module,
-    data: DatasetPair,
-    cfg: PairConfig,
-    budget: int,
-    acc: Accelerator,
-    seed: int = 0,
-) -> dict:
-    """FP accuracy, quantized accuracy with the pair's own policy, drop, and per-example correctness.
-
-    Also the same network under a random budgeted policy and the uniform allocation (the
-    cross-policy signature of Table 3). Every evaluated bit vector is checked against the budget.
-    """
-    student.eval()
-    checked = []
-
-    def checking(fn):
-        def wrapped(x):
-            bits = fn(x)
-            checked.append(bool(bits.sum(1).eq(budget).all()))
-            return bits
-
-        return wrapped
-
-    fp_pred, y = predict(student, data, acc)
-    q_pred, _ = predict(student, data, acc, checking(own_policy_bits(policy, cfg.options, budget)))
-    r_pred, _ = predict(
-        student,
-        data,
-        acc,
-        checking(random_policy_bits(student.num_layers, cfg.options, budget, seed)),
-    )
-    u_pred, _ = predict(
-        student, data, acc, checking(uniform_policy_bits(student.num_layers, cfg.options, budget))
-    )
-    if not all(checked):
-        raise AssertionError("a bit vector missed the budget")  # the knapsack guarantees it
-    pct = lambda p: (p == y).float().mean().item() * 100  # noqa: E731
-    return {
-        "fp_acc": pct(fp_pred),
-        "q_acc": pct(q_pred),
-        "drop": pct(fp_pred) - pct(q_pred),
-        "random_acc": pct(r_pred),
-        "uniform_acc": pct(u_pred),
-        "budget": budget,
-        "fp_correct": (fp_pred == y).tolist(),
-        "q_correct": (q_pred == y).tolist(),
-    }
-
-
 def train_pair(
     f_n: QuantizableModel,
     data: DatasetPair,
@@ -292,15 +177,16 @@ def train_pair(
     opts: RunOptions,
     acc: Accelerator,
     policy_name: str = "small_cnn",
-    policy_kwargs: dict | None = None,
+    policy_options=None,
 ) -> tuple[QuantizableModel, nn.Module, dict]:
-    """A robust or detrimental pair {f, pi} from f_N (Eq. 9/10); returns (f, pi, evaluation)."""
+    """A robust or detrimental pair {f, pi} from f_N (Eq. 9/10); returns (f, pi, last epoch's result).
+
+    The last epoch's result is what selection sees (no per-example lists: those are for records).
+    """
     budget = cfg.resolve_budget(f_n.num_layers)
     teacher = BlackBox(f_n)
     student = copy.deepcopy(f_n)
-    policy = create_policy(
-        policy_name, student.num_layers, len(cfg.options), **(policy_kwargs or {})
-    )
+    policy = create_policy(policy_name, student.num_layers, len(cfg.options), policy_options)
     groups = [
         {"params": student.parameters(), "lr": cfg.lr_student},
         {"params": policy.parameters(), "lr": cfg.lr_policy},
@@ -324,21 +210,20 @@ def train_pair(
         return pair_step(mods["student"], mods["policy"], teacher(x), x, cfg, budget)
 
     def evaluate():
-        res = evaluate_pair(student, policy, data, cfg, budget, acc, seed=opts.seed)
+        res = evaluate_pair(student, policy, data, cfg.options, budget, acc, seed=opts.seed)
         return {k: v for k, v in res.items() if not k.endswith("_correct")}
 
     loop = Loop(
-        f"pair-{cfg.mode}",
-        {"student": student, "policy": policy},
-        optimizer,
-        cfg.epochs,
-        data.train,
-        cfg.batch_size,
-        step,
-        evaluate,
-        train_mode,
-        0.0,
-        {"pair": asdict(cfg)},
+        name=f"pair-{cfg.mode}",
+        modules={"student": student, "policy": policy},
+        optimizer=optimizer,
+        epochs=cfg.epochs,
+        dataset=data.train,
+        batch_size=cfg.batch_size,
+        step=step,
+        evaluate=evaluate,
+        train_mode=train_mode,
+        config={"pair": asdict(cfg)},
     )
-    fit(loop, ckpt, opts, acc)
-    return student, policy, evaluate_pair(student, policy, data, cfg, budget, acc, seed=opts.seed)
+    result = fit(loop, ckpt, opts, acc)
+    return student, policy, result

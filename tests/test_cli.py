@@ -3,6 +3,9 @@
 import pytest
 
 from bench.__main__ import main
+from tests.helpers import write_suite
+
+NET = "tests.test_train:small_net"
 
 
 def test_help_lists_commands(capsys):
@@ -10,22 +13,38 @@ def test_help_lists_commands(capsys):
         main(["--help"])
     assert e.value.code == 0
     out = capsys.readouterr().out
-    for cmd in ("run", "pipeline", "demo", "perf", "leaderboard", "list", "compare"):
+    for cmd in ("run", "demo", "perf", "leaderboard", "list", "compare"):
         assert cmd in out
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    assert "--local" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(
-    "pair,expected",
+    "change,expected",
     [
-        ('{"alpah": 1}', "pair.alpah: unknown field; did you mean 'alpha'?"),
-        ('{"epochs": -1}', "epochs: must be a number > 0, got -1"),
-        ('{"budget": 3}', "budget: budget 3 is outside"),
-        ("{not json", "--pair is not valid JSON"),
+        ({"pair.alpah": 1}, "pair.alpah: unknown key; did you mean 'alpha'?"),
+        ({"pair.epochs": -1}, "pair.epochs: must be a number > 0, got -1"),
+        ({"students": [{"name": NET, "budgets": [3]}]}, "budget 3 is outside"),
+        ({"pair.budget": 80}, "pair.budget: set by the plan"),
+        ({"dataset.options.image_size": None}, "dataset.options.image_size: expected an integer"),
+        ({"dataset.options.root": "x"}, "dataset.options.root: unknown key"),
+        ({"policy_options.width": 10**9}, "policy_options.width: must lie in 1..512"),
+        ({"name": "a/b"}, "name: 'a/b' must be 1-64 letters"),
     ],
 )
-def test_pipeline_bad_input_one_line(tmp_path, capsys, pair, expected):
+def test_run_bad_input_one_line(tmp_path, capsys, change, expected):
     out_dir = tmp_path / "run"
-    assert main(["pipeline", str(out_dir), "--pair", pair]) == 2
+    suite = write_suite(tmp_path / "s.yaml", **change)
+    assert main(["run", str(suite), "--local", "--out", str(out_dir), "--leaderboard", ""]) == 2
     err = capsys.readouterr().err.strip()
-    assert expected in err and "\n" not in err and "Traceback" not in err
+    assert expected in err and "\n" not in err and "Traceback" not in err, err
     assert not out_dir.exists()
+
+
+def test_suite_that_is_not_utf8_gives_one_line(tmp_path, capsys):
+    f = tmp_path / "latin1.yaml"
+    f.write_bytes("name: caf\xe9\n".encode("latin-1"))
+    assert main(["run", str(f), "--dry-run"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: {f}: not UTF-8 text") and "\n" not in err

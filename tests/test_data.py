@@ -4,15 +4,8 @@ import pytest
 import torch
 from PIL import Image
 
-from dptq.data import (
-    AugmentConfig,
-    DataError,
-    kd_augmentation,
-    load_dataset,
-    mixup,
-    normalize,
-    with_train_transform,
-)
+from dptq.augment import AugmentConfig, kd_augmentation, mixup, with_train_transform
+from dptq.data import DataError, load_dataset, normalize
 
 
 def test_digits_split_is_fixed_and_stratified():
@@ -130,3 +123,29 @@ def test_unreadable_images_skipped_when_the_suite_says_so(tmp_path):
     assert (len(d.train), len(d.test)) == (4, 4)  # 5 and 5 files, one bad in each split
     assert all(d.train[i][0].shape == (3, 12, 12) for i in range(len(d.train)))
     assert d.train.targets == [y for _, y in d.train.samples]
+
+
+def test_train_transform_reaches_every_kind_of_dataset_and_changes_none(tmp_path):
+    """The KD augmentation is applied to a copy: on Oxford-IIIT Pets (whose ``__getitem__`` reads
+    ``.transforms``), on an image folder and on tensors; the dataset itself stays plain."""
+    from torchvision.transforms import v2
+
+    base = tmp_path / "oxford-iiit-pet"
+    (base / "annotations" / "trimaps").mkdir(parents=True)
+    (base / "annotations" / "trainval.txt").write_text("Abyssinian_1 1 1 1\n")
+    (base / "annotations" / "test.txt").write_text("Abyssinian_2 1 1 1\n")
+    for name in ("Abyssinian_1", "Abyssinian_2"):
+        _jpeg(base / "images" / f"{name}.jpg", (200, 10, 10))
+    for split in ("train", "test"):
+        _jpeg(tmp_path / "folder" / split / "cat" / "a.png", (255, 0, 0))
+    blank = v2.Lambda(lambda x: torch.zeros_like(x))
+    for d in (
+        load_dataset("oxford_pets", root=str(tmp_path), image_size=16),
+        load_dataset("imagefolder", root=str(tmp_path / "folder"), image_size=16),
+        load_dataset("digits", image_size=16, max_train=4),
+    ):
+        aug = with_train_transform(d, blank)
+        assert aug[0][0].sum() == 0  # the augmentation ran
+        assert d.train[0][0].sum() > 0  # the split itself is unchanged
+        again = with_train_transform(d, v2.Identity())
+        assert torch.equal(again[0][0], d.train[0][0])  # nothing stacked from the first call

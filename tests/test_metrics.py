@@ -9,10 +9,9 @@ from torch import nn
 
 from dptq import metrics
 from dptq.data import DatasetPair, TensorImages
+from dptq.evaluate import evaluate_cell, own_policy_bits, uniform_policy_bits
 from dptq.models import QuantizableModel
-from dptq.pipeline import cross_policy
 from dptq.policy import create_policy
-from dptq.train import own_policy_bits, uniform_policy_bits
 
 
 def test_pair_scores_hand_computed():
@@ -68,11 +67,21 @@ def test_cross_policy_known_answers():
         f.model[-1].bias.copy_(torch.tensor([0.0, 5.0, 0.0]))  # always class 1: 1/3 of the labels
     options = (3, 4, 5)
     pi = create_policy("small_cnn", f.num_layers, 3, width=4, depth=1, input_size=None)
-    pairs = {m: (copy.deepcopy(f), pi, 4 * f.num_layers) for m in ("robust", "detrimental")}
-    table = metrics.cross_policy_matrix(cross_policy(f, pairs, data, options, _Acc(), seed=0))
+    nets = {"f_N": f, "f_R": copy.deepcopy(f), "f_D": copy.deepcopy(f)}
+    ev = evaluate_cell(nets, {"f_R": pi, "f_D": pi}, data, options, 4 * f.num_layers, _Acc(), 0)
+    table = metrics.cross_policy_matrix(ev["cross_policy"])
     assert list(table.index) == ["FP", "pi_R", "pi_D", "random"]
     assert set(table.columns) == {"f_N", "f_R", "f_D"}
     assert table.values.flatten().tolist() == pytest.approx([100 / 3] * 12)
+    for k in ("f_R", "f_D"):  # each pair under its own policy, per example
+        assert ev["pairs"][k]["q_acc"] == pytest.approx(100 / 3) and ev["pairs"][k]["drop"] == 0
+        assert len(ev["pairs"][k]["q_correct"]) == len(data.test)
+
+
+def test_gap_and_fp_match_hand_computed():
+    r, d = {"fp_acc": 90.0, "q_acc": 89.0}, {"fp_acc": 89.5, "q_acc": 60.0}
+    assert metrics.drop(r) == 1.0 and metrics.drop(d) == 29.5
+    assert metrics.gap(r, d) == 28.5 and metrics.fp_match(r, d) == 0.5
 
 
 class _Acc:  # the part of accelerate.Accelerator that evaluation uses

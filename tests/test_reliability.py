@@ -22,8 +22,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench.leaderboard import frame, load_records, render_markdown
-from bench.runner import load_checkpoint_epoch, read_events, trial_key
+from bench import plan, search, store
+from bench.events import read_events
+from bench.leaderboard import frame, render_markdown
+from bench.suite import load_suite
+from bench.tuning import load_checkpoint_epoch
 
 ROOT = Path(__file__).resolve().parent.parent
 SUITE = ROOT / "tests" / "suites" / "reliability.yaml"
@@ -31,7 +34,8 @@ FAULTY = ROOT / "tests" / "suites" / "faulty.yaml"
 NET = "tests_test_train_small_net"
 KD_EPOCHS, PAIR_EPOCHS = 6, 3  # as in tests/suites/reliability.yaml
 PAIRS = {m: f"pair-{NET}-I-12-{m}" for m in ("robust", "detrimental")}
-VOLATILE = ("run_dir", "date", "report", "per_example")  # where and when, not what
+VOLATILE = ("date", "per_example")  # when, and where its file is, not what it found
+START = search.space(load_suite(SUITE))[1]  # the pair settings every trial starts from
 
 
 def _env(**extra) -> dict:
@@ -91,10 +95,10 @@ def _wait_until(proc, cond, log: Path, timeout=600) -> None:
 
 
 def _rows(board: Path, suite="reliability") -> list[dict]:
-    recs = [r for r in load_records(board / "records.jsonl") if r["suite"] == suite]
+    recs = [r for r in store.load(board) if r["suite"] == suite]
     for r in recs:
-        pe = board / r["per_example"]
-        r["per_example_sha"] = hashlib.sha256(pe.read_bytes()).hexdigest() if pe.exists() else None
+        pe = board / r["per_example"] if r.get("per_example") else None
+        r["per_example_sha"] = hashlib.sha256(pe.read_bytes()).hexdigest() if pe else None
     return [{k: v for k, v in r.items() if k not in VOLATILE} for r in recs]
 
 
@@ -106,12 +110,31 @@ def _epochs(folder: Path) -> dict[Path, int]:
     return {p: load_checkpoint_epoch(p) for p in folder.glob("*.pt")} if folder.is_dir() else {}
 
 
-def _seed_board(board: Path) -> bytes:
+def _files(board: Path, subs=(store.RECORDS, store.PER_EXAMPLE)) -> dict[Path, bytes]:
+    """Every file of a board's records and per-example results, with its bytes."""
+    return {
+        p.relative_to(board): p.read_bytes()
+        for sub in subs
+        for p in (board / sub).rglob("*")
+        if p.is_file() and not p.name.startswith(".")  # a writer's temp file is not a record
+    }
+
+
+def _files_of(files: dict[Path, bytes], sub: str) -> dict[Path, bytes]:
+    return {p: b for p, b in files.items() if p.parts[0] == sub}
+
+
+def _kept(board: Path, old: dict[Path, bytes]) -> bool:
+    """The board still holds every file it held, byte for byte."""
+    now = _files(board)
+    return all(now.get(p) == b for p, b in old.items())
+
+
+def _seed_board(board: Path) -> dict[Path, bytes]:
     """A leaderboard that already holds a row of another suite (it must survive everything)."""
-    board.mkdir(parents=True)
-    rec = json.loads((ROOT / "leaderboard" / "records.jsonl").read_text().splitlines()[0])
-    (board / "records.jsonl").write_text(json.dumps(rec, sort_keys=True) + "\n")
-    return (board / "records.jsonl").read_bytes()
+    [rec] = [r for r in store.load(ROOT / "leaderboard") if r["suite_hash"] == "81c094ea9767"]
+    store.add([rec], board, source=ROOT / "leaderboard")
+    return _files(board)
 
 
 @pytest.fixture(scope="module")
@@ -139,7 +162,7 @@ def test_killed_during_kd_resumes_from_its_checkpoint(tmp_path, reference):
     _kill_driver(proc)
     at_kill = load_checkpoint_epoch(kd_trial)
     assert 1 <= at_kill < KD_EPOCHS, f"the kill landed after KD (epoch {at_kill})"
-    assert (board / "records.jsonl").read_bytes() == old
+    assert _files(board) == old
     teacher = _digest(run / "artifacts" / "teacher.pt")
 
     assert _finish(_start(run, board, log)) == 0, log.read_text()[-3000:]
@@ -149,7 +172,7 @@ def test_killed_during_kd_resumes_from_its_checkpoint(tmp_path, reference):
         range(1, KD_EPOCHS + 1)
     )
     assert _rows(board) == reference[1]
-    assert (board / "records.jsonl").read_bytes().startswith(old)
+    assert _kept(board, old)
 
 
 @pytest.mark.slow
@@ -189,15 +212,15 @@ def test_killed_during_pair_search_keeps_finished_trials_and_searcher(tmp_path, 
         return sorted(json.dumps(t["config"]["delta"]) for t in ts)
 
     assert len(trials) == 2 and sampled(trials) == sampled(ref_trials)
-    assert sorted(_epochs(det)) == sorted(det / f"{trial_key(t['config'])}.pt" for t in trials)
+    layout = plan.Layout(run)
+    own = [layout.trial(PAIRS["detrimental"], {**START, **t["config"]}) for t in trials]
+    assert sorted(_epochs(det)) == sorted(own)
     assert _rows(board) == reference[1]
-    assert (board / "records.jsonl").read_bytes().startswith(old)
+    assert _kept(board, old)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(
-    "point", ["records:before-rename", "leaderboard:appended", "leaderboard:views"]
-)
+@pytest.mark.parametrize("point", ["store:before-rename", "leaderboard:added", "leaderboard:views"])
 def test_killed_during_leaderboard_write_loses_nothing(tmp_path, reference, point):
     """The finished reference run is run again (nothing to train: only its leaderboard write)
     into a board that already holds a row, and killed at ``point`` of that write."""
@@ -208,20 +231,19 @@ def test_killed_during_leaderboard_write_loses_nothing(tmp_path, reference, poin
     proc = _start(ref_run, board, log, env=env)
     _wait_until(proc, marker.exists, log)
     _kill_driver(proc)
-    text = (board / "records.jsonl").read_text()
-    assert text.startswith(old.decode())  # the row already there is intact
-    for line in text.splitlines():
-        json.loads(line)  # never half a record
-    if point == "records:before-rename":
-        assert text == old.decode()
+    assert _kept(board, old)  # the row already there is intact
+    store.load(board)  # never half a record: every record file there is whole
+    if point == "store:before-rename":  # the new record's file is not there yet (its
+        # per-example file, written first so no record points at a missing one, may be)
+        assert _files(board, [store.RECORDS]) == _files_of(old, store.RECORDS)
 
     assert _finish(_start(ref_run, board, log)) == 0, log.read_text()[-3000:]
     assert _rows(board) == reference[1]
-    assert (board / "records.jsonl").read_bytes().startswith(old)
+    assert _kept(board, old)
     # the views were regenerated from every record, not left as the kill found them
-    md = render_markdown(frame(load_records(board / "records.jsonl")))
+    md = render_markdown(frame(store.load(board)))
     assert (board / "README.md").read_text() == md
-    assert not list(board.glob(".*.tmp"))
+    assert not list(board.rglob(".*.tmp"))
 
 
 # --- 2. a node dies --------------------------------------------------------------------------
@@ -297,10 +319,11 @@ def test_node_dies_and_its_trial_is_retried_on_a_live_node(tmp_path):
     assert [(r["experiment"], r["node"]) for r in row["retries"]] == [(experiment, node_id)]
     # resumed from its checkpoint, and the row's numbers are those of the reference run
     params = json.loads((victim.parent / "params.json").read_text())
+    layout = plan.Layout(run)
     own = (
-        run / "trials" / params["group"] / f"{trial_key(params)}.pt"
-        if "group" in params
-        else Path(params["ckpt"])
+        layout.trial(experiment, {**START, **params})
+        if experiment.startswith("pair-")
+        else layout.stage_trial(experiment)
     )
     assert torch.load(own, weights_only=True)["resumed_from"], own
     assert row["error"] is None and isinstance(row["gap"], float)
@@ -316,8 +339,8 @@ def test_bad_trials_fail_alone_with_their_reason(tmp_path):
     old = _seed_board(board)
     assert _finish(_start(run, board, log, suite=FAULTY)) == 1, log.read_text()[-3000:]
     out = log.read_text()
-    recs = {r["architecture"]: r for r in load_records(board / "records.jsonl")[1:]}
-    assert len(recs) == 4 and (board / "records.jsonl").read_bytes().startswith(old)
+    recs = {r["architecture"]: r for r in store.load(board) if r["suite"] == "faulty"}
+    assert len(recs) == 4 and _kept(board, old)
     good = recs.pop("tests.test_train:small_net")
     assert good["error"] is None and isinstance(good["gap"], float)
     nan, oom, bug = (recs[f"tests.faulty:{n}"] for n in ("nan_net", "oom_net", "raise_net"))
@@ -331,8 +354,8 @@ def test_bad_trials_fail_alone_with_their_reason(tmp_path):
     md = (board / "README.md").read_text()
     assert md.count("| failed |") == 3 and "non-finite loss" in md
     # the run's own results say the same, and the event log has each failure
-    assert {r["id"] for r in load_records(run / "records.jsonl")} == {
-        r["id"] for r in load_records(board / "records.jsonl")[1:]
+    assert {r["id"] for r in store.load(run)} == {
+        r["id"] for r in store.load(board) if r["suite"] == "faulty"
     }
     failed = sorted(e["experiment"] for e in read_events(run) if e["event"] == "failed")
     assert failed == sorted(
@@ -386,7 +409,7 @@ def test_truncated_or_foreign_checkpoint_gives_one_line(tmp_path, reference):
         corrupt()
         err = _one_line(_cli("run", SUITE, "--out", run, "--leaderboard", board), str(kd))
         assert "delete it" in err, name
-        assert (board / "records.jsonl").read_bytes() == old, name
+        assert _files(board) == old, name
     assert not marker.exists()  # the pickle was refused, not run
 
 
@@ -394,15 +417,16 @@ def test_truncated_or_foreign_checkpoint_gives_one_line(tmp_path, reference):
 def test_broken_leaderboard_line_stops_before_any_work(tmp_path):
     board = tmp_path / "board"
     _seed_board(board)
-    with open(board / "records.jsonl", "a") as fh:
-        fh.write('{"schema_version": 1, "id": "half')
-    old = (board / "records.jsonl").read_bytes()
-    where = f"{board / 'records.jsonl'}:2"
+    broken = board / store.RECORDS / "x" / "half.json"
+    broken.parent.mkdir()
+    broken.write_text('{"schema_version": 1, "id": "half')
+    old = _files(board)
+    where = f"{broken}: not readable JSON"
     _one_line(_cli("run", SUITE, "--out", tmp_path / "run", "--leaderboard", board), where)
     assert not (tmp_path / "run").exists()  # stopped before any work
     _one_line(_cli("leaderboard", "--dir", board), where)
-    assert (board / "records.jsonl").read_bytes() == old
-    assert sorted(p.name for p in board.iterdir()) == ["records.jsonl"]  # no views from it
+    assert _files(board) == old
+    assert sorted(p.name for p in board.iterdir()) == [store.PER_EXAMPLE, store.RECORDS]
 
 
 def _suite_with(tmp_path, **fields) -> Path:
@@ -425,7 +449,7 @@ def test_missing_dataset_gives_one_line(tmp_path):
     _one_line(
         _cli("run", suite, "--out", tmp_path / "run", "--leaderboard", board), "/nonexistent/x"
     )
-    assert (board / "records.jsonl").read_bytes() == old and not (tmp_path / "run").exists()
+    assert _files(board) == old and not (tmp_path / "run").exists()
 
 
 @pytest.mark.slow
@@ -449,7 +473,7 @@ def test_unreadable_images_stop_or_are_skipped_as_the_suite_says(tmp_path):
         str(bad),
         "bad_images: skip",
     )
-    assert (board / "records.jsonl").read_bytes() == old and not (tmp_path / "run").exists()
+    assert _files(board) == old and not (tmp_path / "run").exists()
     skip = _suite_with(
         tmp_path, dataset={"name": "imagefolder", "options": opts, "bad_images": "skip"}
     )

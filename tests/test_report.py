@@ -1,24 +1,39 @@
-"""The report for a (tiny) finished pipeline: every table and figure is written."""
+"""The report of a (tiny) finished run: every registered analysis writes its table and figure."""
 
 import pytest
 from PIL import Image
 
-from dptq.pipeline import run_pipeline
-from dptq.report import write_report
-from tests.test_train import quiet, tiny_config
+from bench import plan
+from bench.runner import run_suite
+from dptq.analyses import ANALYSES
+from tests.test_train import quiet, tiny_suite
 
 
 @pytest.mark.slow
 def test_report_writes_every_table_and_figure(tmp_path):
-    cfg = tiny_config()
-    run_pipeline(cfg, tmp_path, quiet())
-    md = write_report(tmp_path, cfg, max_examples=16).read_text()
+    suite = tiny_suite(analyses=list(ANALYSES), analysis_examples=16)
+    run_suite(suite, tmp_path, local=True, out=quiet)
+    [cell] = plan.cells(suite, 10)
+    report = plan.Layout(tmp_path.resolve()).report(cell)
+    md = (report / "report.md").read_text()
     for title in ("Table 1", "Table 2", "Table 3", "Fig. 2", "Fig. 3", "Fig. 4"):
         assert title in md
     for png in ("cross_policy", "layer_sweep", "histograms", "corruptions"):
-        with Image.open(tmp_path / "report" / f"{png}.png") as im:
+        with Image.open(report / f"{png}.png") as im:
             assert im.size[0] > 300 and im.size[1] > 200
-    with Image.open(tmp_path / "report" / "transitory.png") as im:  # one row per 8 images
+    with Image.open(report / "transitory.png") as im:  # one row per 8 images
         assert im.size[0] > 300 and im.size[1] > 100
     for csv in ("layer_sweep", "corruptions", "sparsity"):
-        assert (tmp_path / "report" / f"{csv}.csv").stat().st_size > 50
+        assert (report / f"{csv}.csv").stat().st_size > 50
+
+
+@pytest.mark.slow
+def test_analyses_selects_exactly_what_runs(tmp_path):
+    suite = tiny_suite(analyses=["cross_policy"])
+    [rec] = run_suite(suite, tmp_path, local=True, out=quiet)["records"]
+    [cell] = plan.cells(suite, 10)
+    report = plan.Layout(tmp_path.resolve()).report(cell)
+    md = (report / "report.md").read_text()
+    assert "Table 3" in md and "Table 1" not in md and "Table 2" not in md
+    assert sorted(p.name for p in report.iterdir()) == ["cross_policy.png", "report.md"]
+    assert rec["cross_policy"] and "transitory_rate_test" not in rec

@@ -1,4 +1,5 @@
-"""The suite runner through real Ray Tune and Optuna on the CPU: end to end, resume, two nodes."""
+"""The suite runner through real Ray Tune and Optuna on the CPU, and in-process (``--local``):
+end to end, equal records both ways, resume, two nodes."""
 
 import json
 import os
@@ -10,76 +11,98 @@ from pathlib import Path
 
 import pytest
 
-from bench import runner
+from bench import plan, store
+from bench.runner import run_suite
 from bench.suite import load_suite
+from bench.tuning import RayExecutor
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ROOT / "tests" / "suites" / "tiny.yaml"
+NET = "tests.test_train:small_net"
+VOLATILE = ("date", "report", "retries", "git_commit")
 pytestmark = pytest.mark.slow
 
 
+def quiet(*_):
+    pass
+
+
 @pytest.fixture(scope="module")
-def local_ray():
-    yield
+def ray_run(tmp_path_factory):
+    """The tiny suite once through Ray Tune (shared by the tests below)."""
+    run_dir = tmp_path_factory.mktemp("ray") / "run"
+    res = run_suite(load_suite(TINY), run_dir, out=quiet)
+    yield run_dir, res
     import ray
 
     ray.shutdown()
+
+
+def _cell():
+    [cell] = plan.cells(load_suite(TINY), 10)
+    return cell
 
 
 def _trial_dirs(run_dir: Path, experiment: str) -> list[Path]:
     return [
         p
         for p in (run_dir / "tune" / experiment).iterdir()
-        if p.is_dir() and p.name.startswith("pair_trainable")
+        if p.is_dir() and p.name.startswith("_trainable")
     ]
 
 
-def _headline(records):
-    keys = ("id", "f_n_acc", "f_r_fp_acc", "f_r_q_acc", "f_d_fp_acc", "f_d_q_acc", "gap", "best")
-    return [{k: r.get(k) for k in keys} for r in records]
+def _numbers(records):
+    return [{k: v for k, v in r.items() if k not in VOLATILE} for r in records]
 
 
-def test_tiny_suite_end_to_end_and_resume(tmp_path, local_ray, monkeypatch):
-    suite = load_suite(TINY)
-    straight = runner.run_suite(suite, tmp_path / "a", out=lambda *_: None)
-    assert not straight["failed"]
-    [rec] = straight["records"]
+def test_tiny_suite_end_to_end(ray_run):
+    run_dir, res = ray_run
+    assert not res["failed"]
+    [rec] = res["records"]
     assert rec["error"] is None and rec["trials"] == {"robust": 2, "detrimental": 2}
     assert set(rec["best"]["robust"]) == {"delta", "alpha", "beta"}
     report = Path(rec["report"]).parent
-    for f in (
-        "report.md",
-        "transitory.png",
-        "cross_policy.png",
-        "histograms.png",
-        "per_example.json",
-    ):
+    for f in ("report.md", "transitory.png", "cross_policy.png", "histograms.png"):
         assert (report / f).exists(), f
-    assert len((tmp_path / "a" / "records.jsonl").read_text().splitlines()) == 1
+    assert (run_dir / rec["per_example"]).is_file()
+    assert [r["id"] for r in store.load(run_dir)] == [rec["id"]]
     for mode in ("robust", "detrimental"):
-        assert len(_trial_dirs(tmp_path / "a", f"pair-tests_test_train_small_net-I-12-{mode}")) == 2
+        trials = _trial_dirs(run_dir, _cell().search(mode))
+        assert len(trials) == 2
+        # param_space holds only the searched value; the suite and data travel by with_parameters
+        for t in trials:
+            assert set(json.loads((t / "params.json").read_text())) == {"delta"}
 
-    # stopped after the first pair search, then the same call again
-    real_search, calls = runner._search, []
 
-    def stop_after_first(*args, **kw):
-        out = real_search(*args, **kw)
+def test_local_run_gives_the_same_records_as_ray(ray_run, tmp_path):
+    _, res = ray_run
+    local = run_suite(load_suite(TINY), tmp_path / "local", local=True, out=quiet)
+    assert not local["failed"] and not (tmp_path / "local" / "tune").exists()  # no Ray at all
+    assert _numbers(local["records"]) == _numbers(res["records"])
+
+
+def test_stopped_after_the_first_search_resumes(ray_run, tmp_path, monkeypatch):
+    suite = load_suite(TINY)
+    real, calls = RayExecutor.search, []
+
+    def stop_after_first(self, *args, **kw):
+        out = real(self, *args, **kw)
         calls.append(1)
         if len(calls) == 1:
             raise KeyboardInterrupt("simulated stop")
         return out
 
-    monkeypatch.setattr(runner, "_search", stop_after_first)
+    monkeypatch.setattr(RayExecutor, "search", stop_after_first)
     with pytest.raises(KeyboardInterrupt):
-        runner.run_suite(suite, tmp_path / "b", out=lambda *_: None)
-    monkeypatch.setattr(runner, "_search", real_search)
-    resumed = runner.run_suite(suite, tmp_path / "b", out=lambda *_: None)
-    again = runner.run_suite(suite, tmp_path / "b", out=lambda *_: None)
+        run_suite(suite, tmp_path / "b", out=quiet)
+    monkeypatch.setattr(RayExecutor, "search", real)
+    resumed = run_suite(suite, tmp_path / "b", out=quiet)
+    again = run_suite(suite, tmp_path / "b", out=quiet)
     for mode in ("robust", "detrimental"):
-        assert len(_trial_dirs(tmp_path / "b", f"pair-tests_test_train_small_net-I-12-{mode}")) == 2
-    strip = lambda rs: [{**r, "id": r["id"]} for r in _headline(rs)]  # noqa: E731
-    assert strip(resumed["records"]) == strip(straight["records"]) == strip(again["records"])
-    assert len((tmp_path / "b" / "records.jsonl").read_text().splitlines()) == 1  # never duplicated
+        assert len(_trial_dirs(tmp_path / "b", _cell().search(mode))) == 2
+    straight = ray_run[1]["records"]
+    assert _numbers(resumed["records"]) == _numbers(straight) == _numbers(again["records"])
+    assert len(store.load(tmp_path / "b")) == 1  # never duplicated
 
 
 def test_two_node_cluster_on_loopback(tmp_path):
@@ -114,8 +137,8 @@ def test_two_node_cluster_on_loopback(tmp_path):
         shutil.rmtree(temp, ignore_errors=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
     nodes = set()
-    for result in (run_dir / "tune").glob("pair-*/pair_trainable*/result.json"):
+    for result in (run_dir / "tune").glob("pair-*/_trainable*/result.json"):
         for line in result.read_text().splitlines():
             nodes.add(json.loads(line)["node_id"])
     assert len(nodes) == 2, f"trials ran on {len(nodes)} node(s)"
-    assert json.loads((run_dir / "records.jsonl").read_text().splitlines()[0])["error"] is None
+    assert store.load(run_dir)[0]["error"] is None

@@ -44,7 +44,12 @@ def with_change(path: str, value):
     *parents, last = path.split(".")
     node = data
     for p in parents:
-        node = node[int(p)] if isinstance(node, list) else node[p]
+        if isinstance(node, list):
+            node = node[int(p)]
+        else:
+            if node.get(p) is None:  # a section the suite leaves out (or null)
+                node[p] = {}
+            node = node[p]
     if value is ...:
         del node[last]
     else:
@@ -122,3 +127,118 @@ def test_yaml_tag_that_would_execute_code_is_refused(tmp_path, capsys):
 def test_missing_suite_file(capsys):
     assert main(["run", "no/such/suite.yaml", "--dry-run"]) == 2
     assert "no such suite file" in capsys.readouterr().err
+
+
+def test_resolved_suite_round_trips():
+    """The resolved suite saved in a run folder loads back into the same suite."""
+    from bench.suite import parse_suite, to_plain
+
+    for path in sorted((ROOT / "suites").glob("*.yaml")):
+        suite = load_suite(path)
+        again = parse_suite(yaml.safe_load(yaml.safe_dump(to_plain(suite))), "saved")
+        assert again == suite and again.digest() == suite.digest()
+
+
+WEIRD = [
+    None,
+    "x",
+    "",
+    -1,
+    0,
+    10**12,
+    2**70,
+    -(10**9),
+    1e300,
+    float("nan"),
+    -1e-9,
+    True,
+    [],
+    {},
+    [None],
+    {"x": 1},
+    "ünïcødé ☃ \u202e",
+    "\x00\x01",
+    "../../etc/passwd",
+    "a" * 5000,
+]
+
+
+def _paths(node, prefix=()):
+    yield prefix
+    if isinstance(node, dict):
+        for k, v in node.items():
+            yield from _paths(v, (*prefix, k))
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            yield from _paths(v, (*prefix, i))
+
+
+def _schema_paths(cls, prefix=()):
+    """Every field path of the suite schema, set in a shipped suite or not."""
+    import dataclasses
+    import typing
+
+    for f in dataclasses.fields(cls):
+        yield (*prefix, f.name)
+        for tp in (
+            typing.get_type_hints(cls)[f.name],
+            *typing.get_args(typing.get_type_hints(cls)[f.name]),
+        ):
+            if dataclasses.is_dataclass(tp):
+                yield from _schema_paths(tp, (*prefix, f.name))
+
+
+def _mutate(data, rng):
+    import copy
+
+    from bench.suite import Suite
+
+    data = copy.deepcopy(data)
+    kind = rng.choice(["value", "value", "delete", "unknown", "type", "field"])
+    if kind == "field":  # any field of the schema, present in this suite or not
+        fields = list(_schema_paths(Suite))
+        path = fields[rng.randrange(len(fields))]
+        node = data
+        for k in path[:-1]:
+            node = node.setdefault(k, {}) if isinstance(node.get(k), dict | None) else {}
+        node[path[-1]] = rng.choice(WEIRD)
+        return data
+    paths = [p for p in _paths(data) if p]
+    path = paths[rng.randrange(len(paths))]
+    parent = data
+    for k in path[:-1]:
+        parent = parent[k]
+    if kind == "delete":
+        del parent[path[-1]]
+    elif kind == "unknown" and isinstance(parent, dict):
+        parent[rng.choice(["extra", "ℵ", "1"])] = rng.choice(WEIRD)
+    elif kind == "type":
+        parent[path[-1]] = [parent[path[-1]]] if rng.random() < 0.5 else {"v": parent[path[-1]]}
+    else:
+        parent[path[-1]] = rng.choice(WEIRD)
+    return data
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "suites").glob("*.yaml")), ids=lambda p: p.name)
+def test_fuzzed_suites_give_one_line_or_a_plan(tmp_path, capsys, path):
+    """Random mutations of a shipped suite: exit 2 with one line, or a valid plan; no traceback."""
+    import random
+
+    rng = random.Random(path.name)
+    text = path.read_text()
+    data = yaml.safe_load(text)
+    cases = [yaml.safe_dump(_mutate(data, rng), allow_unicode=True).encode() for _ in range(60)]
+    cases += [text.encode()[: rng.randrange(len(text))] for _ in range(10)]  # cut off
+    cases += [bytes(rng.randrange(256) for _ in range(200)) for _ in range(5)]  # binary
+    cases += [text.encode() + b"\n\xff\xfe" + "ünï: ☃\n".encode()]  # bad bytes at the end
+    for i, blob in enumerate(cases):
+        f = tmp_path / f"case{i}.yaml"
+        f.write_bytes(blob)
+        code = main(["run", str(f), "--dry-run", "--out", str(tmp_path / "run")])
+        out, err = capsys.readouterr()
+        assert code in (0, 2), (blob[:300], err[-2000:])
+        if code == 2:
+            assert err.startswith("error: ") and err.count("\n") == 1, (blob[:300], err)
+        else:
+            assert out.startswith("suite '") and "stage pairs" in out, (blob[:300], out)
+        assert not (tmp_path / "run").exists()

@@ -1,24 +1,19 @@
-"""The three stages end to end on a tiny digits subset; resume; bad configs; checkpoints."""
+"""The stages end to end on a tiny digits subset (in this process); resume; bad configs; checkpoints."""
 
 import json
-from dataclasses import replace
 
 import pytest
 import torch
 from torch import nn
 
-from dptq.data import AugmentConfig
-from dptq.engine import (
-    CheckpointError,
-    ConfigError,
-    Interrupted,
-    RunOptions,
-    cosine_lr,
-    load_checkpoint,
-)
+from bench import plan, search
+from bench.runner import run_suite
+from bench.suite import SuiteError
+from dptq.engine import CheckpointError, ConfigError, cosine_lr, load_checkpoint
+from dptq.faults import FailpointHit
 from dptq.pair import PairConfig
-from dptq.pipeline import PipelineConfig, run_pipeline
 from dptq.train import StageConfig
+from tests.helpers import make_suite
 
 NET = "tests.test_train:small_net"
 
@@ -39,47 +34,46 @@ def small_net(num_classes: int) -> nn.Module:
     )
 
 
-def tiny_config(**pair) -> PipelineConfig:
-    return PipelineConfig(
-        dataset_options={"image_size": 12, "max_train": 96, "max_test": 40},
-        teacher=NET,
-        student=NET,
-        teacher_stage=StageConfig(
-            epochs=3, batch_size=32, optimizer="adamw", lr=1e-2, augment=None, mixup=False
-        ),
-        kd_stage=StageConfig(
-            epochs=2, batch_size=32, lr=0.05, augment=AugmentConfig(hflip=False, randaugment_m=5)
-        ),
-        pair=PairConfig(epochs=2, batch_size=32, options=(3, 4, 5, 6, 8), **pair),
-        policy_options={"width": 4, "depth": 2, "input_size": None},
-    )
+def tiny_suite(**changes):
+    """tests/suites/tiny.yaml, smaller, no search: one trial per mode."""
+    base = {
+        "dataset.options": {"image_size": 12, "max_train": 96, "max_test": 40},
+        "teacher_stage.epochs": 3,
+        "kd_stage.epochs": 2,
+        "search": {"num_samples": 1},
+        "analyses": ["pair_scores", "transitory", "cross_policy"],
+    }
+    return make_suite("tiny", **{**base, **changes})
 
 
-def quiet(**kw) -> RunOptions:
-    return RunOptions(progress=False, **kw)
+def quiet(*_):
+    pass
 
 
 @pytest.mark.slow
 def test_three_stages_end_to_end(tmp_path):
-    res = run_pipeline(tiny_config(), tmp_path, quiet())
-    L = res["num_layers"]
-    assert L == 3
-    for stage in ("teacher", "kd", "pair-robust", "pair-detrimental"):
-        assert (tmp_path / f"{stage}.pt").exists()
-    hist = load_checkpoint(tmp_path / "teacher.pt", "teacher")["history"]
+    suite = tiny_suite()
+    res = run_suite(suite, tmp_path, local=True, out=quiet)
+    layout = plan.Layout(tmp_path.resolve())
+    [cell] = plan.cells(suite, 10)
+    assert plan.count_layers(NET, 10) == 3 and cell.budget == 4 * 3  # avg 4 bits x L
+    for f in (layout.teacher, layout.kd(NET), *(layout.pair(cell.search(m)) for m in suite.modes)):
+        assert f.exists(), f
+    hist = load_checkpoint(layout.teacher, "teacher")["history"]
     assert hist[-1]["train_loss"] < hist[0]["train_loss"]  # the teacher learns
-    for mode in ("robust", "detrimental"):
-        ev = res[mode]
-        assert ev["budget"] == 4 * L  # avg 4 bits x L, held for every example (checked inside)
-        assert len(ev["fp_correct"]) == len(ev["q_correct"]) == 40
-        assert ev["drop"] == pytest.approx(ev["fp_acc"] - ev["q_acc"])
-    assert set(res["cross_policy"]) == {"f_N", "f_R", "f_D"}
-    assert set(res["cross_policy"]["f_D"]) == {"FP", "pi_R", "pi_D", "random"}
-    saved = json.loads((tmp_path / "results.json").read_text())
-    assert saved["summary"]["gap"] == pytest.approx(res["summary"]["gap"])
-    # a second call finds every stage complete and reproduces the results without training
-    again = run_pipeline(tiny_config(), tmp_path, quiet())
-    assert again["detrimental"]["q_correct"] == res["detrimental"]["q_correct"]
+    [rec] = res["records"]
+    assert rec["error"] is None and rec["budget"] == 12 and rec["num_layers"] == 3
+    pe = json.loads((tmp_path / rec["per_example"]).read_text())
+    for mode in ("robust", "detrimental"):  # every test example, FP and quantized
+        assert len(pe[mode]["fp_correct"]) == len(pe[mode]["q_correct"]) == 40
+    assert rec["f_d_drop"] == pytest.approx(rec["f_d_fp_acc"] - rec["f_d_q_acc"])
+    assert set(rec["cross_policy"]) == {"f_N", "f_R", "f_D"}
+    assert set(rec["cross_policy"]["f_D"]) == {"FP", "pi_R", "pi_D", "random"}
+    # a second call finds every stage complete and gives the same record without training
+    stamps = {p: p.stat().st_mtime_ns for p in (tmp_path / "artifacts").rglob("*.pt")}
+    again = run_suite(suite, tmp_path, local=True, out=quiet)
+    assert again["records"][0]["gap"] == rec["gap"]
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
 
 
 def _states(path, stage):
@@ -88,17 +82,30 @@ def _states(path, stage):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("stage", ["kd", "pair-detrimental"])
-def test_resume_reaches_the_same_weights(tmp_path, stage):
-    cfg = tiny_config()
-    run_pipeline(cfg, tmp_path / "straight", quiet())
-    with pytest.raises(Interrupted):
-        run_pipeline(cfg, tmp_path / "killed", quiet(stop_after=(stage, 1)))
-    assert load_checkpoint(tmp_path / "killed" / f"{stage}.pt", stage)["epoch"] == 1
-    run_pipeline(cfg, tmp_path / "killed", quiet())
-    a, b = (
-        _states(tmp_path / "straight" / f"{stage}.pt", stage),
-        _states(tmp_path / "killed" / f"{stage}.pt", stage),
+def test_resume_reaches_the_same_weights(tmp_path, monkeypatch, stage):
+    """Stopped (as if killed) after epoch 1 of a stage, then run again: the same weights."""
+    suite = tiny_suite()
+    run_suite(suite, tmp_path / "straight", local=True, out=quiet)
+    monkeypatch.setenv("DPTQ_FAILPOINT", f"epoch:{stage}:1")
+    monkeypatch.setenv("DPTQ_FAILPOINT_ACTION", "raise")
+    with pytest.raises(FailpointHit):
+        run_suite(suite, tmp_path / "killed", local=True, out=quiet)
+    monkeypatch.delenv("DPTQ_FAILPOINT")
+    [cell] = plan.cells(suite, 10)
+    paths = {}
+    for run in ("straight", "killed"):
+        layout = plan.Layout((tmp_path / run).resolve())
+        paths[run] = layout.kd(NET) if stage == "kd" else layout.pair(cell.search("detrimental"))
+    killed = plan.Layout((tmp_path / "killed").resolve())
+    trial = (
+        killed.stage_trial(plan.kd_name(NET))
+        if stage == "kd"
+        else killed.trial(cell.search("detrimental"), search.space(suite)[1])
     )
+    assert load_checkpoint(trial, stage)["epoch"] == 1 and not paths["killed"].exists()
+    run_suite(suite, tmp_path / "killed", local=True, out=quiet)
+    assert load_checkpoint(paths["killed"], stage)["resumed_from"] == [1]
+    a, b = _states(paths["straight"], stage), _states(paths["killed"], stage)
     for name in a:
         for k in a[name]:
             torch.testing.assert_close(a[name][k], b[name][k], rtol=0, atol=0, msg=f"{name}.{k}")
@@ -123,15 +130,14 @@ def test_bad_values_name_the_field(make, field):
 
 
 def test_bad_model_budget_and_dataset_fail_before_training(tmp_path):
-    with pytest.raises(ValueError, match="unknown timm model 'resnet_typo'"):
-        run_pipeline(replace(tiny_config(), student="resnet_typo"), tmp_path / "a", quiet())
-    with pytest.raises(ConfigError, match="budget: budget 100 is outside"):
-        run_pipeline(tiny_config(budget=100), tmp_path / "b", quiet())
-    cfg = replace(
-        tiny_config(), dataset="imagefolder", dataset_options={"root": str(tmp_path / "none")}
-    )
+    with pytest.raises(SuiteError, match="unknown timm model 'resnet_typo'"):
+        run_suite(tiny_suite(students=["resnet_typo"]), tmp_path / "a", local=True, out=quiet)
+    with pytest.raises(SuiteError, match="budget 100 is outside"):
+        suite = tiny_suite(students=[{"name": NET, "budgets": [100]}])
+        run_suite(suite, tmp_path / "b", local=True, out=quiet)
+    missing = {"name": "imagefolder", "options": {"root": str(tmp_path / "none")}}
     with pytest.raises(FileNotFoundError, match="none"):
-        run_pipeline(cfg, tmp_path / "c", quiet())
+        run_suite(tiny_suite(dataset=missing), tmp_path / "c", local=True, out=quiet)
     assert not any((tmp_path / d).exists() for d in "abc")  # nothing written
 
 
@@ -151,12 +157,3 @@ def test_cosine_lr():
     assert cosine_lr(0, 100, 1.0, 0.1) == pytest.approx(1.0)
     assert cosine_lr(50, 100, 1.0, 0.1) == pytest.approx(0.55)
     assert cosine_lr(100, 100, 1.0, 0.1) == pytest.approx(0.1)
-
-
-def test_config_round_trips_through_results_json():
-    from dataclasses import asdict
-
-    from dptq.pipeline import _plain, config_from_dict
-
-    cfg = tiny_config()
-    assert config_from_dict(json.loads(json.dumps(_plain(asdict(cfg))))) == cfg

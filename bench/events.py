@@ -1,0 +1,125 @@
+"""What a run tells: ``RUN/events.jsonl`` (starts, restores, retries, failures), one line per
+finished trial with its ETA, and a failure's reason in one classified line."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+
+def say(*parts) -> None:
+    """Print a progress line now (not when the buffer fills)."""
+    print(*parts, flush=True)
+
+
+def log_event(run_dir: Path, **event) -> None:
+    """One line in ``RUN/events.jsonl`` (retries, failures, restarts: what the records cite)."""
+    event["time"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+    with open(run_dir / "events.jsonl", "a", encoding="utf-8") as fh:
+        fh.write(json.dumps(event, sort_keys=True) + "\n")
+
+
+def read_events(run_dir: Path) -> list[dict]:
+    path = run_dir / "events.jsonl"
+    if not path.exists():
+        return []
+    events = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            events.append(json.loads(line))
+        except ValueError:
+            continue  # a line cut off by a kill: the event is lost, nothing else is
+    return events
+
+
+def retries_of(events: list[dict], stages) -> list[dict]:
+    """The retry events of the given stages (experiments), as a record lists them."""
+    return [
+        {k: e.get(k) for k in ("experiment", "trial", "node", "epoch", "reason")}
+        for e in events
+        if e.get("event") == "retry" and e.get("experiment") in stages
+    ]
+
+
+def failure_reason(err) -> str:
+    """One line saying why a trial failed: the trainer's own exception inside Ray's wrappers.
+
+    Classified so a leaderboard reader sees the kind first: ``non-finite loss``, ``out of memory``
+    (PyTorch's allocator on GPU or CPU, or Ray's memory monitor), ``worker or node died``, else
+    the exception's type and first line. ``err`` is an exception or the text of Ray Tune's error
+    file.
+    """
+    cause = err
+    while getattr(cause, "cause", None) not in (None, cause):  # RayTaskError -> the original
+        cause = cause.cause
+    name = type(cause).__name__
+    text = str(cause).strip()
+    if isinstance(cause, str):  # the text of Ray Tune's error file: its last failure
+        text = text.split("Failure # ")[-1].partition("\n")[2].strip() or text
+        name = "RayTaskError"
+    if name in ("RayTaskError", "TuneError") or text.startswith("ray::"):
+        # a wrapper's text: the last "SomeError: message" line of the remote traceback
+        lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+        tail = [ln for ln in lines if ":" in ln and ln.split(":")[0].isidentifier()]
+        name, _, text = (tail[-1] if tail else lines[-1] if lines else name).partition(": ")
+    msg = text.splitlines()[0].strip() if text else ""
+    low = f"{name} {msg}".lower()
+    if "outofmemory" in low or "out of memory" in low or "allocate" in low and "memory" in low:
+        return f"out of memory: {name}: {msg}"
+    if name == "FloatingPointError" or "loss is nan" in low or "loss is inf" in low:
+        return f"non-finite loss: {msg}"
+    lost = ("actordied", "actorunavailable", "nodedied", "workercrashed", "actor died")
+    lost += ("is unavailable", "node died", "worker died", "connection reset by peer")
+    if any(k in low for k in lost):
+        return f"worker or node died: {name}: {msg}"[:300]
+    return f"{name}: {msg}" if msg else name
+
+
+class Progress:
+    """One line per finished trial of a stage: trials done, best score, ETA; logs retries/failures."""
+
+    def __init__(self, name: str, total: int, run_dir: Path, out=say):
+        self.name, self.total, self.done, self.best, self.t0 = name, total, 0, None, time.time()
+        self.run_dir, self.out = run_dir, out
+
+    def __getstate__(self):  # kept with a Ray Tune experiment: the printer is not
+        return {k: v for k, v in self.__dict__.items() if k != "out"}
+
+    def __setstate__(self, state):  # restored with its experiment: the clock starts again
+        self.__dict__.update(state, t0=time.time(), done=0, out=say)
+        self.total = max(0, state["total"] - state["done"])
+
+    def event(self, kind: str, trial: str, reason: str, node=None, epoch=None) -> None:
+        log_event(
+            self.run_dir,
+            event=kind,
+            experiment=self.name,
+            trial=trial,
+            node=node,
+            epoch=epoch,
+            reason=reason,
+        )
+        self.out(f"  [{self.name}] trial {trial} {kind}: {reason}")
+
+    def epoch(self, trial: str, epoch: int, total: int, result: dict) -> None:
+        """A line per epoch of a trial (the stage's progress between finished trials)."""
+        shown = ", ".join(
+            f"{k} {v:.3g}"
+            for k, v in result.items()
+            if k in ("score", "drop", "fp_acc", "q_acc", "test_acc", "train_loss")
+        )
+        self.out(f"  [{self.name}] {trial} epoch {epoch}/{total}: {shown}")
+
+    def finished(self, result: dict, failed: bool) -> None:
+        self.done += 1
+        s = result.get("score")
+        if s is not None and (self.best is None or s > self.best):
+            self.best = s
+        rate = (time.time() - self.t0) / self.done
+        eta = rate * max(0, self.total - self.done)
+        best = f", best score {self.best:.2f}" if self.best is not None else ""
+        status = "FAILED" if failed else "done"
+        self.out(
+            f"  [{self.name}] trial {status}: {self.done}/{self.total}{best}, ETA {eta / 60:.1f} min"
+        )

@@ -1,0 +1,195 @@
+"""The stages of a suite as plain functions: teacher, KD, pair, analyse.
+
+Each takes the suite, the data, what its inputs are (paths of earlier artifacts) and where to
+keep its checkpoint, and returns its results; none knows where it runs. The runner calls them in
+this process (``--local``) or inside Ray Tune trials and Ray tasks (:mod:`bench.tuning`), with a
+``report(epoch, result)`` callback that prints progress or reports to Ray Tune.
+
+Seeds: the teacher starts from ``seed``, KD from ``seed + 1``, the pair of mode m from
+``seed + 2 + index of m in modes``; every stage also passes ``seed`` to the training loop (data
+order) and to the evaluation (random allocations). The same seed on the CPU gives the same numbers
+wherever a stage runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from dptq.analyses import TrainedCell, write_report
+from dptq.data import DatasetPair
+from dptq.engine import RunOptions, load_checkpoint, make_accelerator, seed_everything
+from dptq.evaluate import evaluate_cell
+from dptq.models import QuantizableModel, create_model
+from dptq.policy import create_policy
+from dptq.train import BlackBox, distill, train_pair, train_teacher
+
+from .plan import Cell
+
+Report = Callable[[int, dict], None]
+
+
+def _options(suite, report: Report | None, progress: bool) -> RunOptions:
+    callback = None if report is None else (lambda stage, epoch, result: report(epoch, result))
+    return RunOptions(
+        seed=suite.seed, cpu=suite.resources.gpus == 0, progress=progress, callback=callback
+    )
+
+
+def quantizable(suite, student: str, num_classes: int) -> QuantizableModel:
+    """A fresh ``student`` wrapped for dynamic quantization with the suite's quantizers."""
+    return QuantizableModel(
+        create_model(student, num_classes), act=suite.act, weight_bits=suite.weight_bits
+    )
+
+
+def load_f_n(suite, student: str, kd_file: Path, num_classes: int) -> QuantizableModel:
+    """f_N: the distilled student of a KD artifact, in eval mode."""
+    f_n = quantizable(suite, student, num_classes)
+    f_n.model.load_state_dict(load_checkpoint(kd_file, "kd")["modules"]["student"])
+    return f_n.eval()
+
+
+def load_pair(suite, cell: Cell, mode: str, pair_file: Path, num_classes: int):
+    """A trained pair (f, pi) of ``mode`` from its artifact, both in eval mode."""
+    ckpt = load_checkpoint(pair_file, f"pair-{mode}")
+    f = quantizable(suite, cell.student, num_classes)
+    f.load_state_dict(ckpt["modules"]["student"])
+    pi = create_policy(suite.policy, f.num_layers, len(cell.options), suite.policy_options)
+    pi.load_state_dict(ckpt["modules"]["policy"])
+    return f.eval(), pi.eval()
+
+
+def f_n_accuracy(kd_file: Path) -> float:
+    """The reference accuracy of f_N that the search objective compares pairs against."""
+    return float(load_checkpoint(kd_file, "kd")["history"][-1]["test_acc"])
+
+
+def teacher(
+    suite, data: DatasetPair, ckpt: Path, report: Report | None = None, progress: bool = False
+) -> dict:
+    """Train the black box (supervised, label smoothing); returns its last evaluation."""
+    opts = _options(suite, report, progress)
+    acc = make_accelerator(opts)
+    seed_everything(suite.seed)
+    model = create_model(suite.teacher.name, data.num_classes, pretrained=suite.teacher.pretrained)
+    return train_teacher(model.to(acc.device), data, suite.teacher_stage, ckpt, opts, acc)
+
+
+def kd(
+    suite,
+    data: DatasetPair,
+    student: str,
+    teacher_file: Path,
+    ckpt: Path,
+    report: Report | None = None,
+    progress: bool = False,
+) -> dict:
+    """Distil the teacher (queried as a black box) into a random ``student``: f_N."""
+    opts = _options(suite, report, progress)
+    acc = make_accelerator(opts)
+    net = create_model(suite.teacher.name, data.num_classes)
+    net.load_state_dict(load_checkpoint(teacher_file, "teacher")["modules"]["model"])
+    seed_everything(suite.seed + 1)
+    model = create_model(student, data.num_classes)
+    return distill(
+        model.to(acc.device), BlackBox(net.to(acc.device)), data, suite.kd_stage, ckpt, opts, acc
+    )
+
+
+def objective(
+    mode: str, drop: float, fp_acc: float, f_n_acc: float, tolerance: float, penalty: float
+) -> float:
+    """The search objective, larger is better for both modes (README "The search objective").
+
+    ``drop - penalty * max(0, (f_n_acc - fp_acc) - tolerance)`` for a detrimental pair,
+    ``-drop - penalty * max(0, ...)`` for a robust one: a pair that buys its drop by losing FP
+    accuracy is pushed down, not thrown away.
+    """
+    lost = max(0.0, (f_n_acc - fp_acc) - tolerance)
+    return (drop if mode == "detrimental" else -drop) - penalty * lost
+
+
+def pair(
+    suite,
+    data: DatasetPair,
+    cell: Cell,
+    mode: str,
+    params: dict,
+    kd_file: Path,
+    f_n_acc: float,
+    ckpt: Path,
+    report: Report | None = None,
+    progress: bool = False,
+) -> dict:
+    """Train one pair of ``mode`` with the pair settings ``params`` (delta, alpha, beta).
+
+    Every epoch's result carries ``score`` (:func:`objective`); returns the last one.
+    """
+    search = suite.search
+
+    def score(result: dict) -> dict:
+        result["score"] = objective(
+            mode, result["drop"], result["fp_acc"], f_n_acc, search.fp_tolerance, search.penalty
+        )
+        return result
+
+    def scored(epoch: int, result: dict) -> None:
+        if report is not None:
+            report(epoch, score(result))
+
+    opts = _options(suite, scored, progress)
+    acc = make_accelerator(opts)
+    cfg = replace(suite.pair, mode=mode, options=cell.options, budget=cell.budget, **params)
+    f_n = load_f_n(suite, cell.student, kd_file, data.num_classes).to(acc.device)
+    seed_everything(suite.seed + 2 + suite.modes.index(mode))
+    _, _, result = train_pair(f_n, data, cfg, ckpt, opts, acc, suite.policy, suite.policy_options)
+    return score(result)
+
+
+def analyse(
+    suite,
+    data: DatasetPair,
+    cell: Cell,
+    kd_file: Path,
+    f_n_acc: float,
+    pair_files: dict[str, Path],
+    out: Path,
+) -> dict:
+    """Evaluate a cell's chosen pairs on the test split once; run the suite's analyses on it.
+
+    Returns ``{"evaluation": evaluate_cell(...), "fields": record fields from the analyses,
+    "num_layers": L}``; the report (``report.md`` and PNGs) is written under ``out``.
+    """
+    torch.set_num_threads(suite.resources.threads)
+    acc = make_accelerator(RunOptions(cpu=suite.resources.gpus == 0))
+    nets = {"f_N": load_f_n(suite, cell.student, kd_file, data.num_classes).to(acc.device)}
+    policies = {}
+    for mode, file in pair_files.items():
+        tag = "f_R" if mode == "robust" else "f_D"
+        f, pi = load_pair(suite, cell, mode, file, data.num_classes)
+        nets[tag], policies[tag] = f.to(acc.device), pi.to(acc.device)
+    evaluation = evaluate_cell(
+        nets, policies, data, cell.options, cell.budget, acc, seed=suite.seed
+    )
+    trained = TrainedCell(
+        nets,
+        policies,
+        data,
+        cell.options,
+        cell.budget,
+        evaluation,
+        f_n_acc,
+        device=str(acc.device),
+        seed=suite.seed,
+        max_examples=suite.analysis_examples,
+    )
+    title = (
+        f"{cell.student} on {suite.dataset.name}, options {cell.version} "
+        f"{list(cell.options)}, budget {cell.budget}"
+    )
+    fields = write_report(trained, suite.analyses, out, title)
+    return {"evaluation": evaluation, "fields": fields, "num_layers": nets["f_N"].num_layers}
