@@ -96,7 +96,7 @@ def _run(args) -> int:
     from dptq.faults import failpoint
 
     from . import store
-    from .leaderboard import regenerate, submit
+    from .leaderboard import regenerate
     from .runner import run_suite
     from .suite import SuiteError, load_suite
 
@@ -115,7 +115,7 @@ def _run(args) -> int:
             local=args.local,
         )
         if board is not None and res["records"]:
-            added = submit(run_dir, board)
+            added = store.add(res["records"], board, source=run_dir)
             print(f"leaderboard: {added} new record(s) in {board / store.RECORDS}")
             failpoint("leaderboard:added")
             regenerate(board)

@@ -17,6 +17,7 @@ from pathlib import Path
 from dptq.io import atomic_file
 
 from .events import Progress, failure_reason, log_event, say
+from .plan import stage_epochs
 from .search import TrialOutcome
 from .suite import Range
 
@@ -36,7 +37,7 @@ class LocalExecutor:
         self.suite, self.run_dir, self.out = suite, run_dir, out
 
     def _trial(self, progress: Progress, name: str, job, ckpt: Path, params: dict | None):
-        total = self._epochs(name)
+        total = stage_epochs(self.suite, name)
 
         def report(epoch: int, result: dict) -> None:
             progress.epoch(name, epoch, total, result)
@@ -52,12 +53,6 @@ class LocalExecutor:
             outcome = TrialOutcome(dict(params or {}), {}, reason)
         progress.finished(outcome.metrics, failed=outcome.error is not None)
         return outcome
-
-    def _epochs(self, name: str) -> int:
-        s = self.suite
-        if name.startswith("pair-"):
-            return s.pair.epochs
-        return s.teacher_stage.epochs if name == "teacher" else s.kd_stage.epochs
 
     def stage(self, name: str, job, ckpt: Path, artifact: Path) -> str | None:
         """A one-trial stage (teacher, KD); its final checkpoint becomes ``artifact``."""

@@ -79,6 +79,13 @@ def trial_key(search: str, params: dict) -> str:
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def stage_epochs(suite, name: str) -> int:
+    """How many epochs the stage or search ``name`` trains (for progress lines)."""
+    if name.startswith("pair-"):
+        return suite.pair.epochs
+    return suite.teacher_stage.epochs if name == TEACHER else suite.kd_stage.epochs
+
+
 @dataclass(frozen=True)
 class Layout:
     """Where a run keeps what (module docstring)."""

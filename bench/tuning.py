@@ -24,6 +24,7 @@ import torch
 from dptq.io import atomic_file
 
 from .events import Progress, failure_reason, log_event, say
+from .plan import stage_epochs
 from .search import TrialOutcome, best_of
 from .suite import Range
 
@@ -123,7 +124,7 @@ def _trainable(config: dict, *, job, start: dict | None, ckpt_for, threads: int)
     job(*args, ckpt=ckpt, report=_reporter(ckpt))
 
 
-def _callback(progress: Progress):
+def _callback(progress: Progress, epochs: int):
     from ray import tune
 
     def event(kind: str, trial) -> None:
@@ -136,6 +137,10 @@ def _callback(progress: Progress):
         progress.event(kind, trial.trial_id, reason, last.get("node_id"), last.get("epoch"))
 
     class Callback(tune.Callback):
+        def on_trial_result(self, iteration, trials, trial, result, **info):
+            if "epoch" in result:  # a line per epoch while the stage trains
+                progress.epoch(trial.trial_id, result["epoch"], epochs, result)
+
         def on_trial_complete(self, iteration, trials, trial, **info):
             progress.finished(trial.last_result or {}, failed=False)
 
@@ -197,7 +202,12 @@ class RayExecutor:
                     storage_path=self.storage,
                     verbose=0,
                     failure_config=tune.FailureConfig(max_failures=self.suite.retries),
-                    callbacks=[_callback(Progress(name, num_samples, self.run_dir, self.out))],
+                    callbacks=[
+                        _callback(
+                            Progress(name, num_samples, self.run_dir, self.out),
+                            stage_epochs(self.suite, name),
+                        )
+                    ],
                 ),
             )
         return tuner.fit()
