@@ -32,6 +32,11 @@ def _parser() -> argparse.ArgumentParser:
         help="first add the records of a run folder (or an old records.jsonl), validated",
     )
     lb.add_argument("--dir", default="leaderboard", help="leaderboard folder (default leaderboard)")
+    lb.add_argument(
+        "--readme",
+        metavar="FILE",
+        help="also regenerate FILE's results section (between its markers) from the records",
+    )
     ls_ = sub.add_parser("list", help="suites, architectures on the leaderboard, past runs")
     ls_.add_argument("--dir", default="leaderboard")
     cmp_ = sub.add_parser("compare", help="two run ids or architectures side by side, per budget")
@@ -60,7 +65,14 @@ def _parser() -> argparse.ArgumentParser:
         "--dry-run", action="store_true", help="validate and print the plan; start nothing"
     )
     run.add_argument(
-        "--leaderboard", default="leaderboard", help="add the records to this folder ('' for none)"
+        "--leaderboard",
+        default="leaderboard",
+        help="the leaderboard folder: its rows are shown beside the run's in RUN/board ('' for none)",
+    )
+    run.add_argument(
+        "--submit",
+        action="store_true",
+        help="also add the run's records to the leaderboard folder (otherwise it is not touched)",
     )
     return p
 
@@ -84,10 +96,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args) -> int:
-    """``python -m bench run``: load, validate, run, add the rows to the leaderboard.
+    """``python -m bench run``: load, validate, run; render the run's rows beside the board's.
 
-    Exit 0: every trial finished; 1: some failed (each named on stderr, and a failed entry on the
-    leaderboard); 2: bad input (one line: file, what is wrong, what to do; nothing written).
+    The repository is not touched unless ``--submit``. Exit 0: every trial finished; 1: some
+    failed (each named on stderr, and a failed entry in the run's records); 2: bad input (one
+    line: file, what is wrong, what to do; nothing written).
     """
     from pathlib import Path
 
@@ -97,7 +110,7 @@ def _run(args) -> int:
 
     from . import store
     from .leaderboard import regenerate
-    from .runner import run_suite
+    from .runner import run_suite, verdicts
     from .suite import SuiteError, load_suite
 
     board = Path(args.leaderboard) if args.leaderboard else None
@@ -114,7 +127,10 @@ def _run(args) -> int:
             dry_run=args.dry_run,
             local=args.local,
         )
-        if board is not None and res["records"]:
+        if res["records"]:
+            regenerate(run_dir, run_dir / "board", extra=[board] if board else [])
+            print(f"board: {run_dir / 'board' / 'index.html'} (the run's rows beside the board's)")
+        if args.submit and board is not None and res["records"]:
             added = store.add(res["records"], board, source=run_dir)
             print(f"leaderboard: {added} new record(s) in {board / store.RECORDS}")
             failpoint("leaderboard:added")
@@ -122,6 +138,8 @@ def _run(args) -> int:
     except (SuiteError, FileNotFoundError, CheckpointError, store.RecordError, DataError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    for line in verdicts(res["records"]):
+        print(line)
     for f in res["failed"]:
         print(f"FAILED {f['stage']}: {f['error']}", file=sys.stderr)
     return 1 if res["failed"] else 0
@@ -131,7 +149,7 @@ def _leaderboard(args) -> int:
     from pathlib import Path
 
     from . import store
-    from .leaderboard import compare, regenerate, submit
+    from .leaderboard import compare, regenerate, submit, update_readme
 
     folder = Path(args.dir)
     try:
@@ -140,6 +158,9 @@ def _leaderboard(args) -> int:
                 print(f"added {submit(Path(args.add), folder)} record(s)")
             for p in regenerate(folder):
                 print(f"wrote {p}")
+            if args.readme:
+                changed = update_readme(Path(args.readme), folder)
+                print(f"{'updated' if changed else 'unchanged'}: {args.readme} (results section)")
         elif args.command == "list":
             _list(folder, store.load(folder))
         else:

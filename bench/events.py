@@ -107,7 +107,7 @@ class Progress:
         shown = ", ".join(
             f"{k} {v:.3g}"
             for k, v in result.items()
-            if k in ("score", "drop", "fp_acc", "q_acc", "test_acc", "train_loss")
+            if k in ("score", "drop", "fp_acc", "q_acc", "val_acc", "test_acc", "train_loss")
         )
         self.out(f"  [{self.name}] {trial} epoch {epoch}/{total}: {shown}")
 

@@ -1,253 +1,81 @@
-"""The leaderboard's views, rendered from a board's records (:mod:`bench.store`).
+"""The leaderboard: views regenerated from the records of one or more boards (:mod:`bench.store`).
 
-Views are a pure function of the records (sorted, fixed formatting), so the same records give
-byte-identical files: ``README.md`` (ranked tables per dataset, most robust first),
-``leaderboard.csv``, ``gap.png`` (gap per architecture and budget), ``fp_vs_gap.png`` and
-``index.html`` (a static page with sortable columns). This module reads data only: it imports
-pandas and matplotlib, never torch or a trainer (``tests/test_imports.py``).
+A *board* is a folder of records (``leaderboard/``, or a run folder). :func:`regenerate` writes,
+from every record of the given boards, byte-identical views for identical records:
+``README.md`` (ranked tables per dataset), ``leaderboard.csv``, ``gap.png``, ``fp_vs_gap.png`` and
+``index.html`` (:mod:`bench.page`). This module and those it imports read data only: pandas and
+matplotlib, never torch or a trainer (``tests/test_imports.py``).
 """
 
 from __future__ import annotations
 
-import html
 from pathlib import Path
 
-import matplotlib
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
+from dptq.faults import failpoint
+from dptq.io import write_atomic
 
-from dptq.faults import failpoint  # noqa: E402
-from dptq.io import atomic_file, write_atomic  # noqa: E402
-
-from . import store  # noqa: E402
-from .store import NUMBERS, OPTIONAL_NUMBERS, RecordError  # noqa: E402
+from . import store
+from .page import render_html
+from .store import RecordError
+from .views import RESULTS_BEGIN, RESULTS_END, frame, render_csv, render_markdown, render_pngs
+from .views import results_section as _results_section
 
 LEADERBOARD = Path("leaderboard")
-SHOWN = NUMBERS + OPTIONAL_NUMBERS
+README_SUITES = ("digits-full", "default")  # the suites README.md's results section reports
 
 
-def frame(records: list[dict]) -> pd.DataFrame:
-    """One row per record, sorted by dataset, then most robust first (smallest gap), then id."""
-    rows = []
-    for r in records:
-        row = {
-            "dataset": r["dataset"],
-            "architecture": r["architecture"],
-            "options": r["bit_options"],
-            "budget": r["budget"],
-            "suite": r["suite"],
-            "seed": r["seed"],
-            "id": r["id"],
-            "error": r["error"] or "",
-        }
-        for k in SHOWN:
-            row[k] = r.get(k)
-        corr = r.get("corruption_mean_acc") or {}
-        row["corr_f_d_q"] = corr.get("f_D quantized")
-        row["best_delta_D"] = (r.get("best") or {}).get("detrimental", {}).get("delta")
-        row["retries"] = len(r.get("retries") or [])
-        rows.append(row)
-    df = pd.DataFrame(
-        rows,
-        columns=[
-            "dataset",
-            "architecture",
-            "options",
-            "budget",
-            "suite",
-            "seed",
-            "id",
-            "error",
-            *SHOWN,
-            "corr_f_d_q",
-            "best_delta_D",
-            "retries",
-        ],
-    )
-    df["_failed"] = df.error != ""
-    df = df.sort_values(["dataset", "_failed", "gap", "id"], na_position="last", kind="mergesort")
-    return df.drop(columns="_failed").reset_index(drop=True)
+def load_boards(boards: list[Path]) -> tuple[list[dict], dict[str, Path]]:
+    """Every record of ``boards`` (the first board's copy of an id wins), and each one's board."""
+    records, roots = [], {}
+    for board in boards:
+        for rec in store.load(board):
+            if rec["id"] not in roots:
+                roots[rec["id"]] = Path(board)
+                records.append(rec)
+    return records, roots
 
 
-def _fmt(v, digits=2) -> str:
-    if v is None or (isinstance(v, float) and v != v):
-        return "-"
-    return f"{v:.{digits}f}" if isinstance(v, float) else str(v)
-
-
-COLUMNS = [
-    ("architecture", "architecture"),
-    ("options", "options"),
-    ("budget", "budget"),
-    ("f_n_acc", "f_N acc"),
-    ("f_r_fp_acc", "f_R FP"),
-    ("f_r_drop", "f_R drop"),
-    ("f_d_fp_acc", "f_D FP"),
-    ("f_d_drop", "f_D drop"),
-    ("gap", "gap"),
-    ("fp_match", "FP match"),
-    ("f_d_random_acc", "f_D random"),
-    ("transitory_rate_test", "transitory %"),
-    ("corr_f_d_q", "f_D Q corrupted"),
-    ("retries", "retries"),
-    ("suite", "suite"),
-]
-
-
-def render_markdown(df: pd.DataFrame) -> str:
-    lines = [
-        "# dptq-bench leaderboard",
-        "",
-        "Catastrophic failure under dynamic post-training quantization, per architecture, bit "
-        "options and budget. **gap** = quantized drop of the detrimental pair minus that of the "
-        "robust pair (points; smaller is more robust); **FP match** = |FP f_R - FP f_D| (a gap "
-        "only counts when this is small). Ranked most robust first. Generated by "
-        "`python -m bench leaderboard` from `records/`; do not edit by hand.",
-        "",
-        "![gap per architecture and budget](gap.png) ![FP accuracy vs gap](fp_vs_gap.png)",
-        "",
-    ]
-    if df.empty:
-        return "\n".join(lines + ["No records yet.", ""])
-    for dataset, g in df.groupby("dataset", sort=True):
-        lines += [
-            f"## {dataset}",
-            "",
-            "| rank | " + " | ".join(h for _, h in COLUMNS) + " |",
-            "|---:|" + "---|" * len(COLUMNS),
-        ]
-        rank = 0
-        for _, row in g.iterrows():
-            if row.error:
-                cells = (
-                    [row.architecture, row.options, str(row.budget)]
-                    + ["-"] * (len(COLUMNS) - 5)
-                    + [str(row.retries), row.suite]
-                )
-                lines.append(f"| failed | {' | '.join(cells)} |")
-                continue
-            rank += 1
-            lines.append(f"| {rank} | " + " | ".join(_fmt(row[k]) for k, _ in COLUMNS) + " |")
-        failed = g[g.error != ""]
-        for _, row in failed.iterrows():
-            lines.append(f"\nFailed: `{row.id}`: {row.error}")
-        lines.append("")
-    return "\n".join(lines)
-
-
-def render_pngs(df: pd.DataFrame, out: Path) -> list[Path]:
-    ok = df[df.error == ""]
-    paths = []
-    fig, ax = plt.subplots(figsize=(7, 3.8))
-    if not ok.empty:
-        labels = [f"{a}\n{o} / {b}" for a, o, b in zip(ok.architecture, ok.options, ok.budget)]
-        ax.bar(range(len(ok)), ok.gap, color="tab:red")
-        ax.set_xticks(range(len(ok)), labels, fontsize=7)
-    ax.set_ylabel("catastrophic-failure gap (points)")
-    ax.set_title("Gap per architecture (bit options / budget)")
-    paths.append(_save(fig, out / "gap.png"))
-    fig, ax = plt.subplots(figsize=(5.5, 4))
-    for arch, g in ok.groupby("architecture", sort=True):
-        ax.scatter(g.f_d_fp_acc, g.gap, label=arch, s=30)
-    ax.set_xlabel("f_D full-precision accuracy (%)")
-    ax.set_ylabel("gap (points)")
-    ax.set_title("Full-precision accuracy vs gap")
-    if not ok.empty:
-        ax.legend(fontsize=7)
-    paths.append(_save(fig, out / "fp_vs_gap.png"))
-    return paths
-
-
-def _save(fig, path: Path) -> Path:
-    fig.tight_layout()
-    with atomic_file(path) as fh:
-        fig.savefig(fh, dpi=100, format="png", metadata={"Software": None})
-    plt.close(fig)
-    return path
-
-
-HTML = """<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>dptq-bench leaderboard</title>
-<style>
-body {{ font-family: sans-serif; margin: 2em; }} table {{ border-collapse: collapse; }}
-th, td {{ border: 1px solid #ccc; padding: 4px 8px; text-align: right; }}
-th {{ cursor: pointer; background: #f3f3f3; }} th.asc::after {{ content: " \\25B2"; }}
-th.desc::after {{ content: " \\25BC"; }} td.text {{ text-align: left; }}
-</style></head><body>
-<h1>dptq-bench leaderboard</h1>
-<p>Click a column header to sort (again to reverse). gap = quantized drop of f_D minus that of f_R
-(points); FP match = |FP f_R - FP f_D|.</p>
-<table id="board"><thead><tr>{head}</tr></thead><tbody>
-{rows}
-</tbody></table>
-<script>
-function sortBy(col) {{
-  const table = document.getElementById("board"), th = table.tHead.rows[0].cells[col];
-  const asc = !th.classList.contains("asc");
-  for (const h of table.tHead.rows[0].cells) h.classList.remove("asc", "desc");
-  th.classList.add(asc ? "asc" : "desc");
-  const rows = Array.from(table.tBodies[0].rows);
-  const key = r => {{ const v = r.cells[col].dataset.v; const n = parseFloat(v);
-    return isNaN(n) ? v : n; }};
-  rows.sort((a, b) => {{ const x = key(a), y = key(b);
-    const c = (typeof x === "number" && typeof y === "number") ? x - y : String(x).localeCompare(String(y));
-    return asc ? c : -c; }});
-  for (const r of rows) table.tBodies[0].appendChild(r);
-}}
-document.querySelectorAll("#board th").forEach((th, i) => th.addEventListener("click", () => sortBy(i)));
-if (location.hash.startsWith("#selftest-")) {{  // the browser test: click a header N times, report order
-  const [col, clicks] = location.hash.slice(10).split("-").map(Number);
-  for (let i = 0; i < (Number.isNaN(clicks) ? 1 : clicks); i++) document.querySelectorAll("#board th")[col].click();
-  document.title = "order:" + Array.from(document.querySelectorAll("#board tbody tr"))
-    .map(r => r.cells[col].dataset.v).join("|");
-}}
-</script></body></html>
-"""
-
-
-def render_html(df: pd.DataFrame) -> str:
-    cols = [("dataset", "dataset")] + COLUMNS
-    head = "".join(f"<th>{html.escape(h)}</th>" for _, h in cols)
-    rows = []
-    for _, row in df.iterrows():
-        cells = []
-        for k, _ in cols:
-            v = row[k]
-            text = (
-                _fmt(v)
-                if not row.error
-                or k in ("dataset", "architecture", "options", "budget", "retries", "suite")
-                else "-"
-            )
-            num = isinstance(v, int | float) and not isinstance(v, bool) and v == v
-            cls = "" if num else ' class="text"'
-            cells.append(
-                f'<td{cls} data-v="{html.escape(str(v) if num else text)}">{html.escape(text)}</td>'
-            )
-        rows.append("<tr>" + "".join(cells) + "</tr>")
-    return HTML.format(head=head, rows="\n".join(rows))
-
-
-def regenerate(board: Path = LEADERBOARD, out: Path | None = None) -> list[Path]:
-    """Write every view of ``board``'s records into ``out`` (default: the board); returns the paths."""
-    out = out or board
-    df = frame(store.load(board))
+def regenerate(board: Path = LEADERBOARD, out: Path | None = None, extra=()) -> list[Path]:
+    """Write every view of ``board``'s records (and those of the ``extra`` boards) into ``out``
+    (default: the board itself); returns the written paths."""
+    out = Path(out or board)
+    boards = [Path(b) for b in (board, *extra) if Path(b).is_dir()]
+    records, roots = load_boards(boards)
+    df = frame(records, roots)
     out.mkdir(parents=True, exist_ok=True)
     # each view is replaced whole: a kill leaves the old file or the new one
     write_atomic(out / "README.md", render_markdown(df))
-    write_atomic(out / "leaderboard.csv", df.to_csv(index=False, float_format="%.4f"))
+    write_atomic(out / "leaderboard.csv", render_csv(df))
     failpoint("leaderboard:views")
-    write_atomic(out / "index.html", render_html(df))
+    write_atomic(out / "index.html", render_html(df, out))
     return [out / "README.md", out / "leaderboard.csv", out / "index.html", *render_pngs(df, out)]
 
 
 def submit(source: Path, board: Path = LEADERBOARD) -> int:
     """Add the records of a run folder (or an old ``records.jsonl``) to ``board``, validated."""
     store.load(board)  # a broken board stops here, before anything is read or copied
-    records, base = store.load_any(source)
-    return store.add(records, board, source=base)
+    records, base, files = store.load_any(source)
+    return store.add(records, board, source=base, files=files)
+
+
+def results_section(board: Path = LEADERBOARD, suites=README_SUITES) -> str:
+    """README.md's results, generated from ``board``'s records."""
+    records, roots = load_boards([board])
+    return _results_section(frame(records, roots), suites)
+
+
+def update_readme(readme: Path, board: Path = LEADERBOARD) -> bool:
+    """Replace README's results section (between its markers) by :func:`results_section`."""
+    text = readme.read_text(encoding="utf-8")
+    start, end = text.find(RESULTS_BEGIN), text.find(RESULTS_END)
+    if start < 0 or end < start:
+        raise RecordError(f"{readme}: no results markers ({RESULTS_BEGIN} ... {RESULTS_END})")
+    new = text[:start] + results_section(board) + text[end + len(RESULTS_END) :]
+    if new != text:
+        write_atomic(readme, new)
+    return new != text
 
 
 def compare(records: list[dict], a: str, b: str) -> pd.DataFrame:
@@ -278,4 +106,13 @@ def compare(records: list[dict], a: str, b: str) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-__all__ = ["regenerate", "submit", "compare", "frame", "render_markdown", "RecordError"]
+__all__ = [
+    "regenerate",
+    "submit",
+    "compare",
+    "frame",
+    "render_markdown",
+    "results_section",
+    "update_readme",
+    "RecordError",
+]

@@ -1,25 +1,25 @@
 """A suite's plan: its cells, and every name and path a run uses (spelled here, once).
 
-A **cell** is one leaderboard row: a student, a bit-option version and a budget. Each cell has
-one search per mode (``pair-<cell>-robust``, ``pair-<cell>-detrimental``). Code and tests build
+A **cell** is one leaderboard row: a student, a bit-option version, a budget and a seed. Each cell
+has one search per mode (``pair-<cell>-robust``, ``pair-<cell>-detrimental``); the teacher and
+f_N it starts from are those of its seed (of the first seed when the suite shares them). Code and tests build
 experiment, trial, artifact and record names with these functions instead of re-typing them.
 
 Run folder ``RUN`` (:class:`Layout`): ``suite.yaml`` (the resolved suite), ``trials/`` (each
 trial's working checkpoint), ``artifacts/`` (the chosen teacher, f_N and pairs, and each search's
 summary), ``tune/`` (Ray Tune's experiments; Ray runs only), ``reports/<cell>/`` (tables and
 figures), ``records/<id>.json`` and ``per_example/<id>.json`` (the run's records, laid out as on
-the leaderboard), ``events.jsonl`` (starts, restores, retries, failures).
+the leaderboard), ``board/`` (the views of the run's rows beside the leaderboard's), ``events.jsonl``
+(starts, restores, retries, failures).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
-
-TEACHER = "teacher"
 
 
 def slug(name: str) -> str:
@@ -27,28 +27,44 @@ def slug(name: str) -> str:
     return name.replace(":", "_").replace(".", "_").replace("/", "_")
 
 
-def kd_name(student: str) -> str:
-    """The KD stage of ``student``: its Ray Tune experiment and checkpoint files."""
-    return f"kd-{slug(student)}"
+def teacher_name(seed: int) -> str:
+    """The teacher stage of ``seed``: its Ray Tune experiment and checkpoint files."""
+    return f"teacher-s{seed}"
 
 
-def kd_label(student: str) -> str:
-    """The KD stage of ``student`` as failures name it (``kd <student>``)."""
-    return f"kd {student}"
+def kd_name(student: str, seed: int) -> str:
+    """The KD stage of ``student`` and ``seed``: its experiment and checkpoint files."""
+    return f"kd-{slug(student)}-s{seed}"
+
+
+def kd_label(student: str, seed: int) -> str:
+    """The KD stage as failures name it (``kd <student> seed <seed>``)."""
+    return f"kd {student} seed {seed}"
+
+
+def cell_key(student: str, version: str, budget: int, seed: int) -> str:
+    return f"{slug(student)}-{version}-{budget}-s{seed}"
 
 
 @dataclass(frozen=True)
 class Cell:
-    """One leaderboard row: a student, a bit-option version (its options) and a budget."""
+    """One leaderboard row: a student, a bit-option version (its options), a budget, a seed.
+
+    ``stage_seed``: the seed of the teacher and f_N it starts from; ``allocations``: how many bit
+    vectors meet the budget (1: degenerate, no policy has a choice).
+    """
 
     student: str
     version: str
     options: tuple[int, ...]
     budget: int
+    seed: int = 0
+    stage_seed: int = 0
+    allocations: int = 0
 
     @property
     def key(self) -> str:
-        return f"{slug(self.student)}-{self.version}-{self.budget}"
+        return cell_key(self.student, self.version, self.budget, self.seed)
 
     def search(self, mode: str) -> str:
         """The pair search of ``mode``: its experiment, trial folder and artifact name."""
@@ -56,7 +72,8 @@ class Cell:
 
     def stages(self, modes) -> tuple[str, ...]:
         """Every stage this cell's row depends on, as failures and retries name them."""
-        return (TEACHER, kd_name(self.student), kd_label(self.student), *map(self.search, modes))
+        s, st = self.stage_seed, self.student
+        return (teacher_name(s), kd_name(st, s), kd_label(st, s), *map(self.search, modes))
 
 
 def record_id(suite_name: str, digest: str, cell: Cell) -> str:
@@ -83,7 +100,7 @@ def stage_epochs(suite, name: str) -> int:
     """How many epochs the stage or search ``name`` trains (for progress lines)."""
     if name.startswith("pair-"):
         return suite.pair.epochs
-    return suite.teacher_stage.epochs if name == TEACHER else suite.kd_stage.epochs
+    return suite.teacher_stage.epochs if name.startswith("teacher") else suite.kd_stage.epochs
 
 
 @dataclass(frozen=True)
@@ -100,12 +117,11 @@ class Layout:
     def tune(self) -> Path:
         return self.root / "tune"
 
-    @property
-    def teacher(self) -> Path:
-        return self.root / "artifacts" / f"{TEACHER}.pt"
+    def teacher(self, seed: int) -> Path:
+        return self.root / "artifacts" / f"{teacher_name(seed)}.pt"
 
-    def kd(self, student: str) -> Path:
-        return self.root / "artifacts" / f"{kd_name(student)}.pt"
+    def kd(self, student: str, seed: int) -> Path:
+        return self.root / "artifacts" / f"{kd_name(student, seed)}.pt"
 
     def stage_trial(self, name: str) -> Path:
         """The working checkpoint of the teacher or a KD stage."""
@@ -121,8 +137,13 @@ class Layout:
         """A finished search's summary (written last: its presence marks the search done)."""
         return self.root / "artifacts" / "pairs" / f"{search}.json"
 
-    def report(self, cell: Cell) -> Path:
-        return self.root / "reports" / cell.key
+    def report(self, rid: str) -> Path:
+        """A record's report folder (``reports/<id>/``, as on the leaderboard)."""
+        return self.root / "reports" / rid
+
+    @property
+    def board(self) -> Path:
+        return self.root / "board"
 
 
 @lru_cache(maxsize=64)
@@ -134,7 +155,11 @@ def count_layers(student: str, num_classes: int) -> int:
 
 
 def cells(suite, num_classes: int) -> list[Cell]:
-    """Every cell of the suite; budgets checked (one line naming the student) before any work."""
+    """Every cell of the suite, each seed; budgets checked (one line naming the student) first.
+
+    A budget that leaves exactly one allocation is refused unless
+    ``protocol.allow_degenerate``: no policy can be learned there.
+    """
     from dptq import knapsack
     from dptq.models import check_model_name
 
@@ -157,12 +182,26 @@ def cells(suite, num_classes: int) -> list[Cell]:
                 or tuple(knapsack.budget_from_average(a, L) for a in suite.avg_bits)
             )
             for b in budgets:
+                where = f"students[{st.name}] bit_options.{version}"
                 try:
                     knapsack.check_budget(options, b, L)
                 except ValueError as e:
-                    raise SuiteError(f"students[{st.name}] bit_options.{version}: {e}") from None
-                out.append(Cell(st.name, version, tuple(options), int(b)))
+                    raise SuiteError(f"{where}: {e}") from None
+                n = knapsack.count_allocations(options, b, L)
+                if n == 1 and not suite.protocol.allow_degenerate:
+                    raise SuiteError(
+                        f"{where}: budget {b} admits exactly one allocation (every one of the "
+                        f"{L} layers at {b // L} bits): no policy can be learned; choose a larger "
+                        "budget, or set protocol.allow_degenerate: true to keep the cell (marked)"
+                    )
+                for seed in suite.seed_list:
+                    cell = Cell(st.name, version, tuple(options), int(b), seed)
+                    out.append(replace(cell, stage_seed=suite.stage_seed(seed), allocations=n))
     return list(dict.fromkeys(out))
+
+
+def _count(n: int) -> str:
+    return f"{n:.3g}" if n < 10**300 else f"~1e{len(str(n)) - 1}"
 
 
 def describe(suite, plan: list[Cell], run_dir: Path) -> str:
@@ -170,16 +209,25 @@ def describe(suite, plan: list[Cell], run_dir: Path) -> str:
     searches = len(plan) * len(suite.modes)
     samples = suite.search.num_samples if suite.search.ranges() else 1
     res = suite.resources
+    stage_seeds = sorted({c.stage_seed for c in plan})
+    seeds = ", ".join(map(str, suite.seed_list))
     lines = [
-        f"suite '{suite.name}' (hash {suite.digest()}, seed {suite.seed}) -> {run_dir}",
-        f"  stage teacher: {suite.teacher.name}, {suite.teacher_stage.epochs} epochs, 1 trial",
-        f"  stage kd: {len(suite.students)} trial(s), {suite.kd_stage.epochs} epochs each",
+        f"suite '{suite.name}' (hash {suite.digest()}, seeds {seeds}, recipe {suite.recipe}) "
+        f"-> {run_dir}",
+        f"  stage teacher: {suite.teacher.name}, {suite.teacher_stage.epochs} epochs, "
+        f"{len(stage_seeds)} trial(s)",
+        f"  stage kd: {len(suite.students) * len(stage_seeds)} trial(s), "
+        f"{suite.kd_stage.epochs} epochs each",
         f"  stage pairs: {searches} searches x {samples} samples = {searches * samples} trials, "
-        f"{suite.pair.epochs} epochs each",
+        f"{suite.pair.epochs} epochs each; selected on the validation split "
+        f"({suite.protocol.val_fraction:.0%} of the training data)",
     ]
     for c in plan:
-        for m in suite.modes:
-            lines.append(f"    {c.search(m)}: options {list(c.options)}, budget {c.budget}")
+        marked = " (DEGENERATE: one allocation)" if c.allocations == 1 else ""
+        lines.append(
+            f"    {c.key}: options {list(c.options)}, budget {c.budget}, "
+            f"{_count(c.allocations)} allocations{marked}"
+        )
     lines.append(
         f"  resources per trial: {res.cpus:g} CPU, {res.gpus:g} GPU; retries {suite.retries}"
     )

@@ -1,8 +1,9 @@
 """``run_suite``: a suite's stages in order, in this process (``local``) or on Ray.
 
-Order: the teacher once; KD once per student; per cell (student, bit options, budget) one search
-per mode (:mod:`bench.search`); then each cell's chosen pairs are analysed (the test split is read
-there, once) and become a record. The runner decides only *where* each stage runs
+Order: the teacher once per seed; KD once per student and seed (once in all with
+``share_stages``); per cell (student, bit options, budget, seed) one search per mode
+(:mod:`bench.search`), every trial evaluated and selected on the validation split; then each
+cell's chosen pairs are analysed (the test split is read there, once) and become a record. The runner decides only *where* each stage runs
 (:class:`bench.local.LocalExecutor` or :class:`bench.tuning.RayExecutor`); the stages themselves
 are :mod:`bench.stages`. Safe to call again on the same run folder after any interruption:
 finished stages are kept (``artifacts/``), unfinished searches resume (their trials from their
@@ -29,7 +30,7 @@ def prepare(suite: Suite, run_dir: Path, dry_run: bool, out=say):
     """Load the data and plan the cells; everything that can be wrong fails here, in one line."""
     downloads = bool(getattr(suite.dataset.options, "download", False))
     # a dry run never downloads; otherwise a missing dataset fails here, before any stage
-    data = None if (dry_run and downloads) else suite.dataset.load()
+    data = None if (dry_run and downloads) else suite.dataset.load(suite.protocol)
     num_classes = data.num_classes if data is not None else 10  # L does not depend on it
     cells = plan.cells(suite, num_classes)
     out(plan.describe(suite, cells, run_dir))
@@ -90,30 +91,36 @@ def run_suite(
     ex = _executor(suite, layout.root, local, address, out)
     failed: list[dict] = []
 
-    if not layout.teacher.exists():
-        out("stage teacher")
-        job = partial(stages.teacher, suite, data)
-        error = ex.stage(plan.TEACHER, job, layout.stage_trial(plan.TEACHER), layout.teacher)
-        if error:
-            failed.append({"stage": plan.TEACHER, "error": error})
-
-    f_n_acc: dict[str, float] = {}
-    for st in suite.students if layout.teacher.exists() else []:
-        kd_file = layout.kd(st.name)
-        if not kd_file.exists():
-            out(f"stage {plan.kd_label(st.name)}")
-            job = partial(stages.kd, suite, data, st.name, layout.teacher)
-            name = plan.kd_name(st.name)
-            error = ex.stage(name, job, layout.stage_trial(name), kd_file)
+    stage_seeds = sorted({c.stage_seed for c in cells})
+    for seed in stage_seeds:
+        name = plan.teacher_name(seed)
+        if not layout.teacher(seed).exists():
+            out(f"stage {name}")
+            job = partial(stages.teacher, suite, data, seed)
+            error = ex.stage(name, job, layout.stage_trial(name), layout.teacher(seed))
             if error:
-                failed.append({"stage": plan.kd_label(st.name), "error": error})
-                continue
-        f_n_acc[st.name] = stages.f_n_accuracy(kd_file)
+                failed.append({"stage": name, "error": error})
+
+    f_n_acc: dict[tuple[str, int], float] = {}  # (student, stage seed) -> on the validation split
+    for seed in stage_seeds:
+        if not layout.teacher(seed).exists():
+            continue
+        for st in suite.students:
+            kd_file = layout.kd(st.name, seed)
+            if not kd_file.exists():
+                out(f"stage {plan.kd_label(st.name, seed)}")
+                job = partial(stages.kd, suite, data, seed, st.name, layout.teacher(seed))
+                name = plan.kd_name(st.name, seed)
+                error = ex.stage(name, job, layout.stage_trial(name), kd_file)
+                if error:
+                    failed.append({"stage": plan.kd_label(st.name, seed), "error": error})
+                    continue
+            f_n_acc[st.name, seed] = stages.f_n_accuracy(kd_file)
 
     chosen: dict[str, dict] = {}
     ranges, start = search.space(suite)
     for cell in cells:
-        if cell.student not in f_n_acc:
+        if (cell.student, cell.stage_seed) not in f_n_acc:
             continue
         for mode in suite.modes:
             name = cell.search(mode)
@@ -128,8 +135,9 @@ def run_suite(
                 data,
                 cell,
                 mode,
-                kd_file=layout.kd(cell.student),
-                f_n_acc=f_n_acc[cell.student],
+                kd_file=layout.kd(cell.student, cell.stage_seed),
+                f_n_acc=f_n_acc[cell.student, cell.stage_seed],
+                robust_file=layout.pair(cell.search("robust")),
             )
             outcomes, top = ex.search(
                 name, job, partial(layout.trial, name), ranges, start, search.num_trials(suite)
@@ -147,25 +155,36 @@ def run_suite(
     return {"records": built, "failed": failed}
 
 
+def verdicts(records: list[dict]) -> list[str]:
+    """A line per row that does not count (invalid, with its reasons) or is not stealthy."""
+    lines = []
+    for r in records:
+        if r.get("error") is None and not r.get("valid", False):
+            lines.append(f"INVALID {r['id']}: {'; '.join(r.get('invalid_reasons', []))}")
+    return lines
+
+
 def _analyse(suite, data, cells, layout, ex, chosen, f_n_acc, failed, out) -> list[dict]:
     """Each cell's record: reused when already written, else analysed (in parallel on Ray)."""
     env, events = records.environment(), read_events(layout.root)
     done = {r["id"]: r for r in store.load(layout.root)}
     built, jobs, bases, per_example = [], {}, {}, {}
+    num_classes = data.num_classes
     for cell in cells:
-        base = records.base(suite, cell, env, retries_of(events, cell.stages(suite.modes)))
+        retries = retries_of(events, cell.stages(suite.modes))
+        base = records.base(suite, cell, env, retries, num_classes)
         base["skipped_images"] = list(getattr(data, "skipped", ()))
         names = {m: cell.search(m) for m in ("robust", "detrimental")}
         missing = [m for m, n in names.items() if n not in chosen]
-        if cell.student not in f_n_acc or missing:
+        if (cell.student, cell.stage_seed) not in f_n_acc or missing:
             stages_ = cell.stages(suite.modes)
             why = [f"{f['stage']}: {f['error']}" for f in failed if f["stage"] in stages_]
             error = why[0] if why else f"no finished {', '.join(missing)} pair"
             built.append(records.failed(base, error))
             continue
-        report = layout.report(cell) / "report.md"
+        report = layout.report(base["id"]) / "report.md"
         if base["id"] in done and report.exists():
-            built.append({**done[base["id"]], "report": str(report)})
+            built.append(done[base["id"]])
             out(f"  {cell.key}: record already written, reused")
             continue
         bases[cell] = base
@@ -174,10 +193,10 @@ def _analyse(suite, data, cells, layout, ex, chosen, f_n_acc, failed, out) -> li
             suite,
             data,
             cell,
-            layout.kd(cell.student),
-            f_n_acc[cell.student],
+            layout.kd(cell.student, cell.stage_seed),
+            f_n_acc[cell.student, cell.stage_seed],
             {m: layout.pair(n) for m, n in names.items()},
-            layout.report(cell),
+            layout.report(base["id"]),
         )
     if jobs:
         out(f"stage analyse: {len(jobs)} cell(s), analyses {', '.join(suite.analyses) or 'none'}")
@@ -188,13 +207,19 @@ def _analyse(suite, data, cells, layout, ex, chosen, f_n_acc, failed, out) -> li
             continue
         names = {m: cell.search(m) for m in ("robust", "detrimental")}
         rec, per_example[bases[cell]["id"]] = records.success(
-            bases[cell], result, {m: chosen[n] for m, n in names.items()}, f_n_acc[cell.student]
+            suite,
+            bases[cell],
+            result,
+            {m: chosen[n] for m, n in names.items()},
+            f_n_acc[cell.student, cell.stage_seed],
+            cell.allocations,
         )
-        rec["report"] = str(layout.report(cell) / "report.md")
         built.append(rec)
+        verdict = "valid" if rec["valid"] else f"INVALID ({'; '.join(rec['invalid_reasons'])})"
         out(
             f"  {cell.key}: gap {rec['gap']:.1f} points (f_D drop {rec['f_d_drop']:.1f}, "
-            f"f_R drop {rec['f_r_drop']:.1f}), FP match {rec['fp_match']:.1f}"
+            f"f_R drop {rec['f_r_drop']:.1f}), hidden gap {rec['hidden_gap']:.1f}, "
+            f"FP match {rec['fp_match']:.1f}: {verdict}"
         )
     written = store.add(built, layout.root, per_example=per_example)
     out(f"{written} new record(s) in {layout.root / store.RECORDS}")

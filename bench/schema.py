@@ -5,7 +5,9 @@ types, values outside a ``Literal`` and missing required keys each give one
 :class:`~dptq.engine.ConfigError` naming the field path (``pair.lr_polcy: unknown key; did you
 mean 'lr_policy'?``). A field whose type depends on a sibling (a dataset's options depend on the
 dataset's name) declares ``metadata={"options_of": (sibling, lookup)}``: ``lookup(sibling's value)``
-gives the dataclass its mapping is built into.
+gives the dataclass its mapping is built into. A field whose *defaults* depend on a sibling (the
+pair settings on the recipe) declares ``metadata={"defaults_of": (sibling, lookup)}``:
+``lookup(sibling's value)`` is the default instance, and a given mapping changes fields of it.
 """
 
 from __future__ import annotations
@@ -137,18 +139,29 @@ def build(cls, data, path: str = "", prepare=None):
             near = difflib.get_close_matches(str(key), list(fields_), n=1)
             hint = f"did you mean '{near[0]}'?" if near else f"allowed: {', '.join(fields_)}"
             raise ConfigError(f"{where}: unknown key; {hint}")
-        if "options_of" in fields_[key].metadata:
+        if {"options_of", "defaults_of"} & set(fields_[key].metadata):
             deferred.append((key, value, where))
             continue
         kwargs[key] = convert(value, _hints(cls)[key], where, prepare)
+    for f in fields_.values():  # defaults set by a sibling apply when the key is absent too
+        if "defaults_of" in f.metadata and f.name not in data:
+            deferred.append((f.name, None, f"{path}.{f.name}" if path else f.name))
     for key, value, where in deferred:  # typed by a sibling, now converted
-        sibling, lookup = fields_[key].metadata["options_of"]
+        meta = fields_[key].metadata
+        sibling, lookup = meta.get("options_of") or meta["defaults_of"]
         name = kwargs.get(sibling, fields_[sibling].default)
         try:
-            options_cls = lookup(name)
+            found = lookup(name)
         except (KeyError, ValueError, TypeError):
             continue  # an unknown name: the class itself says so, listing the known ones
-        kwargs[key] = build(options_cls, {} if value is None else value, where, prepare)
+        if "options_of" in meta:
+            kwargs[key] = build(found, {} if value is None else value, where, prepare)
+        elif value is None:
+            kwargs[key] = found
+        elif isinstance(value, dict):
+            kwargs[key] = build(type(found), {**to_plain(found), **value}, where, prepare)
+        else:
+            kwargs[key] = build(type(found), value, where, prepare)  # says what is expected
     try:
         return cls(**kwargs)
     except ConfigError as e:

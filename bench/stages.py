@@ -5,10 +5,11 @@ keep its checkpoint, and returns its results; none knows where it runs. The runn
 this process (``--local``) or inside Ray Tune trials and Ray tasks (:mod:`bench.tuning`), with a
 ``report(epoch, result)`` callback that prints progress or reports to Ray Tune.
 
-Seeds: the teacher starts from ``seed``, KD from ``seed + 1``, the pair of mode m from
-``seed + 2 + index of m in modes``; every stage also passes ``seed`` to the training loop (data
-order) and to the evaluation (random allocations). The same seed on the CPU gives the same numbers
-wherever a stage runs.
+Seeds: the teacher of seed s starts from ``s``, KD from ``s + 1``, the pair of mode m from
+``s + 2 + index of m in modes``; every stage also passes s to the training loop (data order) and
+to the evaluation (random allocations). The same seed on the same CPU gives the same numbers
+wherever a stage runs. Training and selection evaluate on the validation split; only
+:func:`analyse` reads the test split, once per cell.
 """
 
 from __future__ import annotations
@@ -32,10 +33,10 @@ from .plan import Cell
 Report = Callable[[int, dict], None]
 
 
-def _options(suite, report: Report | None, progress: bool) -> RunOptions:
+def _options(suite, seed: int, report: Report | None, progress: bool) -> RunOptions:
     callback = None if report is None else (lambda stage, epoch, result: report(epoch, result))
     return RunOptions(
-        seed=suite.seed, cpu=suite.resources.gpus == 0, progress=progress, callback=callback
+        seed=seed, cpu=suite.resources.gpus == 0, progress=progress, callback=callback
     )
 
 
@@ -64,17 +65,23 @@ def load_pair(suite, cell: Cell, mode: str, pair_file: Path, num_classes: int):
 
 
 def f_n_accuracy(kd_file: Path) -> float:
-    """The reference accuracy of f_N that the search objective compares pairs against."""
-    return float(load_checkpoint(kd_file, "kd")["history"][-1]["test_acc"])
+    """f_N's reference accuracy, on the validation split, that the search objective compares
+    pairs against (never the test split)."""
+    return float(load_checkpoint(kd_file, "kd")["history"][-1]["val_acc"])
 
 
 def teacher(
-    suite, data: DatasetPair, ckpt: Path, report: Report | None = None, progress: bool = False
+    suite,
+    data: DatasetPair,
+    seed: int,
+    ckpt: Path,
+    report: Report | None = None,
+    progress: bool = False,
 ) -> dict:
     """Train the black box (supervised, label smoothing); returns its last evaluation."""
-    opts = _options(suite, report, progress)
+    opts = _options(suite, seed, report, progress)
     acc = make_accelerator(opts)
-    seed_everything(suite.seed)
+    seed_everything(seed)
     model = create_model(suite.teacher.name, data.num_classes, pretrained=suite.teacher.pretrained)
     return train_teacher(model.to(acc.device), data, suite.teacher_stage, ckpt, opts, acc)
 
@@ -82,6 +89,7 @@ def teacher(
 def kd(
     suite,
     data: DatasetPair,
+    seed: int,
     student: str,
     teacher_file: Path,
     ckpt: Path,
@@ -89,28 +97,33 @@ def kd(
     progress: bool = False,
 ) -> dict:
     """Distil the teacher (queried as a black box) into a random ``student``: f_N."""
-    opts = _options(suite, report, progress)
+    opts = _options(suite, seed, report, progress)
     acc = make_accelerator(opts)
     net = create_model(suite.teacher.name, data.num_classes)
     net.load_state_dict(load_checkpoint(teacher_file, "teacher")["modules"]["model"])
-    seed_everything(suite.seed + 1)
+    seed_everything(seed + 1)
     model = create_model(student, data.num_classes)
     return distill(
         model.to(acc.device), BlackBox(net.to(acc.device)), data, suite.kd_stage, ckpt, opts, acc
     )
 
 
-def objective(
-    mode: str, drop: float, fp_acc: float, f_n_acc: float, tolerance: float, penalty: float
-) -> float:
-    """The search objective, larger is better for both modes (README "The search objective").
+def objective(mode: str, result: dict, f_n_acc: float, search, stealth_max: float) -> float:
+    """The search objective on one epoch's validation result, larger is better (README "The
+    search objective").
 
-    ``drop - penalty * max(0, (f_n_acc - fp_acc) - tolerance)`` for a detrimental pair,
-    ``-drop - penalty * max(0, ...)`` for a robust one: a pair that buys its drop by losing FP
-    accuracy is pushed down, not thrown away.
+    Robust: ``-drop - penalty * lost``. Detrimental: ``drop - stealth_penalty * max(0, worst -
+    stealth_max) - penalty * lost``, with ``lost = max(0, (f_n_acc - fp_acc) - fp_tolerance)`` and
+    ``worst`` f_D's larger drop under a random and the uniform allocation: a pair that buys its
+    drop by losing FP accuracy, or by failing under any allocation, is pushed down, not thrown
+    away.
     """
-    lost = max(0.0, (f_n_acc - fp_acc) - tolerance)
-    return (drop if mode == "detrimental" else -drop) - penalty * lost
+    lost = max(0.0, (f_n_acc - result["fp_acc"]) - search.fp_tolerance)
+    if mode == "robust":
+        return -result["drop"] - search.penalty * lost
+    worst = result["fp_acc"] - min(result["random_acc"], result["uniform_acc"])
+    unstealthy = max(0.0, worst - stealth_max)
+    return result["drop"] - search.stealth_penalty * unstealthy - search.penalty * lost
 
 
 def pair(
@@ -124,29 +137,36 @@ def pair(
     ckpt: Path,
     report: Report | None = None,
     progress: bool = False,
+    robust_file: Path | None = None,
 ) -> dict:
-    """Train one pair of ``mode`` with the pair settings ``params`` (delta, alpha, beta).
+    """Train one pair of ``mode`` with the pair settings ``params`` (delta, alpha, beta, ...).
 
     Every epoch's result carries ``score`` (:func:`objective`); returns the last one.
+    ``robust_file``: the cell's chosen robust pair, whose frozen policy a detrimental pair's
+    stealth term uses when ``pair.stealth_allocations`` names ``robust_policy``.
     """
-    search = suite.search
 
     def score(result: dict) -> dict:
-        result["score"] = objective(
-            mode, result["drop"], result["fp_acc"], f_n_acc, search.fp_tolerance, search.penalty
-        )
+        stealth_max = suite.protocol.stealth_max
+        result["score"] = objective(mode, result, f_n_acc, suite.search, stealth_max)
         return result
 
     def scored(epoch: int, result: dict) -> None:
         if report is not None:
             report(epoch, score(result))
 
-    opts = _options(suite, scored, progress)
+    opts = _options(suite, cell.seed, scored, progress)
     acc = make_accelerator(opts)
     cfg = replace(suite.pair, mode=mode, options=cell.options, budget=cell.budget, **params)
     f_n = load_f_n(suite, cell.student, kd_file, data.num_classes).to(acc.device)
-    seed_everything(suite.seed + 2 + suite.modes.index(mode))
-    _, _, result = train_pair(f_n, data, cfg, ckpt, opts, acc, suite.policy, suite.policy_options)
+    robust_policy = None
+    if mode == "detrimental" and cfg.stealth > 0 and "robust_policy" in cfg.stealth_allocations:
+        _, robust_policy = load_pair(suite, cell, "robust", robust_file, data.num_classes)
+        robust_policy = robust_policy.to(acc.device).requires_grad_(False)
+    seed_everything(cell.seed + 2 + suite.modes.index(mode))
+    _, _, result = train_pair(
+        f_n, data, cfg, ckpt, opts, acc, suite.policy, suite.policy_options, robust_policy
+    )
     return score(result)
 
 
@@ -159,7 +179,7 @@ def analyse(
     pair_files: dict[str, Path],
     out: Path,
 ) -> dict:
-    """Evaluate a cell's chosen pairs on the test split once; run the suite's analyses on it.
+    """Evaluate a cell's chosen pairs on the test split, once; run the suite's analyses on it.
 
     Returns ``{"evaluation": evaluate_cell(...), "fields": record fields from the analyses,
     "num_layers": L}``; the report (``report.md`` and PNGs) is written under ``out``.
@@ -173,7 +193,14 @@ def analyse(
         f, pi = load_pair(suite, cell, mode, file, data.num_classes)
         nets[tag], policies[tag] = f.to(acc.device), pi.to(acc.device)
     evaluation = evaluate_cell(
-        nets, policies, data, cell.options, cell.budget, acc, seed=suite.seed
+        nets,
+        policies,
+        data,
+        cell.options,
+        cell.budget,
+        acc,
+        seed=cell.seed,
+        random_allocations=suite.protocol.random_allocations,
     )
     trained = TrainedCell(
         nets,
@@ -184,12 +211,13 @@ def analyse(
         evaluation,
         f_n_acc,
         device=str(acc.device),
-        seed=suite.seed,
+        seed=cell.seed,
         max_examples=suite.analysis_examples,
+        sample_seed=suite.protocol.split_seed,
     )
     title = (
         f"{cell.student} on {suite.dataset.name}, options {cell.version} "
-        f"{list(cell.options)}, budget {cell.budget}"
+        f"{list(cell.options)}, budget {cell.budget}, seed {cell.seed}"
     )
     fields = write_report(trained, suite.analyses, out, title)
     return {"evaluation": evaluation, "fields": fields, "num_layers": nets["f_N"].num_layers}

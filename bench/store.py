@@ -12,87 +12,27 @@ without torch.
 from __future__ import annotations
 
 import json
-import re
 import shutil
 from pathlib import Path
 
 from dptq.faults import failpoint
 from dptq.io import atomic_file, remove_stale_temps, write_json
 
-SCHEMA_VERSION = 1
-RECORDS, PER_EXAMPLE = "records", "per_example"
-REQUIRED = {
-    1: (
-        "id",
-        "suite",
-        "suite_hash",
-        "seed",
-        "dataset",
-        "architecture",
-        "bit_options",
-        "options",
-        "budget",
-        "error",
-        "date",
-        "git_commit",
-        "versions",
-        "hardware",
-    ),
-}
-NUMBERS = (  # every successful record has them
-    "f_n_acc",
-    "f_r_fp_acc",
-    "f_r_q_acc",
-    "f_r_drop",
-    "f_d_fp_acc",
-    "f_d_q_acc",
-    "f_d_drop",
-    "gap",
-    "fp_match",
-    "f_d_random_acc",
+from .validate import (  # noqa: F401 (the store's schema, re-exported)
+    NUMBERS,
+    OPTIONAL_NUMBERS,
+    PER_EXAMPLE,
+    RECORDS,
+    REPORTS,
+    SCHEMA_VERSION,
+    RecordError,
+    per_example_rel,
+    record_rel,
+    report_rel,
+    validate,
 )
-OPTIONAL_NUMBERS = ("transitory_rate_test", "transitory_rate_both_correct")  # from analyses
-ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)*")
 
-
-class RecordError(ValueError):
-    """A record file or record that cannot be used; one line naming the file."""
-
-
-def record_rel(rid: str) -> str:
-    return f"{RECORDS}/{rid}.json"
-
-
-def per_example_rel(rid: str) -> str:
-    """Where a record's per-example results live, relative to its board."""
-    return f"{PER_EXAMPLE}/{rid}.json"
-
-
-def validate(rec: dict, where: str) -> dict:
-    """Check one record against its schema version; returns it."""
-    if not isinstance(rec, dict):
-        raise RecordError(f"{where}: a record must be a JSON object")
-    version = rec.get("schema_version")
-    if version not in REQUIRED:
-        raise RecordError(
-            f"{where}: schema_version {version!r} is not supported (this tool reads "
-            f"{sorted(REQUIRED)}); upgrade dptq-bench or re-run the suite"
-        )
-    missing = [k for k in REQUIRED[version] if k not in rec]
-    if missing:
-        raise RecordError(f"{where}: missing field(s) {', '.join(missing)}")
-    if not isinstance(rec["id"], str) or not ID.fullmatch(rec["id"]) or ".." in rec["id"]:
-        raise RecordError(f"{where}: id {rec['id']!r} is not a record id (names joined by '/')")
-    if rec["error"] is None:
-        absent = [k for k in NUMBERS if not _number(rec.get(k))]
-        absent += [k for k in OPTIONAL_NUMBERS if k in rec and not _number(rec[k], none=True)]
-        if absent:
-            raise RecordError(f"{where}: a successful record needs numbers for {', '.join(absent)}")
-    return rec
-
-
-def _number(v, none: bool = False) -> bool:
-    return (none and v is None) or (isinstance(v, int | float) and not isinstance(v, bool))
+LEGACY = {"run_dir", "report"}  # schema 1 kept where a run had been: dropped on the way in
 
 
 def read_json(path: Path):
@@ -118,31 +58,54 @@ def load(board: Path) -> list[dict]:
     return records
 
 
-def load_legacy(path: Path) -> list[dict]:
-    """The records of an old ``records.jsonl`` (one JSON object per line)."""
-    records = []
-    for i, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), start=1):
+def load_legacy(path: Path) -> tuple[list[dict], dict[str, Path]]:
+    """The records of an old ``records.jsonl`` (one JSON object per line), and where each one's
+    per-example file is (only inside the file's own folder: a path that leaves it is refused)."""
+    path = Path(path)
+    folder = path.parent.resolve()
+    records, files = [], {}
+    for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         if not line.strip():
             continue
+        where = f"{path}:{i}"
         try:
             rec = json.loads(line)
         except json.JSONDecodeError as e:
             raise RecordError(
-                f"{path}:{i}: not valid JSON ({e.msg}); fix or remove that line"
+                f"{where}: not valid JSON ({e.msg}); fix or remove that line"
             ) from None
-        records.append(validate(rec, f"{path}:{i}"))
-    return records
+        if not isinstance(rec, dict):
+            raise RecordError(f"{where}: a record must be a JSON object")
+        old = rec.get("per_example")
+        rec = {k: v for k, v in rec.items() if k not in LEGACY | {"per_example"}}
+        validate(rec, where)
+        if old is not None:
+            src = (folder / str(old)).resolve()
+            if not isinstance(old, str) or not src.is_relative_to(folder) or not src.is_file():
+                raise RecordError(
+                    f"{where}: per_example {str(old)[:80]!r} is not a file inside {folder}"
+                )
+            files[rec["id"]] = src
+            rec["per_example"] = per_example_rel(rec["id"])
+        records.append(rec)
+    return records, files
 
 
-def load_any(source: Path) -> tuple[list[dict], Path]:
-    """Records from a board or run folder, or an old ``records.jsonl``; and the folder their
-    per-example paths are relative to."""
+def load_any(source: Path) -> tuple[list[dict], Path, dict[str, Path]]:
+    """Records from a board or run folder, or an old ``records.jsonl``: (records, the folder they
+    come from, legacy per-example files by id)."""
     source = Path(source)
     if source.is_dir():
-        return load(source), source
+        return load(source), source, {}
     if source.is_file():
-        return load_legacy(source), source.parent
+        records, files = load_legacy(source)
+        return records, source.parent, files
     raise RecordError(f"{source}: no such run folder, board or records.jsonl")
+
+
+def _copy(src: Path, dest: Path) -> None:
+    with open(src, "rb") as fh, atomic_file(dest) as out:
+        shutil.copyfileobj(fh, out)
 
 
 def add(
@@ -150,43 +113,67 @@ def add(
     board: Path,
     per_example: dict[str, dict] | None = None,
     source: Path | None = None,
+    files: dict[str, Path] | None = None,
 ) -> int:
     """Write each record whose id is not on ``board`` yet; returns how many were written.
 
-    Per-example results come from ``per_example`` (by id) or are copied from ``source`` (the
-    folder the records' ``per_example`` paths are relative to). Every file is written whole
-    (temp file, fsync, rename): a kill at any moment leaves each record there or not, never half.
+    Every record is validated first (:func:`validate`): nothing is written for a board that
+    already holds a broken file, and a bad record stops the whole add before any write. A
+    record's per-example results come from ``per_example`` (by id), from ``files`` (by id: an old
+    ``records.jsonl``'s), or from ``source`` (a run folder or board: ``per_example/<id>.json``);
+    its report folder ``reports/<id>/`` is copied from ``source`` (regular files only). Every
+    file is written whole (temp file, fsync, rename): a kill leaves each record there or not.
     """
     board = Path(board)
     load(board)  # a broken board stops here, before anything is written
+    checked = [validate(dict(r) if isinstance(r, dict) else r, _name(r)) for r in records]
+    todo = []  # (record, where its per-example results come from) for every new record
+    for rec in checked:
+        rid = rec["id"]
+        if (board / record_rel(rid)).exists():
+            continue
+        src = (files or {}).get(rid) or (Path(source) / per_example_rel(rid) if source else None)
+        fresh = per_example is not None and rid in per_example
+        if rec["error"] is None and rec["schema_version"] >= 2 and not fresh:
+            if src is None or not src.is_file():
+                raise RecordError(
+                    f"record {rid!r}: its per-example results are missing (looked for {src}); "
+                    "a successful record needs them (they recompute its numbers)"
+                )
+        todo.append((rec, src))
     for folder in (board / RECORDS, board / PER_EXAMPLE):
         for sub in [folder, *folder.rglob("*")] if folder.is_dir() else []:
             if sub.is_dir():
                 remove_stale_temps(sub)
-    written = 0
-    for rec in records:
-        rec = validate(dict(rec), rec.get("id", "record") if isinstance(rec, dict) else "record")
-        target = board / record_rel(rec["id"])
-        if target.exists():
-            continue
-        rel = per_example_rel(rec["id"])
-        dest = board / rel
-        if rec["error"] is None and per_example is not None and rec["id"] in per_example:
-            write_json(dest, per_example[rec["id"]], indent=None)
-        elif rec["error"] is None and source is not None and rec.get("per_example"):
-            src = Path(rec["per_example"])
-            src = src if src.is_absolute() else Path(source) / src
-            if src.is_file() and src.resolve() != dest.resolve():
-                with open(src, "rb") as fh, atomic_file(dest) as out:
-                    shutil.copyfileobj(fh, out)
-        if dest.is_file():
-            rec["per_example"] = rel
-        else:
-            rec.pop("per_example", None)
-        for volatile in ("run_dir", "report"):  # where a run kept it, not what it found
+    for rec, src in todo:
+        rid = rec["id"]
+        for volatile in LEGACY - {"report"}:  # where a run kept it, not what it found
             rec.pop(volatile, None)
-        with atomic_file(target) as fh:
+        if rec["error"] is None:
+            dest = board / per_example_rel(rid)
+            if per_example is not None and rid in per_example:
+                write_json(dest, per_example[rid], indent=None)
+            elif src is not None and src.is_file() and src.resolve() != dest.resolve():
+                _copy(src, dest)
+            report = Path(source) / REPORTS / rid if source else None
+            if (
+                report is not None
+                and report.is_dir()
+                and report.resolve() != (board / REPORTS / rid).resolve()
+            ):
+                for f in sorted(report.iterdir()):
+                    if f.is_file() and not f.is_symlink() and not f.name.startswith("."):
+                        _copy(f, board / REPORTS / rid / f.name)
+            if not dest.is_file():
+                rec.pop("per_example", None)
+            if rec["schema_version"] == 1:
+                rec.pop("report", None)
+        with atomic_file(board / record_rel(rid)) as fh:
             fh.write((json.dumps(rec, indent=1, sort_keys=True) + "\n").encode())
             failpoint("store:before-rename")
-        written += 1
-    return written
+    return len(todo)
+
+
+def _name(rec) -> str:
+    rid = rec.get("id") if isinstance(rec, dict) else None
+    return f"record {str(rid)[:80]!r}" if rid else "a record"

@@ -21,6 +21,7 @@ from dptq.engine import ConfigError
 from dptq.models import ActQuantConfig
 from dptq.pair import PairConfig
 from dptq.policy import policy_options
+from dptq.recipes import RECIPES
 from dptq.train import TEACHER_DEFAULTS, StageConfig
 
 from .schema import build, read_yaml, to_plain
@@ -49,7 +50,7 @@ class Range:
             raise ConfigError(f"low: must be >= 0 (a margin or a loss weight), got {self.low}")
 
 
-SEARCHED = ("delta", "alpha", "beta")  # the pair settings a search may range over
+SEARCHED = ("delta", "alpha", "beta", "stealth")  # the pair settings a search may range over
 
 
 @dataclass(frozen=True)
@@ -59,9 +60,12 @@ class Search:
     Attributes:
         num_samples: trials per (student, bit options, budget, mode); the first trial always uses
             the ``pair`` section's own values.
-        delta, alpha, beta: ranges; a missing one is fixed at the ``pair`` section's value.
+        delta, alpha, beta, stealth: ranges; a missing one is fixed at the ``pair`` section's
+            value (``stealth`` is gamma, the stealth term's weight).
         fp_tolerance: points of FP accuracy below f_N that a pair may lose before it is penalised.
         penalty: score points per point of FP accuracy lost beyond the tolerance.
+        stealth_penalty: score points per point of a detrimental pair's worst drop under a random
+            or the uniform allocation beyond ``protocol.stealth_max`` (0: not counted).
         asha: stop unpromising trials early (ASHA) when True (Ray only).
     """
 
@@ -69,11 +73,15 @@ class Search:
     delta: Range | None = None
     alpha: Range | None = None
     beta: Range | None = None
+    stealth: Range | None = None
     fp_tolerance: float = 2.0
     penalty: float = 10.0
+    stealth_penalty: float = 0.0
     asha: bool = False
 
     def __post_init__(self):
+        if self.stealth_penalty < 0:
+            raise ConfigError(f"stealth_penalty: must be >= 0, got {self.stealth_penalty}")
         if not 1 <= self.num_samples <= 10_000:
             raise ConfigError(f"num_samples: must be >= 1 (and <= 10000), got {self.num_samples}")
         if self.fp_tolerance < 0 or self.penalty < 0:
@@ -82,6 +90,51 @@ class Search:
     def ranges(self) -> dict[str, Range]:
         """The searched settings and their ranges (empty: nothing is searched)."""
         return {k: getattr(self, k) for k in SEARCHED if getattr(self, k) is not None}
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """How results are selected and judged (README "The protocol").
+
+    Attributes:
+        val_fraction: share of the training split held out as the validation split (stratified,
+            ``split_seed``). Every per-epoch report, the search objective, ASHA, the choice of the
+            best trial and f_N's reference accuracy read it; the test split is read once per
+            chosen pair, to make the record.
+        split_seed: seeds the validation split and every subset of examples (``max_train``,
+            ``max_test``, ``analysis_examples``); not the training seed.
+        fp_match_max: a valid row has |FP f_R - FP f_D| at most this (points) ...
+        fp_drop_max: ... both FP accuracies at most this far below f_N's (points) ...
+        min_f_n_acc: ... and f_N's accuracy at least this (percent); null: halfway between
+            chance (100 / classes) and 100.
+        stealth_max: a detrimental pair is *stealthy* when its worst drop under an allocation
+            that is not its own policy's is at most this (points).
+        random_allocations: K random budget-respecting allocations every pair is evaluated under.
+        allow_degenerate: admit cells whose budget leaves exactly one allocation (no policy has a
+            choice there); their rows are marked.
+    """
+
+    val_fraction: float = 0.15
+    split_seed: int = 0
+    fp_match_max: float = 2.0
+    fp_drop_max: float = 2.0
+    min_f_n_acc: float | None = None
+    stealth_max: float = 5.0
+    random_allocations: int = 8
+    allow_degenerate: bool = False
+
+    def __post_init__(self):
+        if not 0 < self.val_fraction <= 0.5:
+            raise ConfigError(f"val_fraction: must lie in (0, 0.5], got {self.val_fraction}")
+        for name in ("fp_match_max", "fp_drop_max", "stealth_max"):
+            if not 0 <= getattr(self, name) <= 100:
+                raise ConfigError(f"{name}: must lie in 0..100 points, got {getattr(self, name)}")
+        if self.min_f_n_acc is not None and not 0 <= self.min_f_n_acc <= 100:
+            raise ConfigError(f"min_f_n_acc: must lie in 0..100 (or null), got {self.min_f_n_acc}")
+        if not 1 <= self.random_allocations <= 256:
+            raise ConfigError(
+                f"random_allocations: must lie in 1..256, got {self.random_allocations}"
+            )
 
 
 @dataclass(frozen=True)
@@ -117,6 +170,14 @@ def _dataset_options(name: str) -> type:
     return DATASETS[name].options
 
 
+def _recipe_pair(name: str) -> PairConfig:
+    return RECIPES[name].pair
+
+
+def _recipe_kd(name: str) -> StageConfig:
+    return StageConfig(tau_squared=RECIPES[name].kd_tau_squared)
+
+
 @dataclass(frozen=True)
 class Dataset:
     """A registered dataset, its options, and what an unreadable image file does.
@@ -146,11 +207,17 @@ class Dataset:
         if self.options is None:
             object.__setattr__(self, "options", DATASETS[self.name].options())
 
-    def load(self):
-        """The dataset (:func:`dptq.data.load_dataset`)."""
+    def load(self, protocol: Protocol):
+        """The dataset with the protocol's validation split (:func:`dptq.data.load_dataset`)."""
         from dptq.data import load_dataset
 
-        return load_dataset(self.name, self.options, bad_images=self.bad_images)
+        return load_dataset(
+            self.name,
+            self.options,
+            bad_images=self.bad_images,
+            val_fraction=protocol.val_fraction,
+            sample_seed=protocol.split_seed,
+        )
 
 
 @dataclass(frozen=True)
@@ -166,8 +233,15 @@ class Suite:
     Attributes:
         name: the run folder's and the records' name (letters, digits, ``.``, ``_``, ``-``).
         seed: seeds every stage; the same seed on the CPU gives the same numbers.
+        seeds: several seeds (replaces ``seed``): every cell is run once per seed, teacher and
+            KD included unless ``share_stages``; the views show mean +- sd and n.
+        share_stages: train the teacher and KD once (with the first seed), the pairs per seed.
+        recipe: the method's named recipe (:mod:`dptq.recipes`: ``paper`` or ``dptq-v1``); it
+            gives ``pair`` and ``kd_stage.tau_squared`` their defaults, and every record lists
+            where the suite departs from it.
         dataset, teacher, students: what is distilled into what.
         teacher_stage, kd_stage, pair: hyperparameters (any field of StageConfig / PairConfig).
+        protocol: how results are selected and judged (:class:`Protocol`).
         bit_options: named versions, e.g. ``{I: [3..10], II: [4..10]}``.
         avg_bits: budgets as average bits x L, for students without explicit ``budgets``.
         modes: which pairs to search.
@@ -183,12 +257,20 @@ class Suite:
 
     name: str
     seed: int = 0
+    seeds: tuple[int, ...] | None = None
+    share_stages: bool = False
+    recipe: Literal[tuple(RECIPES)] = "dptq-v1"  # type: ignore[valid-type]
     dataset: Dataset = Dataset()
     teacher: Teacher = Teacher()
     students: tuple[Student, ...] = (Student("resnet18"),)
     teacher_stage: StageConfig = TEACHER_DEFAULTS
-    kd_stage: StageConfig = StageConfig()
-    pair: PairConfig = PairConfig()
+    kd_stage: StageConfig = field(
+        default=StageConfig(), metadata={"defaults_of": ("recipe", _recipe_kd)}
+    )
+    pair: PairConfig = field(
+        default=PairConfig(), metadata={"defaults_of": ("recipe", _recipe_pair)}
+    )
+    protocol: Protocol = Protocol()
     bit_options: dict[str, tuple[int, ...]] = field(
         default_factory=lambda: {"I": tuple(range(3, 11))}
     )
@@ -242,6 +324,19 @@ class Suite:
             raise ConfigError(f"policy: unknown policy {self.policy!r}; known: {sorted(POLICIES)}")
         if self.policy_options is None:
             object.__setattr__(self, "policy_options", policy_options(self.policy)())
+        if self.seeds is not None and (not self.seeds or len(set(self.seeds)) != len(self.seeds)):
+            raise ConfigError("seeds: a list of distinct seeds (or leave it out and set seed)")
+        if any(not 0 <= s < 2**31 for s in self.seed_list):
+            raise ConfigError("seed: seeds must lie in 0..2^31-1")
+
+    @property
+    def seed_list(self) -> tuple[int, ...]:
+        """Every seed the suite runs (``seeds``, else ``(seed,)``)."""
+        return self.seeds if self.seeds is not None else (self.seed,)
+
+    def stage_seed(self, seed: int) -> int:
+        """The seed whose teacher and f_N the pairs of ``seed`` start from."""
+        return self.seed_list[0] if self.share_stages else seed
 
     def digest(self) -> str:
         """A short hash of the resolved suite (recorded with every result)."""

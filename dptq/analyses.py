@@ -14,6 +14,7 @@ pattern: a dict plus a decorator); a suite's ``analyses:`` picks exactly which r
 | ``layer_sweep`` | Fig. 2 | ``layer_sweep.png`` |
 | ``histograms`` | Fig. 3 | ``histograms.png`` |
 | ``corruptions`` | Fig. 4 | ``corruptions.png`` |
+| ``trigger`` | not in the paper: how narrow pi_D's trigger is | ``trigger.png`` |
 """
 
 from __future__ import annotations
@@ -43,7 +44,8 @@ class TrainedCell:
         policies: ``{"f_R": pi_R, "f_D": pi_D}``, each pair's own policy.
         evaluation: :func:`dptq.evaluate.evaluate_cell` on the test split.
         f_n_acc: f_N's reference accuracy (the one the search's objective used).
-        max_examples: bound on the examples per split of the sweeps and corruptions (None: all).
+        max_examples: bound on the examples per split of the sweeps, histograms and corruptions
+            (a seeded, stratified subset drawn with ``sample_seed``; None: all).
     """
 
     nets: dict[str, nn.Module]
@@ -56,6 +58,7 @@ class TrainedCell:
     device: str = "cpu"
     seed: int = 0
     max_examples: int | None = 512
+    sample_seed: int = 0
 
     def bits(self, net: str) -> BitsFn:
         """The allocation of ``net``'s own policy."""
@@ -134,7 +137,12 @@ def cross_policy(cell: TrainedCell, out: Path) -> Analysis:
 def layer_sweep(cell: TrainedCell, out: Path) -> Analysis:
     sweeps = [
         metrics.layer_sweep(
-            cell.nets[k], cell.bits(k), cell.data, cell.device, max_examples=cell.max_examples
+            cell.nets[k],
+            cell.bits(k),
+            cell.data,
+            cell.device,
+            max_examples=cell.max_examples,
+            sample_seed=cell.sample_seed,
         ).assign(network=k)
         for k in PAIRS
     ]
@@ -153,7 +161,7 @@ def histograms(cell: TrainedCell, out: Path) -> Analysis:
     hists, sparsity = {}, {}
     for k in PAIRS:
         hists[k], sparsity[k] = metrics.activation_histograms(
-            cell.nets[k], cell.bits(k), cell.data, cell.device
+            cell.nets[k], cell.bits(k), cell.data, cell.device, cell.max_examples, cell.sample_seed
         )
     report.plot_histograms(hists, sparsity, out / "histograms.png")
     sp = (
@@ -173,7 +181,12 @@ def corruptions(cell: TrainedCell, out: Path) -> Analysis:
         models[f"{k} FP"] = (cell.nets[k], None)
         models[f"{k} quantized"] = (cell.nets[k], cell.bits(k))
     corr = metrics.corruption_robustness(
-        models, cell.data, device=cell.device, seed=cell.seed, max_examples=cell.max_examples
+        models,
+        cell.data,
+        device=cell.device,
+        seed=cell.seed,
+        max_examples=cell.max_examples,
+        sample_seed=cell.sample_seed,
     )
     write_atomic(out / "corruptions.csv", corr.to_csv(index=False))
     report.plot_corruptions(corr, out / "corruptions.png")
@@ -181,6 +194,40 @@ def corruptions(cell: TrainedCell, out: Path) -> Analysis:
     record = {"corruption_mean_acc": summary["mean corrupted acc"].to_dict()}
     return Analysis(
         "Fig. 4: corruption robustness", summary, figures=["corruptions.png"], record=record
+    )
+
+
+@register_analysis("trigger")
+def trigger(cell: TrainedCell, out: Path) -> Analysis:
+    curves = pd.concat(
+        [
+            metrics.trigger_curves(
+                cell.nets[k],
+                cell.bits(k),
+                cell.data,
+                cell.options,
+                cell.budget,
+                cell.device,
+                seed=cell.seed,
+                max_examples=cell.max_examples,
+                sample_seed=cell.sample_seed,
+            ).assign(network=k)
+            for k in PAIRS
+        ],
+        ignore_index=True,
+    )
+    write_atomic(out / "trigger.csv", curves.to_csv(index=False))
+    report.plot_trigger(curves, out / "trigger.png")
+    fp = cell.evaluation["pairs"]["f_D"]["fp_acc"]
+    radius = metrics.trigger_radius(curves[curves.network == "f_D"], fp)
+    table = curves.pivot_table(index=["family", "step"], columns="network", values="accuracy")
+    shown = "never within the distances tried" if radius is None else f"{radius:.2f} bits"
+    text = (
+        "Accuracy (%) as each example's bits move from its own policy's allocation, the budget "
+        f"held exactly. f_D recovers half of its drop after {shown} moved per example."
+    )
+    return Analysis(
+        "Trigger narrowness", table.reset_index(), text, ["trigger.png"], {"trigger_radius": radius}
     )
 
 
@@ -194,12 +241,29 @@ def run_analyses(cell: TrainedCell, names, out: Path) -> list[Analysis]:
         return [fn(cell, out) for name, fn in ANALYSES.items() if name in names]
 
 
+def _html(title: str, text: str) -> str:
+    """The report as a page (Python-Markdown, tables extension): what the leaderboard links to."""
+    import html
+
+    import markdown
+
+    body = markdown.markdown(text, extensions=["tables"])
+    style = "body{font-family:sans-serif;margin:2em;max-width:1100px} td,th{padding:2px 8px}"
+    return (
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}'
+        f"</title><style>{style}</style></head><body>\n{body}\n</body></html>\n"
+    )
+
+
 def write_report(cell: TrainedCell, names, out: Path, title: str) -> dict:
-    """Run the named analyses, write ``out/report.md``; returns the record fields they produce."""
+    """Run the named analyses, write ``out/report.md`` (and ``report.html``); returns the record
+    fields they produce."""
     results = run_analyses(cell, names, out)
     lines = [f"# {title}", "", f"Budget {cell.budget} bits.", ""]
     lines += [a.markdown() for a in results]
-    write_atomic(out / "report.md", "\n".join(lines))
+    text = "\n".join(lines)
+    write_atomic(out / "report.md", text)
+    write_atomic(out / "report.html", _html(title, text))
     fields: dict = {}
     for a in results:
         fields.update(a.record)

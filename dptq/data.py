@@ -21,10 +21,11 @@ from pathlib import Path
 from typing import NamedTuple
 
 import torch
-from torch.utils.data import Dataset, Subset
+from torch.utils.data import Dataset
 from torchvision.transforms import v2
 
 from .engine import ConfigError
+from .splits import split_off, subset
 
 IMAGENET_STATS = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 
@@ -39,7 +40,11 @@ DATASETS: dict[str, _Entry] = {}
 
 @dataclass(frozen=True)
 class DatasetPair:
-    """Train and test splits of one dataset plus what a model needs to know about it."""
+    """The splits of one dataset plus what a model needs to know about it.
+
+    ``val`` is carved from the training data (:func:`load_dataset`'s ``val_fraction``): what
+    training and selection evaluate on. ``test`` is for results only.
+    """
 
     train: Dataset
     test: Dataset
@@ -47,6 +52,16 @@ class DatasetPair:
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     skipped: tuple[str, ...] = ()  # unreadable image files left out (``bad_images="skip"``)
+    val: Dataset | None = None
+
+
+def selection_split(data: DatasetPair) -> str:
+    """The split that per-epoch evaluation and selection read: ``val``, or ``test`` without one.
+
+    Only a dataset loaded without a validation split (a notebook, a unit test) falls back to the
+    test split; the benchmark always has one (``protocol.val_fraction``) and records the split.
+    """
+    return "val" if data.val is not None else "test"
 
 
 class DataError(ValueError):
@@ -160,6 +175,10 @@ class DigitsOptions(DataOptions):
 
     def __post_init__(self):
         super().__post_init__()
+        if self.image_size > 256:  # 1797 images x 3 x 256^2 bytes already: 350 MB
+            raise ConfigError(
+                f"image_size: digits are 8x8 scans; at most 256, got {self.image_size}"
+            )
         if not 0 < self.test_fraction < 1:
             raise ConfigError(f"test_fraction: must lie in (0, 1), got {self.test_fraction}")
 
@@ -313,11 +332,18 @@ def dataset_options(name: str, **options) -> DataOptions:
 
 
 def load_dataset(
-    name: str, options: DataOptions | None = None, bad_images: str = "stop", **kw
+    name: str,
+    options: DataOptions | None = None,
+    bad_images: str = "stop",
+    val_fraction: float = 0.0,
+    sample_seed: int = 0,
+    **kw,
 ) -> DatasetPair:
     """A registered dataset by name, with its options (a dataclass, or keywords for one).
 
-    Unknown names fail listing the known ones; ``max_train`` / ``max_test`` keep the first examples.
+    Unknown names fail listing the known ones. ``max_train`` / ``max_test`` keep a seeded,
+    stratified random subset of each split; then ``val_fraction`` of the training split becomes
+    the validation split (stratified). Both draw with ``sample_seed``, never the training seed.
     """
     opts = options if options is not None else dataset_options(name, **kw)
     if bad_images not in ("stop", "skip"):
@@ -329,8 +355,12 @@ def load_dataset(
     except OSError as e:  # a path the system refuses (too long, no permission, ...)
         where = str(e.filename)[:80] + ("..." if len(str(e.filename)) > 80 else "")
         raise DataError(f"dataset {name!r}: cannot read {where}: {e.strerror}") from None
-    cut = lambda ds, n: ds if n is None or n >= len(ds) else Subset(ds, range(n))  # noqa: E731
-    return replace(pair, train=cut(pair.train, opts.max_train), test=cut(pair.test, opts.max_test))
+    train = subset(pair.train, opts.max_train, sample_seed)
+    test = subset(pair.test, opts.max_test, sample_seed)
+    val = None
+    if val_fraction:
+        train, val = split_off(train, val_fraction, sample_seed)
+    return replace(pair, train=train, val=val, test=test)
 
 
 def normalize(images: torch.Tensor, mean, std) -> torch.Tensor:

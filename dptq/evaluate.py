@@ -8,6 +8,7 @@ reports each epoch; :func:`cross_policy` is the paper's Table 3 (every network u
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Callable
 from functools import partial
 
@@ -39,7 +40,11 @@ def predict(
     if isinstance(model, nn.Module):
         model.eval()
     preds, labels = [], []
-    for images, y in DataLoader(getattr(data, split), batch_size=batch_size, shuffle=False):
+    # its own generator: evaluating never moves the training's global RNG (augmentation, mixup)
+    loader = DataLoader(
+        getattr(data, split), batch_size=batch_size, shuffle=False, generator=torch.Generator()
+    )
+    for images, y in loader:
         x = normalize(images.to(acc.device), data.mean, data.std)
         logits = model(x) if bits_fn is None else model(x, bits_fn(x))
         preds.append(logits.argmax(1).cpu())
@@ -84,6 +89,21 @@ def uniform_policy_bits(num_layers: int, options, budget: int) -> BitsFn:
     def bits_fn(x):
         scores = knapsack.uniform_scores(x.shape[0], num_layers, options, budget).to(x.device)
         return knapsack.bits(knapsack.solve_hard(scores, options, budget), options)
+
+    return bits_fn
+
+
+def heldout_policy_bits(num_layers: int, options, budget: int, seed: int) -> BitsFn:
+    """Allocations drawn uniformly from every bit vector that meets the budget (exact, by the
+    counting DP of :func:`dptq.knapsack.sample_allocations`): a second sampler, one the stealth
+    term never trains on, so stealth is not fitted to one sampler's habits."""
+    import random
+
+    rng = random.Random(seed)
+
+    def bits_fn(x):
+        draws = knapsack.sample_allocations(options, budget, num_layers, x.shape[0], rng)
+        return draws.to(x.device)
 
     return bits_fn
 
@@ -140,6 +160,11 @@ def evaluate_pair(
     }
 
 
+def random_seeds(seed: int, k: int) -> list[int]:
+    """The seeds of the ``k`` random allocations a cell of seed ``seed`` is evaluated under."""
+    return [seed * 1000 + i for i in range(k)]
+
+
 def evaluate_cell(
     nets: dict[str, nn.Module],
     policies: dict[str, nn.Module],
@@ -148,42 +173,77 @@ def evaluate_cell(
     budget: int,
     acc: Accelerator,
     seed: int,
+    random_allocations: int = 8,
     split: str = "test",
 ) -> dict:
     """One evaluation of a cell (f_N and its trained pairs) that every analysis and record reads.
 
     ``nets``: ``{"f_N", "f_R", "f_D"}`` (any subset with f_N); ``policies``: the pairs' own,
     ``{"f_R": pi_R, "f_D": pi_D}``. Each network is run once at full precision and once under each
-    allocation: every policy (``pi_R``, ``pi_D``), a random budgeted one (``seed``; the same bit
-    vectors for every network) and the uniform one. Returns ``{"cross_policy": Table 3 (percent),
-    "pairs": {net: evaluate_pair-style result of that net under its own policy}}``.
+    allocation: every policy (``pi_R``, ``pi_D``), the uniform one, ``random_allocations`` random
+    budgeted ones (random scores through the knapsack: the sampler the stealth term trains on) and
+    as many from the held-out sampler (uniform over the feasible set:
+    :func:`heldout_policy_bits`); the same bit vectors for every network. Returns:
+
+    - ``cross_policy``: Table 3, accuracy (%) of every network under FP, pi_R, pi_D, uniform and
+      random (the mean over the random allocations);
+    - ``pairs``: each pair under its own policy (``fp_acc``, ``q_acc``, ``drop``, per-example
+      ``fp_correct`` / ``q_correct``; ``random_acc`` is the mean, ``uniform_acc``);
+    - ``stealth``: each pair's drop (points) under its own policy (``own``), the other pair's
+      (``other``), the uniform allocation, each random one (``random``, with mean and sd) and
+      each held-out one (``heldout``, with mean and sd): what :func:`dptq.metrics.hidden_gap`
+      reads.
     """
     pol_names = {k: f"pi_{k[-1]}" for k in policies}  # f_R -> pi_R
+    seeds = random_seeds(seed, random_allocations)
     table: dict[str, dict[str, float]] = {}
-    pairs = {}
+    pairs, stealth = {}, {}
     for name, net in nets.items():
         net.eval()
         L = net.num_layers
         allocs = {pol_names[k]: own_policy_bits(pi, options, budget) for k, pi in policies.items()}
-        allocs["random"] = random_policy_bits(L, options, budget, seed)
         allocs["uniform"] = uniform_policy_bits(L, options, budget)
+        for i, s in enumerate(seeds):
+            allocs[f"random{i}"] = random_policy_bits(L, options, budget, s)
+            allocs[f"heldout{i}"] = heldout_policy_bits(L, options, budget, s)
         fp, y = predict(net, data, acc, split=split)
         pred = {
             k: predict(net, data, acc, checked(fn, budget), split=split)[0]
             for k, fn in allocs.items()
         }
         pct = partial(_percent, labels=y)
-        table[name] = {"FP": pct(fp), **{k: pct(p) for k, p in pred.items() if k != "uniform"}}
-        if name in policies:
-            own = pred[pol_names[name]]
-            pairs[name] = {
-                "fp_acc": pct(fp),
-                "q_acc": pct(own),
-                "drop": pct(fp) - pct(own),
-                "random_acc": pct(pred["random"]),
-                "uniform_acc": pct(pred["uniform"]),
-                "budget": budget,
-                "fp_correct": (fp == y).tolist(),
-                "q_correct": (own == y).tolist(),
-            }
-    return {"cross_policy": table, "pairs": pairs}
+        accs = {k: pct(p) for k, p in pred.items()}
+        rand = [accs[f"random{i}"] for i in range(len(seeds))]
+        held = [accs[f"heldout{i}"] for i in range(len(seeds))]
+        table[name] = {
+            "FP": pct(fp),
+            **{p: accs[p] for p in pol_names.values()},
+            "uniform": accs["uniform"],
+            "random": sum(rand) / len(rand),
+            "heldout": sum(held) / len(held),
+        }
+        if name not in policies:
+            continue
+        own = pol_names[name]
+        pairs[name] = {
+            "fp_acc": pct(fp),
+            "q_acc": accs[own],
+            "drop": pct(fp) - accs[own],
+            "random_acc": table[name]["random"],
+            "uniform_acc": accs["uniform"],
+            "budget": budget,
+            "fp_correct": (fp == y).tolist(),
+            "q_correct": (pred[own] == y).tolist(),
+        }
+        others = [p for p in pol_names.values() if p != own]
+        stealth[name] = {
+            "own": pct(fp) - accs[own],
+            "other": pct(fp) - accs[others[0]] if others else None,
+            "uniform": pct(fp) - accs["uniform"],
+        }
+        for kind, values in (("random", rand), ("heldout", held)):
+            drops = [pct(fp) - a for a in values]
+            stealth[name][kind] = drops
+            stealth[name][f"{kind}_mean"] = sum(drops) / len(drops)
+            stealth[name][f"{kind}_sd"] = statistics.stdev(drops) if len(drops) > 1 else 0.0
+    return {"split": split, "cross_policy": table, "pairs": pairs, "stealth": stealth}

@@ -163,6 +163,72 @@ def uniform_scores(
     return (prof[None, :] + tie).expand(batch, num_layers, len(options)).contiguous()
 
 
+def _ways(options: tuple[int, ...], budget: int, num_layers: int) -> list[list[int]]:
+    """``ways[l][c]``: how many choices for layers l..L-1 sum to c (exact Python integers)."""
+    ways = [[0] * (budget + 1) for _ in range(num_layers + 1)]
+    ways[num_layers][0] = 1
+    for layer in range(num_layers - 1, -1, -1):
+        nxt, row = ways[layer + 1], ways[layer]
+        for c in range(budget + 1):
+            row[c] = sum(nxt[c - w] for w in options if w <= c)
+    return ways
+
+
+@lru_cache(maxsize=256)
+def _ways_cached(options: tuple[int, ...], budget: int, num_layers: int) -> list[list[int]]:
+    return _ways(options, budget, num_layers)
+
+
+def count_allocations(options: Sequence[int], budget: int, num_layers: int) -> int:
+    """How many bit vectors (one option per layer) sum exactly to ``budget``: a DP over layers.
+
+    1 means the cell is degenerate: every example gets the same bits, no policy has a choice.
+    """
+    opts = tuple(sorted({int(o) for o in options}))
+    if budget < 0 or num_layers < 1:
+        return 0
+    return _ways_cached(opts, int(budget), int(num_layers))[0][int(budget)]
+
+
+def sample_allocations(
+    options: Sequence[int], budget: int, num_layers: int, n: int, rng
+) -> torch.Tensor:
+    """``n`` bit vectors ``[n, L]`` drawn uniformly from every vector that meets the budget.
+
+    Exact: layer by layer, option o is taken with probability (ways to finish with the rest) /
+    (ways from here), from the counting DP of :func:`count_allocations`; ``rng`` is a seeded
+    ``random.Random`` (exact big-integer draws). A different distribution from the random-score
+    policy (:func:`random_scores` through the knapsack), which favours some vectors.
+    """
+    opts = tuple(sorted({int(o) for o in options}))
+    check_budget(opts, budget, num_layers)
+    ways = _ways_cached(opts, int(budget), int(num_layers))
+    out = torch.empty((n, num_layers), dtype=torch.long)
+    for i in range(n):
+        c = int(budget)
+        for layer in range(num_layers):
+            r = rng.randrange(ways[layer][c])
+            for w in opts:
+                k = ways[layer + 1][c - w] if w <= c else 0
+                if r < k:
+                    out[i, layer] = w
+                    c -= w
+                    break
+                r -= k
+    return out
+
+
+def nearest_allocation(targets: torch.Tensor, options: Sequence[int], budget: int) -> torch.Tensor:
+    """The exact-budget bit vectors ``[B, L]`` closest (squared error) to real-valued ``targets``.
+
+    The knapsack with profit ``-(w - target_l)^2`` per layer: rounds e.g. a blend of two
+    allocations, or an allocation plus noise, to one that still sums exactly to ``budget``.
+    """
+    w = torch.tensor(list(options), dtype=torch.float32, device=targets.device)
+    scores = -((w[None, None, :] - targets.float()[..., None]) ** 2)
+    return bits(solve_hard(scores, options, budget), options)
+
+
 def budget_from_average(avg_bits: float, num_layers: int) -> int:
     """Absolute budget from an average bit-width (the paper's budgets are about 4, 5.5, 7 x L)."""
     return int(round(avg_bits * num_layers))

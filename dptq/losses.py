@@ -22,11 +22,11 @@ def kd_loss(
     student_logits: torch.Tensor,
     teacher_logits: torch.Tensor,
     tau: float = 5.0,
-    scale_by_tau2: bool = True,
+    tau_squared: bool = True,
 ) -> torch.Tensor:
     """KL(p_T || p_S) with temperature ``tau`` (Eq. 3), averaged over the batch.
 
-    ``p = softmax(z / tau)``. With ``scale_by_tau2`` the loss is multiplied by ``tau^2`` (Hinton et
+    ``p = softmax(z / tau)``. With ``tau_squared`` the loss is multiplied by ``tau^2`` (Hinton et
     al. 2015): the gradient of the softened KL shrinks like ``1 / tau^2``, so the factor keeps the KD
     term on the same scale as the hinge whatever ``tau`` is. Without it, at tau = 5 the KD term is
     25x weaker and the hinge pulls the full-precision model away from f_N.
@@ -34,7 +34,7 @@ def kd_loss(
     log_ps = F.log_softmax(student_logits / tau, dim=-1)
     log_pt = F.log_softmax(teacher_logits.detach() / tau, dim=-1)
     loss = F.kl_div(log_ps, log_pt, reduction="batchmean", log_target=True)
-    return loss * tau**2 if scale_by_tau2 else loss
+    return loss * tau**2 if tau_squared else loss
 
 
 def _hinge_inputs(logits: torch.Tensor, space: HingeSpace) -> torch.Tensor:
@@ -109,7 +109,7 @@ def pair_loss(
     delta: float = 0.01,
     tau: float = 5.0,
     space: HingeSpace = "prob",
-    scale_by_tau2: bool = True,
+    tau_squared: bool = True,
 ) -> PairLoss:
     """Eq. 9 (``mode="robust"``) or Eq. 10 (``mode="detrimental"``).
 
@@ -121,7 +121,7 @@ def pair_loss(
     if mode not in HINGES:
         raise ValueError(f"unknown mode {mode!r}; use 'robust' or 'detrimental'")
     hinge = HINGES[mode](q_logits, teacher_logits, delta, space)
-    kd = kd_loss(fp_logits, teacher_logits, tau, scale_by_tau2)
+    kd = kd_loss(fp_logits, teacher_logits, tau, tau_squared)
     return PairLoss(alpha * hinge + beta * kd, hinge, kd)
 
 

@@ -21,6 +21,7 @@ from .losses import HingeSpace, Mode, pair_loss, score_penalty
 from .models import QuantizableModel
 
 PolicyGrad = Literal["raw", "centered_rms"]
+NonOwn = Literal["random", "uniform", "robust_policy"]  # allocations the stealth term trains on
 
 
 @dataclass(frozen=True)
@@ -35,7 +36,7 @@ class PairConfig:
         alpha, beta: weights of the hinge and of the KD term.
         delta: hinge margin (0.01 on probabilities in the paper; ~2 on logits).
         hinge_space: ``"prob"`` (paper) or ``"logit"``.
-        tau: KD temperature; ``scale_by_tau2`` multiplies KD by tau^2.
+        tau: KD temperature; ``tau_squared`` multiplies KD by tau^2.
         optimizer: ``"adam"`` or ``"sgd"`` (momentum 0.9; the paper's choice, with
             ``lr_student = lr_policy = 0.1``), one optimiser with a parameter group each for the
             student and the policy.
@@ -48,6 +49,13 @@ class PairConfig:
             hinge); ``"raw"`` leaves it as is.
         bn_eval: keep the student's batch-norm layers in eval mode (running statistics of f_N) in
             both passes, so the full-precision and quantized passes normalise alike.
+        stealth: gamma, the weight of the stealth term of a detrimental pair (0: off). Besides
+            Eq. 10 under pi_D, f_D is trained with Eq. 9 (keep the teacher's answer) under
+            allocations that are not pi_D's: :func:`stealth_loss`.
+        stealth_allocations: which non-own allocations, the batch split evenly between them:
+            ``random`` (budget-respecting random allocations, the sampler the evaluation uses),
+            ``uniform`` (the most even one), ``robust_policy`` (the frozen pi_R of the same cell,
+            trained first).
     """
 
     mode: Mode = "detrimental"
@@ -59,7 +67,7 @@ class PairConfig:
     delta: float = 2.0
     hinge_space: HingeSpace = "logit"
     tau: float = 5.0
-    scale_by_tau2: bool = True
+    tau_squared: bool = True
     optimizer: Literal["adam", "sgd"] = "adam"
     lr_student: float = 5e-4
     lr_policy: float = 1e-2
@@ -69,11 +77,17 @@ class PairConfig:
     penalty: float = 1e-3
     policy_grad: PolicyGrad = "centered_rms"
     bn_eval: bool = True
+    stealth: float = 0.0
+    stealth_allocations: tuple[NonOwn, ...] = ("random", "uniform")
 
     def __post_init__(self):
         check_positive(self, "epochs", "batch_size", "lr_student", "lr_policy", "tau")
-        if min(self.alpha, self.beta, self.delta, self.penalty) < 0:
-            raise ConfigError("alpha, beta, delta, penalty: must be >= 0")
+        if min(self.alpha, self.beta, self.delta, self.penalty, self.stealth) < 0:
+            raise ConfigError("alpha, beta, delta, penalty, stealth: must be >= 0")
+        if not self.stealth_allocations or len(set(self.stealth_allocations)) != len(
+            self.stealth_allocations
+        ):
+            raise ConfigError("stealth_allocations: name each allocation once, at least one")
         if self.mode not in ("robust", "detrimental"):
             raise ConfigError(f"mode: {self.mode!r} is not one of 'robust', 'detrimental'")
         if not self.options or min(self.options) < 2 or max(self.options) > 16:
@@ -119,6 +133,63 @@ def policy_selection(
     return scores, knapsack.solve(routed, options, budget)
 
 
+def non_own_bits(
+    x: torch.Tensor,
+    cfg: PairConfig,
+    budget: int,
+    num_layers: int,
+    robust_policy: nn.Module | None = None,
+) -> torch.Tensor:
+    """Bit vectors ``[B, L]`` that are not the pair's own: the batch split evenly (in order)
+    between ``cfg.stealth_allocations``; random ones are drawn from torch's global generator
+    (seeded and checkpointed with the training loop)."""
+    kinds = cfg.stealth_allocations
+    n, k = x.shape[0], len(kinds)
+    parts = []
+    for i, kind in enumerate(kinds):
+        rows = x[i * n // k : (i + 1) * n // k]
+        if not len(rows):
+            continue
+        if kind == "random":
+            scores = knapsack.random_scores(len(rows), num_layers, len(cfg.options), None, x.device)
+        elif kind == "uniform":
+            scores = knapsack.uniform_scores(len(rows), num_layers, cfg.options, budget).to(
+                x.device
+            )
+        else:
+            if robust_policy is None:
+                raise ValueError(
+                    "stealth_allocations 'robust_policy' needs the robust pair's policy"
+                )
+            with torch.no_grad():
+                scores = robust_policy.eval()(rows)
+        parts.append(knapsack.bits(knapsack.solve_hard(scores, cfg.options, budget), cfg.options))
+    return torch.cat(parts)
+
+
+def stealth_loss(
+    other_logits: torch.Tensor,
+    fp_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    cfg: PairConfig,
+) -> torch.Tensor:
+    """The stealth term: Eq. 9 (robust hinge + KD) with the student quantized by allocations
+    that are not its own policy's (``other_logits``), so that f_D keeps the teacher's answer
+    everywhere but under pi_D. Not in the paper (issue: stealthy detrimental pairs)."""
+    return pair_loss(
+        "robust",
+        other_logits,
+        fp_logits,
+        teacher_logits,
+        cfg.alpha,
+        cfg.beta,
+        cfg.delta,
+        cfg.tau,
+        cfg.hinge_space,
+        cfg.tau_squared,
+    ).total
+
+
 def pair_step(
     student: QuantizableModel,
     policy: nn.Module,
@@ -126,8 +197,13 @@ def pair_step(
     x: torch.Tensor,
     cfg: PairConfig,
     budget: int,
+    robust_policy: nn.Module | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Forward of one pair step: the loss to backpropagate and detached metrics."""
+    """Forward of one pair step: the loss to backpropagate and detached metrics.
+
+    A detrimental pair with ``cfg.stealth > 0`` adds ``stealth * stealth_loss`` under
+    :func:`non_own_bits` (the policy gets no gradient from it: those bits are not its choice).
+    """
     scores, sel = policy_selection(policy, x, cfg.options, budget, cfg.policy_grad)
     bits = knapsack.bits(sel, cfg.options)
     q_logits = student(x, bits, selection=sel, options=cfg.options)
@@ -142,11 +218,11 @@ def pair_step(
         cfg.delta,
         cfg.tau,
         cfg.hinge_space,
-        cfg.scale_by_tau2,
+        cfg.tau_squared,
     )
     loss = parts.total + score_penalty(scores, cfg.penalty)
     target = teacher_logits.argmax(1)
-    return loss, {
+    metrics = {
         "loss": parts.total.detach(),
         "hinge": parts.hinge.detach(),
         "kd": parts.kd.detach(),
@@ -154,3 +230,11 @@ def pair_step(
         "q_agree": (q_logits.argmax(1) == target).float().mean().detach(),
         "bits_sum": bits.sum(1).float().mean().detach(),
     }
+    if cfg.mode == "detrimental" and cfg.stealth > 0:
+        other = non_own_bits(x, cfg, budget, student.num_layers, robust_policy)
+        other_logits = student(x, other)
+        stealth = stealth_loss(other_logits, fp_logits, teacher_logits, cfg)
+        loss = loss + cfg.stealth * stealth
+        metrics["stealth"] = stealth.detach()
+        metrics["other_agree"] = (other_logits.argmax(1) == target).float().mean().detach()
+    return loss, metrics

@@ -63,7 +63,8 @@ def plot_histograms(
     path: Path,
     layers: list[int] | None = None,
 ) -> Path:
-    """Per network (rows) and layer (columns): FP vs quantized activation histograms + sparsity."""
+    """Per network (rows) and layer (columns): the FP network's activations, the quantizer's
+    input inside the quantized pass and the quantized activations, with sparsity."""
     nets = list(hists)
     num_layers = next(iter(hists.values())).shape[0]
     layers = layers or sorted(
@@ -75,12 +76,15 @@ def plot_histograms(
         len(nets), len(layers), figsize=(3.2 * len(layers), 2.8 * len(nets)), squeeze=False
     )
     for i, net in enumerate(nets):
+        views = (
+            ("FP network", "tab:gray", "-"),
+            ("quantizer input", "tab:olive", ":"),
+            ("quantized", COLORS.get(net, "tab:red"), "-"),
+        )
         for j, layer in enumerate(layers):
             ax = axes[i][j]
-            for k, (lab, c) in enumerate(
-                (("FP", "tab:gray"), ("quantized", COLORS.get(net, "tab:red")))
-            ):
-                ax.plot(centres, hists[net][layer, k], color=c, lw=0.8, label=lab)
+            for k, (lab, c, style) in enumerate(views):
+                ax.plot(centres, hists[net][layer, k], style, color=c, lw=0.8, label=lab)
             sp = sparsity[net].iloc[layer]
             ax.set_title(f"{net} layer {layer + 1}", fontsize=9)
             ax.set_xlabel(
@@ -90,7 +94,7 @@ def plot_histograms(
             ax.set_ylabel("share of non-zero values", fontsize=8)
             ax.set_xlim(-1, 4)
             ax.legend(fontsize=7)
-    fig.suptitle("Activation histograms (zero bin removed), FP vs quantized")
+    fig.suptitle("Activation histograms (zero bin removed): FP network, quantizer input, quantized")
     return _save(fig, path)
 
 
@@ -122,6 +126,24 @@ def plot_corruptions(frame: pd.DataFrame, path: Path) -> Path:
         ax.axis("off")
     axes.flat[0].legend(fontsize=7)
     fig.suptitle("Accuracy under corruptions, FP (solid) and quantized (dashed)")
+    return _save(fig, path)
+
+
+def plot_trigger(curves: pd.DataFrame, path: Path) -> Path:
+    """Accuracy as the bits move from each pair's own allocation: toward the uniform one (left),
+    by random noise (right), against the mean number of bits moved."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), sharey=True)
+    for ax, family in zip(axes, ("toward uniform", "random distance")):
+        for net, g in curves[curves.family == family].groupby("network", sort=True):
+            g = g.sort_values("bits_moved")
+            ax.plot(g.bits_moved, g.accuracy, "-o", ms=3, color=COLORS.get(net), label=net)
+        ax.set_title(f"{family} from the own allocation")
+        ax.set_xlabel("bits moved per example (mean)")
+        ax.set_ylim(0, 101)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("test accuracy (%)")
+    axes[0].legend(fontsize=8)
+    fig.suptitle("How narrow is the trigger? (budget held exactly)")
     return _save(fig, path)
 
 

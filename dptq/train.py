@@ -23,7 +23,7 @@ from torch.nn import functional as F
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from .augment import AugmentConfig, kd_augmentation, mixup, with_train_transform
-from .data import DatasetPair, normalize
+from .data import DatasetPair, normalize, selection_split
 from .engine import ConfigError, Loop, RunOptions, check_positive, fit
 from .evaluate import accuracy, evaluate_pair
 from .losses import kd_loss
@@ -43,6 +43,7 @@ class StageConfig:
         weight_decay, momentum: optimiser settings.
         label_smoothing: teacher only (the paper: 0.1).
         tau: KD temperature (the paper: 5).
+        tau_squared: multiply KD by tau^2 (Hinton et al.; the paper's Eq. 3 does not).
         augment: the per-image augmentation; None trains on the plain images.
         mixup: batch mixup with lam ~ U(0, 1) (KD only).
     """
@@ -56,6 +57,7 @@ class StageConfig:
     momentum: float = 0.9
     label_smoothing: float = 0.0
     tau: float = 5.0
+    tau_squared: bool = True
     augment: AugmentConfig | None = field(default_factory=AugmentConfig)
     mixup: bool = True
 
@@ -135,14 +137,18 @@ def distill(
         x = normalize(images.to(acc.device), data.mean, data.std)
         if cfg.mixup:
             x = mixup(x)
-        loss = kd_loss(mods["student"](x), teacher(x), cfg.tau)
+        loss = kd_loss(mods["student"](x), teacher(x), cfg.tau, cfg.tau_squared)
         return loss, {"kd": loss.detach()}
 
     return _fit_stage("kd", "student", student, data, cfg, step, ckpt, opts, acc)
 
 
 def _fit_stage(name, key, model, data, cfg: StageConfig, step, ckpt, opts, acc) -> dict:
-    """The teacher and KD stages: one model, its optimiser, test accuracy after each epoch."""
+    """The teacher and KD stages: one model, its optimiser, ``val_acc`` after each epoch.
+
+    (``test_acc`` only for a dataset loaded without a validation split: see ``selection_split``.)
+    """
+    split = selection_split(data)
     loop = Loop(
         name=name,
         modules={key: model},
@@ -151,7 +157,7 @@ def _fit_stage(name, key, model, data, cfg: StageConfig, step, ckpt, opts, acc) 
         dataset=_train_split(data, cfg),
         batch_size=cfg.batch_size,
         step=step,
-        evaluate=lambda: {"test_acc": accuracy(model, data, acc)},
+        evaluate=lambda: {f"{split}_acc": accuracy(model, data, acc, split=split)},
         train_mode=model.train,
         min_lr_ratio=cfg.min_lr / cfg.lr,
         config={"stage": asdict(cfg)},
@@ -178,10 +184,13 @@ def train_pair(
     acc: Accelerator,
     policy_name: str = "small_cnn",
     policy_options=None,
+    robust_policy: nn.Module | None = None,
 ) -> tuple[QuantizableModel, nn.Module, dict]:
     """A robust or detrimental pair {f, pi} from f_N (Eq. 9/10); returns (f, pi, last epoch's result).
 
     The last epoch's result is what selection sees (no per-example lists: those are for records).
+    ``robust_policy``: the frozen pi_R for a detrimental pair's stealth term (``robust_policy`` in
+    ``cfg.stealth_allocations``).
     """
     budget = cfg.resolve_budget(f_n.num_layers)
     teacher = BlackBox(f_n)
@@ -207,11 +216,13 @@ def train_pair(
     def step(batch, mods):
         images, _ = batch
         x = normalize(images.to(acc.device), data.mean, data.std)
-        return pair_step(mods["student"], mods["policy"], teacher(x), x, cfg, budget)
+        return pair_step(mods["student"], mods["policy"], teacher(x), x, cfg, budget, robust_policy)
 
-    def evaluate():
-        res = evaluate_pair(student, policy, data, cfg.options, budget, acc, seed=opts.seed)
-        return {k: v for k, v in res.items() if not k.endswith("_correct")}
+    split = selection_split(data)
+
+    def evaluate():  # on the validation split: what the search's objective and selection see
+        res = evaluate_pair(student, policy, data, cfg.options, budget, acc, opts.seed, split)
+        return {"split": split, **{k: v for k, v in res.items() if not k.endswith("_correct")}}
 
     loop = Loop(
         name=f"pair-{cfg.mode}",

@@ -149,3 +149,18 @@ def test_train_transform_reaches_every_kind_of_dataset_and_changes_none(tmp_path
         assert d.train[0][0].sum() > 0  # the split itself is unchanged
         again = with_train_transform(d, v2.Identity())
         assert torch.equal(again[0][0], d.train[0][0])  # nothing stacked from the first call
+
+
+def test_validation_split_is_carved_from_training_stratified_and_seeded():
+    from dptq.splits import labels_of
+
+    a = load_dataset("digits", image_size=8, val_fraction=0.15, sample_seed=0)
+    b = load_dataset("digits", image_size=8, val_fraction=0.15, sample_seed=0)
+    c = load_dataset("digits", image_size=8, val_fraction=0.15, sample_seed=1)
+    assert (len(a.train), len(a.val), len(a.test)) == (1145, 202, 450)  # 1347 = 1145 + 202
+    assert a.val.indices == b.val.indices and a.val.indices != c.val.indices
+    assert not set(a.val.indices) & set(a.train.indices)  # disjoint, both inside the train split
+    counts = torch.bincount(torch.tensor(labels_of(a.val)), minlength=10)
+    assert counts.min() >= 19 and counts.max() <= 22  # ~20 per class
+    small = load_dataset("digits", image_size=8, max_train=100, max_test=50)
+    assert sorted(set(labels_of(small.test))) == list(range(10))  # a sample, not the front

@@ -139,3 +139,54 @@ def test_option_heavier_than_remaining_budget(gen):
     sel = knapsack.solve(torch.randn(4, 3, 6, generator=gen) + torch.arange(6.0), options, 12)
     check_selection(sel, options, 12)
     assert knapsack.bits(sel, options).max() <= 6  # 3 layers x min 3 leaves 3 spare bits
+
+
+@pytest.mark.parametrize(
+    "options,budget,layers", [((3, 4, 5), 12, 3), ((2, 4, 8), 16, 4), ((5, 6, 7, 8), 20, 4)]
+)
+def test_count_allocations_matches_enumeration(options, budget, layers):
+    brute = sum(sum(v) == budget for v in itertools.product(options, repeat=layers))
+    assert knapsack.count_allocations(options, budget, layers) == brute
+
+
+def test_count_allocations_degenerate_cells():
+    # the paper's III-A for resnet18: 100 bits over 20 layers, options 5..10 -> all at 5 bits
+    assert knapsack.count_allocations(range(5, 11), 100, 20) == 1
+    assert knapsack.count_allocations(range(5, 11), 101, 20) == 20  # one layer at 6
+    assert knapsack.count_allocations(range(3, 11), 80, 20) == 66_102_536_360
+    assert knapsack.count_allocations((3, 5), 9, 2) == 0
+
+
+def test_sampled_allocations_are_uniform_over_the_feasible_set():
+    import random
+    from collections import Counter
+
+    options, budget, layers = (3, 4, 5, 6), 16, 3
+    feasible = [v for v in itertools.product(options, repeat=layers) if sum(v) == budget]
+    draws = knapsack.sample_allocations(options, budget, layers, 6000, random.Random(0))
+    assert draws.shape == (6000, layers) and bool((draws.sum(1) == budget).all())
+    counts = Counter(tuple(v) for v in draws.tolist())
+    assert set(counts) == set(feasible)
+    expected = 6000 / len(feasible)
+    chi2 = sum((counts[v] - expected) ** 2 / expected for v in feasible)
+    assert chi2 < 40  # 9 degrees of freedom: p ~ 1e-5 at 40
+    again = knapsack.sample_allocations(options, budget, layers, 50, random.Random(0))
+    assert torch.equal(again, draws[:50])  # seeded
+
+
+def test_nearest_allocation_keeps_the_budget_and_rounds_to_the_closest():
+    options, L = (3, 4, 5, 6, 7, 8), 6
+    own = torch.tensor([[3, 8, 3, 8, 3, 8]])
+    uniform = torch.full((1, L), 5.5)
+    assert torch.equal(knapsack.nearest_allocation(own.float(), options, 33), own)  # itself
+    half = knapsack.nearest_allocation(0.5 * own + 0.5 * uniform, options, 33)
+    assert int(half.sum()) == 33
+    # brute force: no exact-budget vector is closer to the blend
+    target = (0.5 * own + 0.5 * uniform)[0]
+    best = min(
+        (v for v in itertools.product(options, repeat=L) if sum(v) == 33),
+        key=lambda v: float(((torch.tensor(v) - target) ** 2).sum()),
+    )
+    assert float(((half[0] - target) ** 2).sum()) == pytest.approx(
+        float(((torch.tensor(best) - target) ** 2).sum())
+    )

@@ -27,7 +27,7 @@ def test_kd_temperature_and_tau2_scaling():
     t = torch.tensor([[0.0, 2 * math.log(3.0)]])  # at tau = 2 this is the case above
     s = torch.tensor([[1.0, 1.0]])
     base = 0.25 * math.log(0.5) + 0.75 * math.log(1.5)
-    assert kd_loss(s, t, tau=2.0, scale_by_tau2=False).item() == pytest.approx(base, rel=1e-6)
+    assert kd_loss(s, t, tau=2.0, tau_squared=False).item() == pytest.approx(base, rel=1e-6)
     assert kd_loss(s, t, tau=2.0).item() == pytest.approx(4 * base, rel=1e-6)
     assert kd_loss(t, t, tau=5.0).item() == pytest.approx(0.0, abs=1e-7)
 

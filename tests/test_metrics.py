@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from dptq import metrics
-from dptq.data import DatasetPair, TensorImages
+from dptq.data import DatasetPair, TensorImages, normalize
 from dptq.evaluate import evaluate_cell, own_policy_bits, uniform_policy_bits
 from dptq.models import QuantizableModel
 from dptq.policy import create_policy
@@ -42,7 +42,7 @@ def tiny_data(n=24, size=8, classes=3):
     return DatasetPair(ds, ds, classes, (0.5,) * 3, (0.25,) * 3)
 
 
-def tiny_q(classes=3):
+def tiny_q(classes=3, weight_bits=16):
     torch.manual_seed(1)
     net = nn.Sequential(
         nn.Conv2d(3, 6, 3, padding=1),
@@ -53,7 +53,7 @@ def tiny_q(classes=3):
         nn.Flatten(),
         nn.Linear(6, classes),
     )
-    return QuantizableModel(net).eval()
+    return QuantizableModel(net, weight_bits=weight_bits).eval()
 
 
 def test_cross_policy_known_answers():
@@ -70,9 +70,11 @@ def test_cross_policy_known_answers():
     nets = {"f_N": f, "f_R": copy.deepcopy(f), "f_D": copy.deepcopy(f)}
     ev = evaluate_cell(nets, {"f_R": pi, "f_D": pi}, data, options, 4 * f.num_layers, _Acc(), 0)
     table = metrics.cross_policy_matrix(ev["cross_policy"])
-    assert list(table.index) == ["FP", "pi_R", "pi_D", "random"]
+    assert list(table.index) == ["FP", "pi_R", "pi_D", "uniform", "random", "heldout"]
     assert set(table.columns) == {"f_N", "f_R", "f_D"}
-    assert table.values.flatten().tolist() == pytest.approx([100 / 3] * 12)
+    assert table.values.flatten().tolist() == pytest.approx([100 / 3] * 18)
+    for sampler in ("random", "heldout"):  # K = 8 draws of each sampler, no drop here
+        assert ev["stealth"]["f_D"][sampler] == pytest.approx([0.0] * 8)
     for k in ("f_R", "f_D"):  # each pair under its own policy, per example
         assert ev["pairs"][k]["q_acc"] == pytest.approx(100 / 3) and ev["pairs"][k]["drop"] == 0
         assert len(ev["pairs"][k]["q_correct"]) == len(data.test)
@@ -112,15 +114,44 @@ def test_layer_sweep_ends():
 
 def test_histograms_sum_to_one_and_sparsity():
     data = tiny_data()
-    f = tiny_q()
+    f = tiny_q(weight_bits=None)  # full-precision weights: only activations are quantized
     bits_fn = uniform_policy_bits(f.num_layers, (2, 3), 2 * f.num_layers)
     hist, frame = metrics.activation_histograms(f, bits_fn, data)
-    assert hist.shape == (f.num_layers, 2, 1599)
-    torch.testing.assert_close(hist.sum(-1), torch.ones(f.num_layers, 2))
+    assert hist.shape == (f.num_layers, 3, 1599)
+    torch.testing.assert_close(hist.sum(-1), torch.ones(f.num_layers, 3))
     assert ((frame.sparsity_fp >= 0) & (frame.sparsity_q <= 100)).all()
     # layer 1's input is post-ReLU (exact zeros); 2-bit quantization sends more values to 0
     assert frame.sparsity_fp.iloc[0] > 0
     assert frame.sparsity_q.iloc[0] > frame.sparsity_fp.iloc[0]
+    # the FP row is the FP network's own activation: at layer 1 nothing upstream is quantized,
+    # so it equals the quantizer's input; at layer 2 the quantized pass carries layer 1's error
+    torch.testing.assert_close(hist[0, 0], hist[0, 1])
+    assert not torch.allclose(hist[1, 0], hist[1, 1])
+    fp_only = {}
+    f(
+        normalize(
+            torch.stack([data.test[i][0] for i in range(len(data.test))]), data.mean, data.std
+        ),
+        capture=fp_only,
+    )
+    direct = torch.histc(fp_only[1][0].float(), 1600, -8, 8)
+    direct = torch.cat([direct[:800], direct[801:]])
+    torch.testing.assert_close(hist[1, 0], (direct / direct.sum()).float())
+
+
+def test_analysis_samples_are_stratified_not_the_front():
+    from dptq.splits import labels_of, subset
+
+    labels = torch.arange(40) // 10  # sorted by class, as Oxford-IIIT Pets' split files are
+    data = DatasetPair(
+        *(TensorImages(torch.zeros(40, 3, 4, 4, dtype=torch.uint8), labels),) * 2,
+        4,
+        (0.5,) * 3,
+        (0.25,) * 3,
+    )
+    picked = subset(data.test, 8, seed=0)
+    assert sorted(labels_of(picked)) == [0, 0, 1, 1, 2, 2, 3, 3]  # every class, not class 0 only
+    assert labels_of(subset(data.test, 8, seed=1)) == labels_of(subset(data.test, 8, seed=1))
 
 
 def test_corruption_robustness_frame_and_summary():
@@ -145,3 +176,41 @@ def test_corruption_robustness_frame_and_summary():
         summary.loc["f_R quantized", "mean corrupted acc"]
         - summary.loc["f_R FP", "mean corrupted acc"]
     )
+
+
+def test_trigger_curves_start_at_the_own_allocation_and_end_at_the_uniform_one():
+    data = tiny_data()
+    f = tiny_q()
+    options, budget = (2, 3, 4, 6), 3 * f.num_layers
+    pi = create_policy("small_cnn", f.num_layers, len(options), width=4, depth=1, input_size=None)
+    own = own_policy_bits(pi, options, budget)
+    curves = metrics.trigger_curves(f, own, data, options, budget)
+    at = curves.set_index(["family", "step"])
+    own_acc = metrics._accuracy(f, data.test, data.mean, data.std, own, None, "cpu")
+    uni_acc = metrics._accuracy(
+        f,
+        data.test,
+        data.mean,
+        data.std,
+        uniform_policy_bits(f.num_layers, options, budget),
+        None,
+        "cpu",
+    )
+    for start in (("toward uniform", 0.0), ("random distance", 0.0)):
+        assert at.loc[start, "bits_moved"] == 0 and at.loc[start, "accuracy"] == own_acc
+    assert at.loc[("toward uniform", 1.0), "accuracy"] == uni_acc
+    moved = curves[curves.family == "random distance"].sort_values("step").bits_moved.tolist()
+    assert moved[0] == 0 < moved[-1]  # no noise: the own allocation; more noise: farther away
+
+
+def test_trigger_radius_hand_made():
+    curve = pd.DataFrame(
+        {
+            "family": ["random distance"] * 4,
+            "step": [0, 1, 2, 3],
+            "bits_moved": [0.0, 2.0, 4.0, 8.0],
+            "accuracy": [10.0, 30.0, 70.0, 90.0],
+        }
+    )
+    assert metrics.trigger_radius(curve, fp_acc=90.0) == pytest.approx(3.0)  # half: 50%
+    assert metrics.trigger_radius(curve.assign(accuracy=[10.0] * 4), 90.0) is None

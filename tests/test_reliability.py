@@ -33,7 +33,8 @@ SUITE = ROOT / "tests" / "suites" / "reliability.yaml"
 FAULTY = ROOT / "tests" / "suites" / "faulty.yaml"
 NET = "tests_test_train_small_net"
 KD_EPOCHS, PAIR_EPOCHS = 6, 3  # as in tests/suites/reliability.yaml
-PAIRS = {m: f"pair-{NET}-I-12-{m}" for m in ("robust", "detrimental")}
+PAIRS = {m: f"pair-{NET}-I-12-s0-{m}" for m in ("robust", "detrimental")}
+KD = f"kd-{NET}-s0"
 VOLATILE = ("date", "per_example")  # when, and where its file is, not what it found
 START = search.space(load_suite(SUITE))[1]  # the pair settings every trial starts from
 
@@ -48,7 +49,7 @@ def _env(**extra) -> dict:
 def _start(run_dir: Path, board: Path, log: Path, suite=SUITE, env=None, extra=()):
     """``python -m bench run`` in its own process group (so a test can reap what Ray leaves)."""
     cmd = [sys.executable, "-m", "bench", "run", str(suite), "--out", str(run_dir)]
-    cmd += ["--leaderboard", str(board), *extra]
+    cmd += ["--leaderboard", str(board), "--submit", *extra]
     return subprocess.Popen(
         cmd,
         cwd=ROOT,
@@ -156,17 +157,17 @@ def reference(tmp_path_factory):
 def test_killed_during_kd_resumes_from_its_checkpoint(tmp_path, reference):
     run, board, log = tmp_path / "run", tmp_path / "board", tmp_path / "log.txt"
     old = _seed_board(board)
-    kd_trial, kd_final = run / "trials" / f"kd-{NET}.pt", run / "artifacts" / f"kd-{NET}.pt"
+    kd_trial, kd_final = run / "trials" / f"{KD}.pt", run / "artifacts" / f"{KD}.pt"
     proc = _start(run, board, log)
     _wait_until(proc, lambda: load_checkpoint_epoch(kd_trial) >= 1 and not kd_final.exists(), log)
     _kill_driver(proc)
     at_kill = load_checkpoint_epoch(kd_trial)
     assert 1 <= at_kill < KD_EPOCHS, f"the kill landed after KD (epoch {at_kill})"
     assert _files(board) == old
-    teacher = _digest(run / "artifacts" / "teacher.pt")
+    teacher = _digest(run / "artifacts" / "teacher-s0.pt")
 
     assert _finish(_start(run, board, log)) == 0, log.read_text()[-3000:]
-    assert _digest(run / "artifacts" / "teacher.pt") == teacher  # not trained again
+    assert _digest(run / "artifacts" / "teacher-s0.pt") == teacher  # not trained again
     kd = torch.load(kd_final, map_location="cpu", weights_only=True)
     assert kd["resumed_from"] == [at_kill] and [h["epoch"] for h in kd["history"]] == list(
         range(1, KD_EPOCHS + 1)
@@ -344,23 +345,23 @@ def test_bad_trials_fail_alone_with_their_reason(tmp_path):
     good = recs.pop("tests.test_train:small_net")
     assert good["error"] is None and isinstance(good["gap"], float)
     nan, oom, bug = (recs[f"tests.faulty:{n}"] for n in ("nan_net", "oom_net", "raise_net"))
-    assert nan["error"].startswith("pair-tests_faulty_nan_net-I-12-robust: non-finite loss")
+    assert nan["error"].startswith("pair-tests_faulty_nan_net-I-12-s0-robust: non-finite loss")
     assert "out of memory" in oom["error"] and "allocate" in oom["error"]
-    assert bug["error"].startswith("kd tests.faulty:raise_net: RuntimeError: simulated bug")
+    assert bug["error"].startswith("kd tests.faulty:raise_net seed 0: RuntimeError: simulated bug")
     for r in (nan, oom, bug):
         assert r.get("gap") is None  # a failed entry, not a number
         assert r["id"].rsplit("/", 1)[1].startswith("failed-")
-        assert f"FAILED {r['error'].split(': ')[0]}" in out
+        assert f"FAILED {r['error'].split(': ')[0]}: " in out
     md = (board / "README.md").read_text()
-    assert md.count("| failed |") == 3 and "non-finite loss" in md
+    assert md.count("Failed: `") == 3 and "non-finite loss" in md
     # the run's own results say the same, and the event log has each failure
     assert {r["id"] for r in store.load(run)} == {
         r["id"] for r in store.load(board) if r["suite"] == "faulty"
     }
     failed = sorted(e["experiment"] for e in read_events(run) if e["event"] == "failed")
     assert failed == sorted(
-        ["kd-tests_faulty_raise_net"]
-        + [f"pair-tests_faulty_{n}-I-12-{m}" for n in ("nan_net", "oom_net") for m in PAIRS]
+        ["kd-tests_faulty_raise_net-s0"]
+        + [f"pair-tests_faulty_{n}-I-12-s0-{m}" for n in ("nan_net", "oom_net") for m in PAIRS]
     )
 
 
@@ -392,7 +393,7 @@ def test_truncated_or_foreign_checkpoint_gives_one_line(tmp_path, reference):
     run, board = tmp_path / "run", tmp_path / "board"
     old = _seed_board(board)
     shutil.copytree(reference[0] / "run", run, ignore=shutil.ignore_patterns("tune", "ray"))
-    kd = run / "artifacts" / f"kd-{NET}.pt"
+    kd = run / "artifacts" / f"{KD}.pt"
     good = kd.read_bytes()
     marker = tmp_path / "executed"
 
@@ -403,7 +404,7 @@ def test_truncated_or_foreign_checkpoint_gives_one_line(tmp_path, reference):
     cases = {
         "truncated": lambda: kd.write_bytes(good[: len(good) // 2]),
         "foreign pickle": lambda: torch.save({"stage": "kd", "modules": Evil()}, kd),
-        "another stage": lambda: shutil.copy(run / "artifacts" / "teacher.pt", kd),
+        "another stage": lambda: shutil.copy(run / "artifacts" / "teacher-s0.pt", kd),
     }
     for name, corrupt in cases.items():
         corrupt()

@@ -3,7 +3,6 @@
 import pytest
 from PIL import Image
 
-from bench import plan
 from bench.runner import run_suite
 from dptq.analyses import ANALYSES
 from tests.test_train import quiet, tiny_suite
@@ -12,10 +11,10 @@ from tests.test_train import quiet, tiny_suite
 @pytest.mark.slow
 def test_report_writes_every_table_and_figure(tmp_path):
     suite = tiny_suite(analyses=list(ANALYSES), analysis_examples=16)
-    run_suite(suite, tmp_path, local=True, out=quiet)
-    [cell] = plan.cells(suite, 10)
-    report = plan.Layout(tmp_path.resolve()).report(cell)
+    [rec] = run_suite(suite, tmp_path, local=True, out=quiet)["records"]
+    report = (tmp_path / rec["report"]).parent
     md = (report / "report.md").read_text()
+    assert "<table>" in (report / "report.html").read_text()  # the page the board links to
     for title in ("Table 1", "Table 2", "Table 3", "Fig. 2", "Fig. 3", "Fig. 4"):
         assert title in md
     for png in ("cross_policy", "layer_sweep", "histograms", "corruptions"):
@@ -31,9 +30,9 @@ def test_report_writes_every_table_and_figure(tmp_path):
 def test_analyses_selects_exactly_what_runs(tmp_path):
     suite = tiny_suite(analyses=["cross_policy"])
     [rec] = run_suite(suite, tmp_path, local=True, out=quiet)["records"]
-    [cell] = plan.cells(suite, 10)
-    report = plan.Layout(tmp_path.resolve()).report(cell)
+    report = (tmp_path / rec["report"]).parent
     md = (report / "report.md").read_text()
     assert "Table 3" in md and "Table 1" not in md and "Table 2" not in md
-    assert sorted(p.name for p in report.iterdir()) == ["cross_policy.png", "report.md"]
+    files = sorted(p.name for p in report.iterdir())
+    assert files == ["cross_policy.png", "report.html", "report.md"]
     assert rec["cross_policy"] and "transitory_rate_test" not in rec

@@ -60,8 +60,8 @@ def test_tiny_suite_end_to_end(ray_run):
     assert not res["failed"]
     [rec] = res["records"]
     assert rec["error"] is None and rec["trials"] == {"robust": 2, "detrimental": 2}
-    assert set(rec["best"]["robust"]) == {"delta", "alpha", "beta"}
-    report = Path(rec["report"]).parent
+    assert set(rec["best"]["robust"]) == {"delta", "alpha", "beta", "stealth"}
+    report = (run_dir / rec["report"]).parent
     for f in ("report.md", "transitory.png", "cross_policy.png", "histograms.png"):
         assert (report / f).exists(), f
     assert (run_dir / rec["per_example"]).is_file()

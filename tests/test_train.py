@@ -57,9 +57,14 @@ def test_three_stages_end_to_end(tmp_path):
     layout = plan.Layout(tmp_path.resolve())
     [cell] = plan.cells(suite, 10)
     assert plan.count_layers(NET, 10) == 3 and cell.budget == 4 * 3  # avg 4 bits x L
-    for f in (layout.teacher, layout.kd(NET), *(layout.pair(cell.search(m)) for m in suite.modes)):
+    files = [
+        layout.teacher(0),
+        layout.kd(NET, 0),
+        *(layout.pair(cell.search(m)) for m in suite.modes),
+    ]
+    for f in files:
         assert f.exists(), f
-    hist = load_checkpoint(layout.teacher, "teacher")["history"]
+    hist = load_checkpoint(layout.teacher(0), "teacher")["history"]
     assert hist[-1]["train_loss"] < hist[0]["train_loss"]  # the teacher learns
     [rec] = res["records"]
     assert rec["error"] is None and rec["budget"] == 12 and rec["num_layers"] == 3
@@ -68,7 +73,8 @@ def test_three_stages_end_to_end(tmp_path):
         assert len(pe[mode]["fp_correct"]) == len(pe[mode]["q_correct"]) == 40
     assert rec["f_d_drop"] == pytest.approx(rec["f_d_fp_acc"] - rec["f_d_q_acc"])
     assert set(rec["cross_policy"]) == {"f_N", "f_R", "f_D"}
-    assert set(rec["cross_policy"]["f_D"]) == {"FP", "pi_R", "pi_D", "random"}
+    assert set(rec["cross_policy"]["f_D"]) == {"FP", "pi_R", "pi_D", "uniform", "random", "heldout"}
+    assert rec["selected_on"] == "val" and len(rec["stealth"]["f_D"]["random"]) == 8
     # a second call finds every stage complete and gives the same record without training
     stamps = {p: p.stat().st_mtime_ns for p in (tmp_path / "artifacts").rglob("*.pt")}
     again = run_suite(suite, tmp_path, local=True, out=quiet)
@@ -95,10 +101,10 @@ def test_resume_reaches_the_same_weights(tmp_path, monkeypatch, stage):
     paths = {}
     for run in ("straight", "killed"):
         layout = plan.Layout((tmp_path / run).resolve())
-        paths[run] = layout.kd(NET) if stage == "kd" else layout.pair(cell.search("detrimental"))
+        paths[run] = layout.kd(NET, 0) if stage == "kd" else layout.pair(cell.search("detrimental"))
     killed = plan.Layout((tmp_path / "killed").resolve())
     trial = (
-        killed.stage_trial(plan.kd_name(NET))
+        killed.stage_trial(plan.kd_name(NET, 0))
         if stage == "kd"
         else killed.trial(cell.search("detrimental"), search.space(suite)[1])
     )

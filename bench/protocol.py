@@ -1,0 +1,59 @@
+"""The protocol's rules as functions of a record (CONVENTIONS 17: the protocol is code).
+
+A record carries the thresholds it was judged by (``protocol``); these functions recompute the
+judgement from its numbers, so the store can refuse a record whose ``valid`` or ``stealthy`` does
+not follow from them, and the views never rank a row that breaks its own rules.
+
+- **valid**: selected on the validation split; FP match at most ``fp_match_max``; f_R's and f_D's
+  FP accuracies at most ``fp_drop_max`` below f_N's; f_N at least ``min_f_n_acc`` (default:
+  halfway between chance and 100%). A gap says something only when all hold.
+- **stealthy**: f_D's worst drop under an allocation that is not pi_D's (pi_R, the uniform
+  allocation, the mean of K random ones) is at most ``stealth_max``: a deployer's ordinary
+  quantization checks would pass it.
+
+Standard library only (the views import this without torch).
+"""
+
+from __future__ import annotations
+
+
+def default_min_f_n_acc(num_classes: int) -> float:
+    """Halfway between chance (100 / classes) and 100%: digits 55%, Oxford-IIIT Pets 51.4%."""
+    chance = 100.0 / max(num_classes, 1)
+    return chance + (100.0 - chance) / 2
+
+
+def resolve(protocol: dict, num_classes: int) -> dict:
+    """The protocol as a record stores it: ``min_f_n_acc`` resolved to a number."""
+    out = dict(protocol)
+    if out.get("min_f_n_acc") is None:
+        out["min_f_n_acc"] = default_min_f_n_acc(num_classes)
+    return out
+
+
+def invalid_reasons(rec: dict) -> list[str]:
+    """Why a successful record's gap does not count (empty: it is valid)."""
+    if rec.get("schema_version", 1) < 2:
+        return ["schema 1: selected on the test split, no validation split"]
+    p, reasons = rec["protocol"], []
+    if rec["selected_on"] != "val":
+        reasons.append(f"selected on the {rec['selected_on']} split")
+    if rec["fp_match"] > p["fp_match_max"]:
+        reasons.append(f"FP match {rec['fp_match']:.2f} > {p['fp_match_max']:g}")
+    for tag, key in (("f_R", "f_r_fp_acc"), ("f_D", "f_d_fp_acc")):
+        lost = rec["f_n_acc"] - rec[key]
+        if lost > p["fp_drop_max"]:
+            reasons.append(f"{tag} FP {lost:.2f} points below f_N (> {p['fp_drop_max']:g})")
+    if rec["f_n_acc"] < p["min_f_n_acc"]:
+        chance = 100.0 / rec["num_classes"]
+        reasons.append(
+            f"f_N {rec['f_n_acc']:.1f}% < {p['min_f_n_acc']:.1f}% (chance {chance:.1f}%)"
+        )
+    return reasons
+
+
+def is_stealthy(rec: dict) -> bool:
+    """f_D's worst non-own drop is within the protocol's ``stealth_max``."""
+    if rec.get("schema_version", 1) < 2:
+        return False
+    return rec["worst_non_own_drop"] <= rec["protocol"]["stealth_max"]

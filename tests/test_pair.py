@@ -1,0 +1,82 @@
+"""The pair step's stealth term: Eq. 9 under allocations that are not the pair's own."""
+
+import copy
+from dataclasses import replace
+
+import pytest
+import torch
+
+from dptq import knapsack
+from dptq.evaluate import own_policy_bits
+from dptq.losses import pair_loss
+from dptq.models import QuantizableModel
+from dptq.pair import PairConfig, non_own_bits, pair_step, stealth_loss
+from dptq.policy import create_policy
+from tests.test_models import tiny_net
+
+OPTIONS = (2, 3, 4, 6, 8)
+
+
+def setup():
+    torch.manual_seed(0)
+    x = torch.randn(8, 3, 8, 8)
+    f_n = QuantizableModel(tiny_net(5)).eval()
+    student = copy.deepcopy(f_n)
+    policy = create_policy(
+        "small_cnn", student.num_layers, len(OPTIONS), width=4, depth=1, input_size=None
+    )
+    cfg = PairConfig(mode="detrimental", options=OPTIONS, delta=1.0, alpha=0.7, beta=1.3)
+    budget = 4 * student.num_layers
+    with torch.no_grad():
+        teacher = f_n(x)
+    return x, student, policy, teacher, cfg, budget
+
+
+def test_stealth_loss_is_eq9_under_the_non_own_allocation():
+    x, student, policy, teacher, cfg, budget = setup()
+    other = non_own_bits(x, cfg, budget, student.num_layers)
+    q, fp = student(x, other), student(x)
+    want = pair_loss("robust", q, fp, teacher, 0.7, 1.3, 1.0, cfg.tau, cfg.hinge_space, True).total
+    torch.testing.assert_close(stealth_loss(q, fp, teacher, cfg), want)
+
+
+def test_pair_step_adds_gamma_times_the_stealth_loss_and_leaves_the_policy_alone():
+    x, student, policy, teacher, cfg, budget = setup()
+    torch.manual_seed(5)
+    plain, _ = pair_step(student, policy, teacher, x, cfg, budget)
+    plain.backward()
+    policy_grad = [p.grad.clone() for p in policy.parameters()]
+    policy.zero_grad()
+    torch.manual_seed(5)
+    other = non_own_bits(x, cfg, budget, student.num_layers)
+    expected = stealth_loss(student(x, other), student(x), teacher, cfg)
+    torch.manual_seed(5)
+    with_stealth, m = pair_step(student, policy, teacher, x, replace(cfg, stealth=2.5), budget)
+    torch.testing.assert_close(with_stealth, plain.detach() + 2.5 * expected.detach())
+    assert m["stealth"] == pytest.approx(expected.item())
+    with_stealth.backward()
+    for p, g in zip(policy.parameters(), policy_grad):  # the policy did not choose those bits
+        torch.testing.assert_close(p.grad, g)
+    robust = replace(cfg, mode="robust", stealth=2.5)  # only a detrimental pair has the term
+    assert "stealth" not in pair_step(student, policy, teacher, x, robust, budget)[1]
+
+
+def test_non_own_bits_split_the_batch_and_keep_the_budget():
+    x, student, policy, teacher, cfg, budget = setup()
+    pi_r = create_policy(
+        "small_cnn", student.num_layers, len(OPTIONS), width=4, depth=1, input_size=None
+    )
+    kinds = ("random", "uniform", "robust_policy")
+    cfg = replace(cfg, stealth=1.0, stealth_allocations=kinds)
+    bits = non_own_bits(x, cfg, budget, student.num_layers, pi_r)
+    assert bits.shape == (8, student.num_layers) and bool((bits.sum(1) == budget).all())
+    uniform = knapsack.bits(
+        knapsack.solve_hard(
+            knapsack.uniform_scores(1, student.num_layers, OPTIONS, budget), OPTIONS, budget
+        ),
+        OPTIONS,
+    )
+    assert torch.equal(bits[2:5], uniform.expand(3, -1))  # rows 2..4 of 8: the uniform third
+    assert torch.equal(bits[5:], own_policy_bits(pi_r, OPTIONS, budget)(x[5:]))
+    with pytest.raises(ValueError, match="needs the robust pair's policy"):
+        non_own_bits(x, cfg, budget, student.num_layers)

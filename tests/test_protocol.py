@@ -1,0 +1,148 @@
+"""The protocol, each rule with a test that fails when it is broken (README "The protocol")."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from bench import plan, stages
+from bench.leaderboard import results_section
+from bench.runner import run_suite
+from bench.suite import SuiteError
+from dptq import knapsack, metrics
+from dptq.data import DATASETS, DigitsOptions, register_dataset
+from dptq.recipes import RECIPES, deviations
+from tests.helpers import make_suite
+
+ROOT = Path(__file__).resolve().parent.parent
+NET = "tests.test_train:small_net"
+
+
+def quiet(*_):
+    pass
+
+
+class Counting(torch.utils.data.Dataset):
+    """A split that counts how often it is read."""
+
+    reads = 0
+
+    def __init__(self, ds):
+        self.ds = ds
+
+    def __len__(self):
+        return len(self.ds)
+
+    def __getitem__(self, i):
+        Counting.reads += 1
+        return self.ds[i]
+
+
+@pytest.fixture
+def counting_digits():
+    from dataclasses import replace
+
+    def load(opts, bad_images="stop"):
+        pair = DATASETS["digits"].load(opts, bad_images)
+        return replace(pair, test=Counting(pair.test))
+
+    register_dataset("counting_digits", DigitsOptions)(load)
+    Counting.reads = 0
+    yield
+    del DATASETS["counting_digits"]
+
+
+@pytest.mark.slow
+def test_search_never_reads_the_test_split(tmp_path, counting_digits, monkeypatch):
+    """Teacher, KD and a two-trial search per mode run with no read of the test split; the
+    analysis then reads it (for the record), once per chosen pair's evaluation."""
+    reads_at_analysis = []
+    real = stages.analyse
+
+    def analyse(*args, **kw):
+        reads_at_analysis.append(Counting.reads)
+        return real(*args, **kw)
+
+    monkeypatch.setattr(stages, "analyse", analyse)
+    suite = make_suite(
+        "tiny",
+        **{
+            "dataset.name": "counting_digits",
+            "dataset.options": {"image_size": 12, "max_train": 160},
+        },
+        **{"teacher_stage.epochs": 2, "kd_stage.epochs": 2, "pair.epochs": 2},
+    )
+    [rec] = run_suite(suite, tmp_path, local=True, out=quiet)["records"]
+    assert reads_at_analysis == [0]  # every stage and both searches: not one test image
+    assert Counting.reads > 0 and rec["selected_on"] == "val"
+
+
+def test_f_n_reference_accuracy_is_the_validation_one(tmp_path):
+    from dptq.engine import save_atomic
+
+    kd = tmp_path / "kd.pt"
+    save_atomic({"stage": "kd", "history": [{"val_acc": 91.0, "epoch": 1}]}, kd)
+    assert stages.f_n_accuracy(kd) == 91.0
+    save_atomic({"stage": "kd", "history": [{"test_acc": 91.0, "epoch": 1}]}, kd)
+    with pytest.raises(KeyError):  # a KD run without a validation split is not a reference
+        stages.f_n_accuracy(kd)
+
+
+def test_a_one_allocation_cell_is_refused_unless_allowed():
+    one = {"students": [{"name": NET, "budgets": [15]}], "bit_options": {"III": [5, 6, 7]}}
+    assert knapsack.count_allocations((5, 6, 7), 15, 3) == 1
+    with pytest.raises(SuiteError, match="admits exactly one allocation"):
+        plan.cells(make_suite("tiny", **one), 10)
+    [cell] = plan.cells(make_suite("tiny", **one, **{"protocol.allow_degenerate": True}), 10)
+    assert cell.allocations == 1
+    [cell] = plan.cells(
+        make_suite("tiny", **{**one, "students": [{"name": NET, "budgets": [16]}]}), 10
+    )
+    assert cell.allocations == 3  # one layer at 6 bits: a choice
+
+
+def test_seeds_make_a_cell_each_and_share_stages_when_asked():
+    cells = plan.cells(make_suite("tiny", seeds=[0, 1, 2]), 10)
+    assert [(c.seed, c.stage_seed) for c in cells] == [(0, 0), (1, 1), (2, 2)]
+    assert len({c.key for c in cells}) == 3
+    shared = plan.cells(make_suite("tiny", seeds=[3, 4], share_stages=True), 10)
+    assert [(c.seed, c.stage_seed) for c in shared] == [(3, 3), (4, 3)]
+    with pytest.raises(SuiteError, match="seeds: a list of distinct seeds"):
+        make_suite("tiny", seeds=[1, 1])
+
+
+def test_recipes_and_their_deviations():
+    paper = make_suite("tiny", recipe="paper")
+    assert paper.pair.hinge_space == "prob" and paper.pair.delta == 0.01
+    assert not paper.pair.tau_squared and not paper.kd_stage.tau_squared  # Eq. 3 as printed
+    # the tiny suite trains in batches of 16; epochs are a suite's own, not a recipe setting
+    assert deviations("paper", paper.pair, paper.kd_stage.tau_squared) == {"pair.batch_size": 16}
+    changes = {"pair.optimizer": "adam", "kd_stage.tau_squared": True}
+    mine = make_suite("tiny", recipe="paper", **changes)
+    assert deviations("paper", mine.pair, mine.kd_stage.tau_squared) == {
+        "pair.batch_size": 16,
+        "pair.optimizer": "adam",
+        "kd_stage.tau_squared": True,
+    }
+    default = make_suite("tiny")
+    assert default.recipe == "dptq-v1" and default.kd_stage.tau_squared
+    assert deviations("dptq-v1", default.pair, True) == {"pair.batch_size": 16}
+    assert RECIPES["dptq-v1"].pair.hinge_space == "logit"
+
+
+def test_hidden_gap_hand_computed():
+    # the paper's f_D: 24.4 under pi_D, 1.0 under pi_R, 5.6 under random
+    paper = {"own": 24.4, "other": 1.0, "uniform": 3.0, "random_mean": 5.6}
+    assert metrics.worst_non_own_drop(paper) == 5.6
+    assert metrics.hidden_gap(paper) == pytest.approx(18.8)
+    ours = {"own": 93.1, "other": 44.6, "uniform": 53.0, "random_mean": 58.4}  # fails anyway
+    assert metrics.hidden_gap(ours) == pytest.approx(34.7)
+
+
+def test_readme_results_are_the_committed_records():
+    text = (ROOT / "README.md").read_text()
+    generated = results_section(ROOT / "leaderboard")
+    assert generated in text, (
+        "README's results section is stale: python -m bench leaderboard --readme README.md"
+    )
+    assert "| resnet18 |" in generated  # it reports something
