@@ -242,3 +242,14 @@ def test_fuzzed_suites_give_one_line_or_a_plan(tmp_path, capsys, path):
         else:
             assert out.startswith("suite '") and "stage pairs" in out, (blob[:300], out)
         assert not (tmp_path / "run").exists()
+
+
+def test_readme_suite_example_is_a_valid_suite():
+    """README's one-example-per-field suite parses (the documentation cannot rot silently)."""
+    from bench.suite import parse_suite
+
+    text = (ROOT / "README.md").read_text()
+    block = text.split("One example per field group:")[1].split("```yaml")[1].split("```")[0]
+    suite = parse_suite(yaml.safe_load(block), "README.md")
+    assert suite.seed_list == (0, 1, 2) and suite.pair.stealth == 1.0
+    assert "trigger" in suite.analyses and suite.protocol.random_allocations == 8
