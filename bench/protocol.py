@@ -7,9 +7,11 @@ not follow from them, and the views never rank a row that breaks its own rules.
 - **valid**: selected on the validation split; FP match at most ``fp_match_max``; f_R's and f_D's
   FP accuracies at most ``fp_drop_max`` below f_N's; f_N at least ``min_f_n_acc`` (default:
   halfway between chance and 100%). A gap says something only when all hold.
-- **stealthy**: f_D's worst drop under an allocation that is not pi_D's (pi_R, the uniform
-  allocation, the mean of K random ones) is at most ``stealth_max``: a deployer's ordinary
-  quantization checks would pass it.
+- **stealthy**: f_D fails under its own policy (drop under pi_D above ``stealth_max``) and
+  passes under every other allocation (its worst drop under pi_R, the uniform allocation and the
+  mean of K random ones, each sampler, at most ``stealth_max``): a deployer's ordinary
+  quantization checks would pass it, and there is a failure to hide. A pair with no attack is not
+  stealthy, only harmless.
 
 Standard library only (the views import this without torch).
 """
@@ -53,7 +55,8 @@ def invalid_reasons(rec: dict) -> list[str]:
 
 
 def is_stealthy(rec: dict) -> bool:
-    """f_D's worst non-own drop is within the protocol's ``stealth_max``."""
+    """f_D drops by more than ``stealth_max`` under pi_D and by at most that under any other."""
     if rec.get("schema_version", 1) < 2:
         return False
-    return rec["worst_non_own_drop"] <= rec["protocol"]["stealth_max"]
+    limit = rec["protocol"]["stealth_max"]
+    return rec["f_d_drop"] > limit and rec["worst_non_own_drop"] <= limit

@@ -107,8 +107,8 @@ class Protocol:
         fp_drop_max: ... both FP accuracies at most this far below f_N's (points) ...
         min_f_n_acc: ... and f_N's accuracy at least this (percent); null: halfway between
             chance (100 / classes) and 100.
-        stealth_max: a detrimental pair is *stealthy* when its worst drop under an allocation
-            that is not its own policy's is at most this (points).
+        stealth_max: a detrimental pair is *stealthy* when it drops by more than this under
+            its own policy and by at most this under every allocation that is not (points).
         random_allocations: K random budget-respecting allocations every pair is evaluated under.
         allow_degenerate: admit cells whose budget leaves exactly one allocation (no policy has a
             choice there); their rows are marked.

@@ -271,10 +271,13 @@ def results_section(df: pd.DataFrame, suites: tuple[str, ...]) -> str:
         ("gap", "gap"),
         ("hidden_gap", "hidden gap"),
         ("fp_match", "FP match"),
-        ("f_d_random_acc", "f_D random"),
+        ("worst_non_own_drop", "f_D worst other drop"),
+        ("stealthy", "stealthy"),
     ]
     for suite in suites:
         sub = g[g.suite == suite] if not g.empty else g
+        if not sub.empty:  # read in budget order here (the board ranks)
+            sub = sub.sort_values(["architecture", "options", "budget"], kind="mergesort")
         if sub.empty:
             continue
         lines += [f"**Suite `{suite}`** (test split; mean ± sd over seeds):", ""]

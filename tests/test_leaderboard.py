@@ -241,11 +241,14 @@ def test_committed_records_are_valid_and_recomputable():
         if r["error"] is None:
             data = json.loads((board / r["per_example"]).read_text())
             pct = lambda v: 100 * sum(v) / len(v)  # noqa: E731
-            assert pct(data["robust"]["fp_correct"]) == pytest.approx(r["f_r_fp_acc"], abs=1e-6)
-            assert pct(data["detrimental"]["q_correct"]) == pytest.approx(r["f_d_q_acc"], abs=1e-6)
+            n = len(data["robust"]["fp_correct"])
+            # accuracies are float32 means (~1e-5 points off); one example more or less is 100/n
+            tol = min(1e-3, 10 / n)
+            assert pct(data["robust"]["fp_correct"]) == pytest.approx(r["f_r_fp_acc"], abs=tol)
+            assert pct(data["detrimental"]["q_correct"]) == pytest.approx(r["f_d_q_acc"], abs=tol)
             d_drop = pct(data["detrimental"]["fp_correct"]) - pct(data["detrimental"]["q_correct"])
             r_drop = pct(data["robust"]["fp_correct"]) - pct(data["robust"]["q_correct"])
-            assert d_drop - r_drop == pytest.approx(r["gap"], abs=1e-6)
+            assert d_drop - r_drop == pytest.approx(r["gap"], abs=tol)
             if r["schema_version"] >= SCHEMA_VERSION:
                 assert (board / r["report"]).is_file()
 

@@ -139,6 +139,19 @@ def test_hidden_gap_hand_computed():
     assert metrics.hidden_gap(ours) == pytest.approx(34.7)
 
 
+def test_stealthy_needs_a_failure_under_pi_d_and_none_elsewhere():
+    from bench.protocol import is_stealthy
+    from tests.records import record
+
+    def rec(own, worst):
+        return {**record(), "f_d_drop": own, "worst_non_own_drop": worst}
+
+    assert is_stealthy(rec(own=24.4, worst=5.0))  # the paper's f_D, at the 5-point threshold
+    assert not is_stealthy(rec(own=24.4, worst=5.6))  # fails under a random allocation too
+    assert not is_stealthy(rec(own=0.2, worst=0.4))  # no attack: harmless, not stealthy
+    assert not is_stealthy(rec(own=5.0, worst=0.0))  # a drop within the threshold is no failure
+
+
 def test_readme_results_are_the_committed_records():
     text = (ROOT / "README.md").read_text()
     generated = results_section(ROOT / "leaderboard")
