@@ -202,6 +202,9 @@ class RayExecutor:
                     storage_path=self.storage,
                     verbose=0,
                     failure_config=tune.FailureConfig(max_failures=self.suite.retries),
+                    # the latest epoch only: a retry resumes from it and the winner is its last
+                    # epoch (every epoch kept filled 2 GB per resnet18 pair trial at 8 epochs)
+                    checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
                     callbacks=[
                         _callback(
                             Progress(name, num_samples, self.run_dir, self.out),

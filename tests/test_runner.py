@@ -72,6 +72,8 @@ def test_tiny_suite_end_to_end(ray_run):
         # param_space holds only the searched value; the suite and data travel by with_parameters
         for t in trials:
             assert set(json.loads((t / "params.json").read_text())) == {"delta"}
+            # only the latest epoch's checkpoint stays (every epoch's filled the disk)
+            assert len(list(t.glob("checkpoint_*"))) == 1, sorted(t.iterdir())
 
 
 def test_local_run_gives_the_same_records_as_ray(ray_run, tmp_path):
