@@ -23,7 +23,12 @@ from .views import RESULTS_BEGIN, RESULTS_END, frame, render_csv, render_markdow
 from .views import results_section as _results_section
 
 LEADERBOARD = Path("leaderboard")
-README_SUITES = ("default", "digits-full", "digits-stealth")  # README.md results section
+README_SUITES = (
+    "default",
+    "digits-full",
+    "digits-stealth",
+    "digits-paper",
+)  # README.md results section
 
 
 def load_boards(boards: list[Path]) -> tuple[list[dict], dict[str, Path]]:
