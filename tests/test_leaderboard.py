@@ -8,6 +8,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from bench.leaderboard import compare, regenerate, submit
@@ -165,6 +166,11 @@ def test_validity_rules(change, reason):
     low.update(f_d_fp_acc=54.0, f_d_q_acc=54.0 - low["f_d_drop"], fp_match=0.0)
     assert invalid_reasons(low) == ["f_N 54.0% < 55.0% (chance 10.0%)"]  # halfway to 100%
     assert record(f_d_fp=98.1)["valid"]  # within both bounds
+    # exactly at the bound is valid, also as a float32 mean stores it (9 of 450 -> 2.0000041)
+    f32 = float(np.float32(441 / 450)) * 100 - float(np.float32(432 / 450)) * 100
+    at_bound = {**record(), "fp_match": f32, "f_n_acc": 98.0, "f_r_fp_acc": 98.0}
+    assert f32 > 2.0 and invalid_reasons(at_bound) == []
+    assert invalid_reasons({**at_bound, "fp_match": 2.0 + 100 / 450})  # one example more
 
 
 def test_invalid_rows_are_shown_apart_with_their_reason_and_never_ranked(tmp_path):
