@@ -206,7 +206,10 @@ def render_pngs(df: pd.DataFrame, out: Path) -> list[Path]:
     paths = []
     fig, ax = plt.subplots(figsize=(7.5, 4))
     if not g.empty:
-        labels = [f"{a}\n{o} / {b}" for a, o, b in zip(g.architecture, g.options, g.budget)]
+        labels = [
+            f"{a}\n{o} / {b}\n{s}"
+            for a, o, b, s in zip(g.architecture, g.options, g.budget, g.suite)
+        ]
         x = range(len(g))
         err = [v if v is not None and v == v else 0 for v in g.get("gap_sd", [0] * len(g))]
         hatch = ["" if v else "//" for v in g.valid]
@@ -219,7 +222,7 @@ def render_pngs(df: pd.DataFrame, out: Path) -> list[Path]:
         ax.legend(fontsize=8, title="hatched: invalid", title_fontsize=7)
     ax.axhline(0, color="black", lw=0.5)
     ax.set_ylabel("points")
-    ax.set_title("Gap and hidden gap per architecture (bit options / budget), mean ± sd")
+    ax.set_title("Gap and hidden gap per architecture (bit options / budget, suite), mean ± sd")
     paths.append(_save(fig, out / "gap.png"))
     fig, ax = plt.subplots(figsize=(5.5, 4))
     ok = df[df.error == ""]
