@@ -23,12 +23,8 @@ from .views import RESULTS_BEGIN, RESULTS_END, frame, render_csv, render_markdow
 from .views import results_section as _results_section
 
 LEADERBOARD = Path("leaderboard")
-README_SUITES = (
-    "default",
-    "digits-full",
-    "digits-stealth",
-    "digits-paper",
-)  # README.md results section
+# the suites README.md's results section reports
+README_SUITES = ("default", "digits-full", "digits-stealth", "digits-paper")
 
 
 def load_boards(boards: list[Path]) -> tuple[list[dict], dict[str, Path]]:

@@ -279,10 +279,10 @@ def results_section(df: pd.DataFrame, suites: tuple[str, ...]) -> str:
     ]
     for suite in suites:
         sub = g[g.suite == suite] if not g.empty else g
-        if not sub.empty:  # read in budget order here (the board ranks)
-            sub = sub.sort_values(["architecture", "options", "budget"], kind="mergesort")
         if sub.empty:
             continue
+        # read in budget order here (the board ranks)
+        sub = sub.sort_values(["architecture", "options", "budget"], kind="mergesort")
         lines += [f"**Suite `{suite}`** (test split; mean ± sd over seeds):", ""]
         lines += [
             "| " + " | ".join(h for _, h in cols) + " | valid |",

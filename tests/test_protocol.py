@@ -7,12 +7,14 @@ import torch
 
 from bench import plan, stages
 from bench.leaderboard import results_section
+from bench.protocol import is_stealthy
 from bench.runner import run_suite
 from bench.suite import SuiteError
 from dptq import knapsack, metrics
 from dptq.data import DATASETS, DigitsOptions, register_dataset
 from dptq.recipes import RECIPES, deviations
 from tests.helpers import make_suite
+from tests.records import record
 
 ROOT = Path(__file__).resolve().parent.parent
 NET = "tests.test_train:small_net"
@@ -140,9 +142,6 @@ def test_hidden_gap_hand_computed():
 
 
 def test_stealthy_needs_a_failure_under_pi_d_and_none_elsewhere():
-    from bench.protocol import is_stealthy
-    from tests.records import record
-
     def rec(own, worst):
         return {**record(), "f_d_drop": own, "worst_non_own_drop": worst}
 
