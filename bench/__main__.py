@@ -23,6 +23,31 @@ def _parser() -> argparse.ArgumentParser:
     perf.add_argument("--out", default="leaderboard/perf", help="output folder")
     perf.add_argument("--quick", action="store_true", help="fewer repetitions (smoke test)")
 
+    au = sub.add_parser(
+        "audit",
+        help="audit a trained model: the worst bit allocation at a budget (weights untouched)",
+        description="Train only an adversarial bit-allocation policy against a frozen model "
+        "and report how far it drops the model's accuracy at an exact budget (test split), "
+        "beside the uniform and random allocations. Exit 2 on bad input (one line).",
+    )
+    au.add_argument("--model", required=True, help="timm name or package.module:function")
+    au.add_argument("--checkpoint", required=True, help="state_dict file (weights_only load)")
+    au.add_argument("--dataset", default="digits", help="registered dataset (default digits)")
+    au.add_argument(
+        "--dataset-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a dataset option, e.g. image_size=32 or root=data/pets (repeatable)",
+    )
+    au.add_argument("--options", default="3-10", help="bit-width options: 3-10 or 4,6,8")
+    au.add_argument("--avg-bits", type=float, default=4.0, help="budget as average bits x L")
+    au.add_argument("--budget", type=int, default=None, help="absolute budget (overrides)")
+    au.add_argument("--epochs", type=int, default=5, help="epochs of the adversary (default 5)")
+    au.add_argument("--lr", type=float, default=1e-2, help="its learning rate (default 0.01)")
+    au.add_argument("--seed", type=int, default=0)
+    au.add_argument("--out", default=None, help="report folder (default runs/audit/<model>)")
+
     lb = sub.add_parser(
         "leaderboard", help="regenerate the leaderboard views (README.md, PNGs, index.html)"
     )
@@ -85,6 +110,8 @@ def main(argv: list[str] | None = None) -> int:
         return run_demo(steps=args.steps, seed=args.seed)
     if args.command == "run":
         return _run(args)
+    if args.command == "audit":
+        return _audit(args)
     if args.command in ("leaderboard", "list", "compare"):
         return _leaderboard(args)
     if args.command == "perf":
@@ -143,6 +170,38 @@ def _run(args) -> int:
     for f in res["failed"]:
         print(f"FAILED {f['stage']}: {f['error']}", file=sys.stderr)
     return 1 if res["failed"] else 0
+
+
+def _audit(args) -> int:
+    """``python -m bench audit``: one line and exit 2 on bad input, nothing written."""
+    from pathlib import Path
+
+    from .audit import AuditError, parse_dataset_options, parse_options, run_audit, summary
+    from .plan import slug
+
+    try:
+        from dptq.audit import AuditConfig
+
+        cfg = AuditConfig(epochs=args.epochs, lr=args.lr)
+        out = Path(args.out) if args.out else Path("runs/audit") / slug(args.model)
+        result = run_audit(
+            args.model,
+            Path(args.checkpoint),
+            args.dataset,
+            parse_options(args.options),
+            args.avg_bits,
+            args.budget,
+            parse_dataset_options(args.dataset_option),
+            out,
+            cfg,
+            args.seed,
+        )
+    except (AuditError, ValueError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(summary(result))
+    print(f"report: {out / 'report.md'}")
+    return 0
 
 
 def _leaderboard(args) -> int:

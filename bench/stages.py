@@ -214,6 +214,12 @@ def analyse(
         seed=cell.seed,
         max_examples=suite.analysis_examples,
         sample_seed=suite.protocol.split_seed,
+        audit=suite.audit,
+        defenses=suite.defenses,
+        policy=suite.policy,
+        policy_options=suite.policy_options,
+        random_allocations=suite.protocol.random_allocations,
+        fp_cost_max=suite.protocol.fp_drop_max,
     )
     title = (
         f"{cell.student} on {suite.dataset.name}, options {cell.version} "

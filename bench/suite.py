@@ -16,7 +16,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from dptq.analyses import ANALYSES
+from dptq.audit import AuditConfig
 from dptq.data import DATASETS, DataOptions
+from dptq.defenses import DefenseConfig
 from dptq.engine import ConfigError
 from dptq.models import ActQuantConfig
 from dptq.pair import PairConfig
@@ -248,6 +250,9 @@ class Suite:
         search: the Optuna search.
         analyses: which analyses run on each cell's best pairs (:data:`dptq.analyses.ANALYSES`).
         analysis_examples: examples per split for the layer sweeps and corruptions (null: all).
+        audit: how the ``audit`` analysis trains its adversarial policy on f_N
+            (:class:`dptq.audit.AuditConfig`).
+        defenses: settings of the ``defenses`` analysis (:class:`dptq.defenses.DefenseConfig`).
         resources: per trial (and per analysis task).
         retries: times a failed trial is retried (from its checkpoint) before it counts as failed.
         act: activation quantizer; weight_bits: static symmetric weight bits of the quantized
@@ -279,6 +284,8 @@ class Suite:
     search: Search = Search()
     analyses: tuple[Literal[tuple(ANALYSES)], ...] = tuple(ANALYSES)  # type: ignore[valid-type]
     analysis_examples: int | None = 512
+    audit: AuditConfig = AuditConfig()
+    defenses: DefenseConfig = DefenseConfig()
     resources: Resources = Resources()
     retries: int = 1
     act: ActQuantConfig = ActQuantConfig()

@@ -164,8 +164,28 @@ SUCCESS = {  # and every successful one (schema 2)
     "per_example": _text(limit=500),
     "report": _text(limit=500),
 }
+
+
+def _leaf(v) -> str | None:
+    """A number (finite) or a short name (a layer's module name, a scheme)."""
+    if isinstance(v, str):
+        return _text(re.compile(r"[A-Za-z0-9_.: -]{1,200}"), 200)(v)
+    return _num(-1e6, 1e6)(v)
+
+
+SCHEME = _text(re.compile(r"[A-Za-z0-9][A-Za-z0-9._ -]{0,63}"), optional=True)
 OPTIONAL = {
     **{k: _num(0, 100, optional=True) for k in OPTIONAL_NUMBERS},
+    "policy_only_drop": _num(-100, 100, optional=True),
+    "audit": _tree(_leaf, depth=3),
+    "quantizer_transfer": _tree(_num(-200, 200), depth=2),
+    "transfer_gap_min": _num(-200, 200, optional=True),
+    "transfer_gap_max": _num(-200, 200, optional=True),
+    "transfer_gap_min_scheme": SCHEME,
+    "transfer_gap_max_scheme": SCHEME,
+    "defenses": _tree(_num(-200, 200), depth=2),
+    "best_defense": SCHEME,
+    "best_defense_gap": _num(-200, 200, optional=True),
     "corruption_mean_acc": _tree(PCT, depth=1),
     "trigger_radius": _num(0, 100_000, optional=True),
 }

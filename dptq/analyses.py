@@ -15,6 +15,9 @@ pattern: a dict plus a decorator); a suite's ``analyses:`` picks exactly which r
 | ``histograms`` | Fig. 3 | ``histograms.png`` |
 | ``corruptions`` | Fig. 4 | ``corruptions.png`` |
 | ``trigger`` | not in the paper: how narrow pi_D's trigger is | ``trigger.png`` |
+| ``audit`` | not in the paper: a policy-only attack on f_N | ``audit_bits.png``, ``audit_sweep.png`` |
+| ``quantizer_transfer`` | not in the paper: the gap under other quantizers | ``transfer.png`` |
+| ``defenses`` | not in the paper: what a deployer can do | ``defenses.png`` |
 """
 
 from __future__ import annotations
@@ -28,7 +31,9 @@ import torch
 from torch import nn
 
 from . import metrics, report
+from .audit import AuditConfig
 from .data import DatasetPair
+from .defenses import DefenseConfig
 from .evaluate import BitsFn, own_policy_bits
 from .io import write_atomic
 
@@ -46,6 +51,11 @@ class TrainedCell:
         f_n_acc: f_N's reference accuracy (the one the search's objective used).
         max_examples: bound on the examples per split of the sweeps, histograms and corruptions
             (a seeded, stratified subset drawn with ``sample_seed``; None: all).
+        audit, defenses: settings of the ``audit`` and ``defenses`` analyses; ``policy`` and
+            ``policy_options`` build the audit's adversarial policy.
+        fp_cost_max: a defense costing f_D more than this at full precision (points) does not
+            count as the best one.
+        extras: what one analysis leaves for the next (the audit's policy, for the transfer).
     """
 
     nets: dict[str, nn.Module]
@@ -59,6 +69,13 @@ class TrainedCell:
     seed: int = 0
     max_examples: int | None = 512
     sample_seed: int = 0
+    audit: AuditConfig = field(default_factory=AuditConfig)
+    defenses: DefenseConfig = field(default_factory=DefenseConfig)
+    policy: str = "small_cnn"
+    policy_options: object = None
+    random_allocations: int = 8
+    fp_cost_max: float = 2.0
+    extras: dict = field(default_factory=dict)
 
     def bits(self, net: str) -> BitsFn:
         """The allocation of ``net``'s own policy."""
@@ -268,3 +285,6 @@ def write_report(cell: TrainedCell, names, out: Path, title: str) -> dict:
     for a in results:
         fields.update(a.record)
     return fields
+
+
+from . import deployer  # noqa: E402, F401  (registers audit, quantizer_transfer, defenses)

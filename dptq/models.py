@@ -24,13 +24,21 @@ from __future__ import annotations
 import importlib
 import re
 from collections.abc import Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from fnmatch import fnmatch
 
 import torch
 from torch import nn
 
-from .quant import ScaleMode, fake_quantize, fake_quantize_weight, option_inner_products
+from .engine import ConfigError
+from .quant import (
+    ScaleMode,
+    fake_quantize,
+    fake_quantize_static,
+    fake_quantize_weight,
+    option_inner_products,
+)
 
 QUANTIZABLE_TYPES: tuple[type[nn.Module], ...] = (nn.Conv2d, nn.Linear)
 
@@ -44,17 +52,49 @@ class ActQuantConfig:
         scale_mode: ``"minmax"`` or ``"percentile"``.
         percentile: used with ``scale_mode="percentile"``.
         grad_through_scale: let gradients reach the per-example scale/zero point.
+        per_channel: one scale per example and channel (inputs of convolutions).
     """
 
     symmetric: bool = False
     scale_mode: ScaleMode = "minmax"
     percentile: float = 99.99
     grad_through_scale: bool = False
+    per_channel: bool = False
 
-    def __call__(self, x: torch.Tensor, bits: torch.Tensor | int) -> torch.Tensor:
+    def __post_init__(self):
+        if self.scale_mode not in ("minmax", "percentile"):
+            raise ConfigError(f"scale_mode: {self.scale_mode!r} is not 'minmax' or 'percentile'")
+        if not 50 < self.percentile <= 100:
+            raise ConfigError(f"percentile: must lie in (50, 100], got {self.percentile}")
+
+    def __call__(
+        self, x: torch.Tensor, bits: torch.Tensor | int, layer: int | None = None
+    ) -> torch.Tensor:
         return fake_quantize(
-            x, bits, self.symmetric, True, self.scale_mode, self.percentile, self.grad_through_scale
+            x,
+            bits,
+            self.symmetric,
+            True,
+            self.scale_mode,
+            self.percentile,
+            self.grad_through_scale,
+            self.per_channel,
         )
+
+
+@dataclass(frozen=True)
+class StaticActQuant:
+    """Static activation ranges (ordinary static PTQ, the non-dynamic baseline): layer l's input
+    is quantized in the fixed range ``ranges[l]`` (calibrated on training images by
+    :func:`calibrate_static`), whatever the example; the bit-widths stay per example. For
+    evaluation only (a policy cannot be trained through it)."""
+
+    ranges: tuple[tuple[float, float], ...]
+    symmetric: bool = False
+
+    def __call__(self, x: torch.Tensor, bits: torch.Tensor | int, layer: int) -> torch.Tensor:
+        lo, hi = self.ranges[layer]
+        return fake_quantize_static(x, bits, lo, hi, self.symmetric)
 
 
 class _PolicyTap(torch.autograd.Function):
@@ -73,7 +113,7 @@ class _PolicyTap(torch.autograd.Function):
         if ctx.needs_input_grad[2]:
             q = ctx.quantizer
             grad_sel = option_inner_products(
-                x, grad, ctx.options, q.symmetric, q.scale_mode, q.percentile
+                x, grad, ctx.options, q.symmetric, q.scale_mode, q.percentile, q.per_channel
             ).to(grad.dtype)
         return grad, None, grad_sel, None, None
 
@@ -93,7 +133,7 @@ class _LayerHook:
             if state.capture is not None:
                 state.capture[l] = (x.detach(), x.detach())
             return None
-        x_hat = self.owner.act_quant(x, state.bits[:, l])
+        x_hat = self.owner.act_quant(x, state.bits[:, l], l)
         if state.selection is not None:
             x_hat = _PolicyTap.apply(
                 x_hat, x.detach(), state.selection[:, l], state.options, self.owner.act_quant
@@ -195,6 +235,36 @@ class QuantizableModel(nn.Module):
             return torch.func.functional_call(self.model, qweights, (x,), strict=False)
         finally:
             self._state = None
+
+
+@contextmanager
+def quantizer(net: QuantizableModel, act):
+    """``net`` with its activation quantizer replaced by ``act`` inside the block (evaluating one
+    trained network under other quantizers without copying it)."""
+    saved = net.act_quant
+    net.act_quant = act
+    try:
+        yield net
+    finally:
+        net.act_quant = saved
+
+
+@torch.no_grad()
+def calibrate_static(net: QuantizableModel, batches, symmetric: bool = False) -> StaticActQuant:
+    """Per-layer min/max of every quantized layer's full-precision input over ``batches``
+    (normalised images), as PyTorch's ``MinMaxObserver`` records them: the static ranges."""
+    net.eval()
+    lo = [float("inf")] * net.num_layers
+    hi = [float("-inf")] * net.num_layers
+    for x in batches:
+        capture: dict = {}
+        net(x, capture=capture)
+        for l, (inp, _) in capture.items():
+            a, b = torch.aminmax(inp)
+            lo[l], hi[l] = min(lo[l], float(a)), max(hi[l], float(b))
+    if any(v == float("inf") for v in lo):
+        raise ValueError("calibrate_static: no calibration batch reached every layer")
+    return StaticActQuant(tuple(zip(lo, hi)), symmetric)
 
 
 def _factory(name: str):

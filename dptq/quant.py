@@ -51,10 +51,21 @@ def _check_bits(bits: torch.Tensor) -> None:
 
 
 def _range_stats(
-    x: torch.Tensor, per_example: bool, mode: ScaleMode, percentile: float
+    x: torch.Tensor,
+    per_example: bool,
+    mode: ScaleMode,
+    percentile: float,
+    per_channel: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Low and high statistics of ``x``, per example (shape [B, 1, ...]) or per tensor."""
-    flat = x.flatten(1) if per_example else x.reshape(1, -1)
+    """Low and high statistics of ``x``, per example (shape [B, 1, ...]) or per tensor; with
+    ``per_channel`` per example and channel (dim 1; shape [B, C, 1, ...])."""
+    per_channel = per_channel and x.dim() > 2  # a Linear layer's [B, F] input: per example
+    if per_channel:
+        if not per_example:
+            raise ValueError("per-channel activation ranges are per example too")
+        flat = x.flatten(2).flatten(0, 1)  # [B * C, rest]
+    else:
+        flat = x.flatten(1) if per_example else x.reshape(1, -1)
     if mode == "minmax":
         lo, hi = torch.aminmax(flat, dim=1)
     elif mode == "percentile":
@@ -64,7 +75,10 @@ def _range_stats(
         lo, hi = torch.quantile(flat, q, dim=1)
     else:
         raise ValueError(f"unknown scale mode {mode!r}; use 'minmax' or 'percentile'")
-    shape = (-1,) + (1,) * (x.dim() - 1) if per_example else (1,) * x.dim()
+    if per_channel:
+        shape = tuple(x.shape[:2]) + (1,) * (x.dim() - 2)
+    else:
+        shape = (-1,) + (1,) * (x.dim() - 1) if per_example else (1,) * x.dim()
     return lo.reshape(shape), hi.reshape(shape)
 
 
@@ -138,6 +152,7 @@ def fake_quantize(
     scale_mode: ScaleMode = "minmax",
     percentile: float = 99.99,
     grad_through_scale: bool = False,
+    per_channel: bool = False,
 ) -> torch.Tensor:
     """Dynamic fake quantization of ``x`` (Eq. 1-2); returns a tensor of the same shape.
 
@@ -150,6 +165,8 @@ def fake_quantize(
         scale_mode: ``"minmax"`` (abs-max for symmetric) or ``"percentile"`` (the
             ``percentile``-th and ``100 - percentile``-th values; outliers are clamped).
         grad_through_scale: see the module docstring.
+        per_channel: one scale per example and channel (dim 1) instead of per example, for
+            inputs with spatial dims; a ``[B, F]`` input (a Linear layer's) stays per example.
     """
     bits_t = torch.as_tensor(bits, device=x.device)
     _check_bits(bits_t)
@@ -160,9 +177,26 @@ def fake_quantize(
             )
         bits_t = bits_t.reshape((-1,) + (1,) * (x.dim() - 1))
     stats_in = x if grad_through_scale else x.detach()
-    lo, hi = _range_stats(stats_in, per_example, scale_mode, percentile)
+    lo, hi = _range_stats(stats_in, per_example, scale_mode, percentile, per_channel)
     scale, zero_point = scale_zero_point(lo, hi, bits_t, symmetric)
     return quantize_dequantize(x, scale, zero_point, bits_t, symmetric, grad_through_scale)
+
+
+def fake_quantize_static(
+    x: torch.Tensor, bits: int | torch.Tensor, lo: float, hi: float, symmetric: bool = False
+) -> torch.Tensor:
+    """Fake quantization with a fixed range ``[lo, hi]`` (static PTQ: the range was calibrated
+    beforehand, e.g. by :func:`dptq.models.calibrate_static`, and is the same for every example);
+    ``bits`` is one bit-width or one per example, as in :func:`fake_quantize`. Values outside the
+    range are clamped."""
+    bits_t = torch.as_tensor(bits, device=x.device)
+    _check_bits(bits_t)
+    if bits_t.dim() == 1:
+        bits_t = bits_t.reshape((-1,) + (1,) * (x.dim() - 1))
+    lo_t = torch.tensor(float(lo), device=x.device, dtype=x.dtype).reshape((1,) * x.dim())
+    hi_t = torch.tensor(float(hi), device=x.device, dtype=x.dtype).reshape((1,) * x.dim())
+    scale, zero_point = scale_zero_point(lo_t, hi_t, bits_t, symmetric)
+    return quantize_dequantize(x, scale, zero_point, bits_t, symmetric)
 
 
 def fake_quantize_weight(w: torch.Tensor, bits: int = 16) -> torch.Tensor:
@@ -190,6 +224,7 @@ def option_inner_products(
     symmetric: bool = False,
     scale_mode: ScaleMode = "minmax",
     percentile: float = 99.99,
+    per_channel: bool = False,
 ) -> torch.Tensor:
     """``[B, O]``: per example b and option o, ``<grad_b, fake_quantize(x_b, options[o])>``.
 
@@ -198,6 +233,17 @@ def option_inner_products(
     ``Q_o(x) = (q_o - z_o) s_o`` with integer codes ``q_o``, the inner product is
     ``s_o (<grad, q_o> - z_o sum(grad))``: no dequantization pass per option.
     """
+    if per_channel and x.dim() > 2:  # one scale per channel: no common factor to pull out
+        lo, hi = _range_stats(x, True, scale_mode, percentile, True)
+        g = grad.to(x.dtype)
+        cols = []
+        for o in options:
+            bits = torch.tensor(o, device=x.device)
+            scale, zero_point = scale_zero_point(lo, hi, bits, symmetric)
+            cols.append(
+                (g * quantize_dequantize(x, scale, zero_point, bits, symmetric)).flatten(1).sum(1)
+            )
+        return torch.stack(cols, dim=1)
     flat_x, flat_g = x.flatten(1), grad.flatten(1).to(x.dtype)
     lo, hi = _range_stats(flat_x, True, scale_mode, percentile)
     g_sum = flat_g.sum(1)

@@ -158,6 +158,31 @@ def plot_cross_policy(matrix: pd.DataFrame, path: Path) -> Path:
     return _save(ax.figure, path)
 
 
+def plot_bits_per_layer(mean: list[float], uniform: list[float], path: Path, title: str) -> Path:
+    """Mean bits per layer under the adversarial policy against the uniform allocation."""
+    layers = list(range(1, len(mean) + 1))
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.22 * len(mean) + 2), 3.4))
+    ax.bar(layers, mean, color="tab:red", alpha=0.75, label="adversarial policy (mean)")
+    ax.step(layers, uniform, where="mid", color="black", lw=1.2, label="uniform allocation")
+    ax.set_xlabel("quantized layer")
+    ax.set_ylabel("bits")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3, axis="y")
+    return _save(fig, path)
+
+
+def plot_grouped(frame: pd.DataFrame, path: Path, title: str, ylabel: str) -> Path:
+    """Grouped bars: one group per row of ``frame``, one bar per column (transfer, defenses)."""
+    ax = frame.plot.bar(figsize=(max(6.5, 0.9 * len(frame) + 2), 3.8), rot=20)
+    ax.axhline(0, color="black", lw=0.8)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3, axis="y")
+    return _save(ax.figure, path)
+
+
 def contact_sheet(
     images: dict[int, torch.Tensor],
     indices: list[int],

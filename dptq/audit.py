@@ -1,0 +1,307 @@
+"""The deployer's audit: the worst bit allocation at an exact budget for a frozen network.
+
+Not in the paper. The paper's attacker trains the network and its policy together; a deployer who
+ships an honestly trained model under dynamic quantization asks what a bit allocator *alone* can
+do to it. The audit trains only an adversarial policy pi_A (the network is frozen: no weight, no
+batch-norm statistic changes) to flip the model's own full-precision answer under quantization,
+with the detrimental hinge of Eq. 8 on logits and the exact-budget knapsack (Eq. 11-14) as in a
+detrimental pair; the policy's gradient comes through the same per-layer taps
+(:class:`dptq.models.QuantizableModel`). It trains on the training split, reports each epoch on the
+validation split, and :func:`audit_scores` reads the test split once.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+from accelerate import Accelerator
+from torch import nn
+
+from . import knapsack, metrics
+from .data import DatasetPair, normalize, selection_split
+from .engine import ConfigError, Loop, RunOptions, check_positive, fit, seed_everything
+from .evaluate import (
+    own_policy_bits,
+    predict,
+    random_policy_bits,
+    random_seeds,
+    uniform_policy_bits,
+)
+from .losses import detrimental_hinge, score_penalty
+from .models import QuantizableModel
+from .pair import PolicyGrad, policy_selection
+from .policy import create_policy
+from .splits import subset
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+@dataclass(frozen=True)
+class AuditConfig:
+    """How the adversarial policy is trained.
+
+    Attributes:
+        epochs, batch_size, lr: Adam on the policy only, cosine schedule.
+        delta: margin of the detrimental hinge (Eq. 8) on logits.
+        penalty: weight of ``mean(scores^2)`` on the policy (keeps scores bounded).
+        policy_grad: as :class:`dptq.pair.PairConfig`'s.
+        max_train: examples of the training split per epoch (a seeded, stratified subset; null:
+            all of it).
+    """
+
+    epochs: int = 5
+    batch_size: int = 64
+    lr: float = 1e-2
+    delta: float = 2.0
+    penalty: float = 1e-3
+    policy_grad: PolicyGrad = "centered_rms"
+    max_train: int | None = None
+
+    def __post_init__(self):
+        check_positive(self, "epochs", "batch_size", "lr")
+        if self.delta < 0 or self.penalty < 0:
+            raise ConfigError("delta, penalty: must be >= 0")
+        if self.max_train is not None and self.max_train < 1:
+            raise ConfigError(f"max_train: must be >= 1 (or null), got {self.max_train}")
+
+
+def audit_step(
+    model: QuantizableModel,
+    policy: nn.Module,
+    x: torch.Tensor,
+    options,
+    budget: int,
+    cfg: AuditConfig,
+) -> tuple[torch.Tensor, dict]:
+    """One step of the adversary: Eq. 8 against the model's own FP answer, the policy's bits."""
+    with torch.no_grad():
+        fp_logits = model(x)
+    scores, sel = policy_selection(policy, x, options, budget, cfg.policy_grad)
+    q_logits = model(x, knapsack.bits(sel, options), selection=sel, options=options)
+    hinge = detrimental_hinge(q_logits, fp_logits, cfg.delta, "logit")
+    loss = hinge + score_penalty(scores, cfg.penalty)
+    agree = (q_logits.argmax(1) == fp_logits.argmax(1)).float().mean()
+    return loss, {"hinge": hinge.detach(), "q_agree": agree.detach()}
+
+
+def train_adversary(
+    model: QuantizableModel,
+    data: DatasetPair,
+    options,
+    budget: int,
+    cfg: AuditConfig,
+    ckpt: Path | None,
+    opts: RunOptions,
+    acc: Accelerator,
+    policy_name: str = "small_cnn",
+    policy_options=None,
+) -> tuple[nn.Module, dict]:
+    """pi_A for the frozen ``model`` (on ``acc.device``, left unchanged); returns (pi_A, last
+    epoch's validation result: ``adv_acc``)."""
+    knapsack.check_budget(options, budget, model.num_layers)
+    frozen = [p.requires_grad for p in model.parameters()]
+    model.eval().requires_grad_(False)
+    seed_everything(opts.seed)  # the policy's initialisation
+    policy = create_policy(policy_name, model.num_layers, len(options), policy_options)
+    split = selection_split(data)
+    train = subset(data.train, cfg.max_train, opts.seed)
+
+    def step(batch, mods):
+        x = normalize(batch[0].to(acc.device), data.mean, data.std)
+        return audit_step(model, mods["policy"], x, options, budget, cfg)
+
+    def evaluate():
+        bits = own_policy_bits(policy, options, budget)
+        pred, y = predict(model, data, acc, bits, split=split)
+        return {"split": split, "adv_acc": (pred == y).float().mean().item() * 100}
+
+    loop = Loop(
+        name="audit",
+        modules={"policy": policy},
+        optimizer=torch.optim.Adam(policy.parameters(), lr=cfg.lr),
+        epochs=cfg.epochs,
+        dataset=train,
+        batch_size=min(cfg.batch_size, len(train)),
+        step=step,
+        evaluate=evaluate,
+        train_mode=policy.train,
+        config={"audit": asdict(cfg), "options": list(options), "budget": budget},
+    )
+    try:
+        result = fit(loop, ckpt, opts, acc)
+    finally:
+        for p, flag in zip(model.parameters(), frozen):
+            p.requires_grad_(flag)
+    return policy.eval(), result
+
+
+@torch.no_grad()
+def mean_bits(
+    model: QuantizableModel,
+    policy: nn.Module,
+    data: DatasetPair,
+    options,
+    budget: int,
+    acc: Accelerator,
+    split: str = "test",
+) -> list[float]:
+    """Mean bit-width per layer that ``policy`` gives the examples of ``split``."""
+    bits_fn = own_policy_bits(policy, options, budget)
+    total, n = torch.zeros(model.num_layers), 0
+    loader = torch.utils.data.DataLoader(getattr(data, split), batch_size=256, shuffle=False)
+    for images, _ in loader:
+        b = bits_fn(normalize(images.to(acc.device), data.mean, data.std))
+        total += b.float().sum(0).cpu()
+        n += b.shape[0]
+    return (total / max(n, 1)).tolist()
+
+
+@torch.no_grad()
+def audit_scores(
+    model: QuantizableModel,
+    policy: nn.Module,
+    data: DatasetPair,
+    options,
+    budget: int,
+    acc: Accelerator,
+    seed: int = 0,
+    random_allocations: int = 8,
+    split: str = "test",
+) -> dict:
+    """The audit's numbers on ``split``: FP accuracy, accuracy under pi_A, the uniform allocation
+    and ``random_allocations`` random ones (mean, sd), the drop pi_A causes (``policy_only_drop``,
+    points), the flipped examples (right at FP, wrong under pi_A: the transitory points of a
+    single network) and the mean bits per layer under pi_A."""
+    fp, y = predict(model, data, acc, split=split)
+    adv = predict(model, data, acc, own_policy_bits(policy, options, budget), split=split)[0]
+    uni = uniform_policy_bits(model.num_layers, options, budget)
+    uniform = predict(model, data, acc, uni, split=split)[0]
+    rand = [
+        (
+            predict(
+                model,
+                data,
+                acc,
+                random_policy_bits(model.num_layers, options, budget, s),
+                split=split,
+            )[0]
+            == y
+        )
+        .float()
+        .mean()
+        .item()
+        * 100
+        for s in random_seeds(seed, random_allocations)
+    ]
+    pct = lambda p: (p == y).float().mean().item() * 100  # noqa: E731
+    flipped = metrics.transitory_points((fp == y).tolist(), (fp == y).tolist(), (adv == y).tolist())
+    return {
+        "split": split,
+        "options": list(options),
+        "budget": budget,
+        "fp_acc": pct(fp),
+        "adv_acc": pct(adv),
+        "uniform_acc": pct(uniform),
+        "random_acc": rand,
+        "random_mean": sum(rand) / len(rand),
+        "random_sd": statistics.stdev(rand) if len(rand) > 1 else 0.0,
+        "policy_only_drop": pct(fp) - pct(adv),
+        "flipped": flipped["count"],
+        "flipped_rate_test": flipped["rate_of_test"],
+        "flipped_rate_fp_correct": flipped["rate_of_both_correct"],
+        "mean_bits": mean_bits(model, policy, data, options, budget, acc, split),
+    }
+
+
+STATE_KEYS = ("state_dict", "model", "model_state_dict", "module", "net", "weights")
+
+
+def _tensors(obj) -> bool:
+    return (
+        isinstance(obj, dict)
+        and bool(obj)
+        and all(isinstance(v, torch.Tensor) for v in obj.values())
+    )
+
+
+def state_dict_from(path: Path) -> dict[str, torch.Tensor]:
+    """The ``state_dict`` in a checkpoint file (``weights_only=True``): a plain one, one held under
+    a common key (``state_dict``, ``model``, ...), or a dptq KD/pair checkpoint's network. A
+    ``module.`` prefix (DataParallel/DDP) is removed. One-line ``ValueError`` otherwise."""
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise ValueError(f"{path}: no such checkpoint file") from None
+    except Exception as e:  # truncated, not a torch file, or pickled objects beyond tensors
+        raise ValueError(
+            f"{path}: not a readable weights-only checkpoint ({type(e).__name__})"
+        ) from None
+    candidates = [obj]
+    if isinstance(obj, dict):
+        candidates += [obj[k] for k in STATE_KEYS if k in obj]
+        mods = obj.get("modules")
+        if isinstance(mods, dict):
+            candidates += [mods.get("student"), mods.get("model")]
+    for c in candidates:
+        if _tensors(c):
+            if all(k.startswith("module.") for k in c):
+                c = {k[len("module.") :]: v for k, v in c.items()}
+            return c
+    keys = list(obj)[:5] if isinstance(obj, dict) else type(obj).__name__
+    raise ValueError(
+        f"{path}: no state_dict found (top-level keys {keys}); save model.state_dict() or "
+        f"a dict holding it under one of {list(STATE_KEYS)}"
+    )
+
+
+def load_weights(model: nn.Module, path: Path) -> nn.Module:
+    """Load ``path``'s state_dict into ``model``; a mismatch is one line naming the first keys."""
+    state = state_dict_from(path)
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    if missing or unexpected:
+        raise ValueError(
+            f"{path}: does not fit the model: missing keys {missing[:3]}"
+            f"{' ...' if len(missing) > 3 else ''} ({len(missing)}), unexpected keys "
+            f"{unexpected[:3]}{' ...' if len(unexpected) > 3 else ''} ({len(unexpected)}); "
+            "check --model and the dataset's class count"
+        )
+    shapes = [k for k in own if tuple(own[k].shape) != tuple(state[k].shape)]
+    if shapes:
+        k = shapes[0]
+        raise ValueError(
+            f"{path}: {k} has shape {list(state[k].shape)}, the model expects "
+            f"{list(own[k].shape)} ({len(shapes)} such keys); check --model and the class count"
+        )
+    model.load_state_dict(state)
+    return model
+
+
+def starved_layers(mean: list[float], names: list[str], k: int = 3) -> list[dict]:
+    """The ``k`` layers pi_A gives the fewest bits on average (the layers it attacks)."""
+    order = sorted(range(len(mean)), key=lambda i: (mean[i], i))[:k]
+    return [{"layer": i + 1, "name": names[i], "mean_bits": mean[i]} for i in order]
+
+
+def audit_table(scores: dict) -> pd.DataFrame:
+    """The audit's accuracies (%) as one table: FP, pi_A, uniform, random (mean +- sd)."""
+    import pandas as pd
+
+    return pd.DataFrame(
+        {
+            "accuracy (%)": [
+                scores["fp_acc"],
+                scores["adv_acc"],
+                scores["uniform_acc"],
+                scores["random_mean"],
+            ],
+            "sd": [0.0, 0.0, 0.0, scores["random_sd"]],
+        },
+        index=["full precision", "adversarial policy pi_A", "uniform", "random (mean)"],
+    )
