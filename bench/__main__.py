@@ -19,7 +19,9 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0)
 
     perf = sub.add_parser("perf", help="speed benchmarks; results go to leaderboard/perf/")
-    perf.add_argument("which", choices=["core", "train", "corruptions"], help="which benchmark")
+    perf.add_argument(
+        "which", choices=["core", "train", "corruptions", "int8"], help="which benchmark"
+    )
     perf.add_argument("--out", default="leaderboard/perf", help="output folder")
     perf.add_argument("--quick", action="store_true", help="fewer repetitions (smoke test)")
 

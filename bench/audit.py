@@ -114,7 +114,7 @@ def run_audit(
     )
     out.mkdir(parents=True, exist_ok=True)
     with torch.no_grad():
-        section = audit_analysis(wrapped, policy, scores, cell, out)
+        section = audit_analysis(wrapped, policy, scores, cell, out, name=model)
     title = f"Audit of {model} ({checkpoint.name}) on {dataset}, options {list(options)}, budget {budget}"
     text = "\n".join([f"# {title}", "", section.markdown()])
     result = {

@@ -37,7 +37,11 @@ beyond). <b>gap</b>: f_D's quantized drop minus f_R's (points). <b>hidden gap</b
 its own policy minus its worst drop under any other allocation (pi_R, uniform, random): large when
 only pi_D triggers the failure. <b>FP match</b>: |FP f_R - FP f_D|. A row is ranked only when it is
 valid under its protocol (selected on the validation split, FP match and FP drops within bounds,
-f_N well above chance); invalid rows show their reason. Numbers are means over seeds (± sd, n).</p>
+f_N well above chance); invalid rows show their reason. Numbers are means over seeds (± sd, n).
+The deployer's columns (<code>-</code> where a suite did not run them): <b>policy-only attack</b>:
+f_N's drop under an adversarial bit allocation alone, weights frozen; <b>gap, best / worst
+quantizer</b>: the gap under the activation quantizer that shrinks / widens it most; <b>gap after
+best defense</b>: the smallest gap a defense leaves at an acceptable FP cost.</p>
 <figure><img src="gap.png" alt="gap and hidden gap"><figcaption>gap and hidden gap</figcaption></figure>
 <figure><img src="fp_vs_gap.png" alt="FP accuracy vs gap"><figcaption>FP accuracy vs gap</figcaption></figure>
 <div class="filters">{filters}</div>

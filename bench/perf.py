@@ -383,8 +383,13 @@ def run_perf(which: str, out_dir: str = "leaderboard/perf", quick: bool = False)
     elif which == "corruptions":
         res["corruptions"] = bench_corruptions(quick)
         md = _markdown_corruptions(res)
+    elif which == "int8":
+        from .perf_int8 import bench_int8, markdown_int8  # torch.ao only when asked
+
+        res["int8"] = bench_int8(quick)
+        md = markdown_int8(res)
     else:
-        raise ValueError(f"unknown benchmark {which!r}; known: ['core', 'train', 'corruptions']")
+        raise ValueError(f"unknown benchmark {which!r}; known: core, train, corruptions, int8")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{which}.json").write_text(json.dumps(res, indent=2) + "\n")

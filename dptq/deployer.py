@@ -45,7 +45,9 @@ def audit(cell: TrainedCell, out: Path) -> Analysis:
     return audit_analysis(f_n, policy, scores, cell, out)
 
 
-def audit_analysis(f_n, policy, scores: dict, cell: TrainedCell, out: Path) -> Analysis:
+def audit_analysis(
+    f_n, policy, scores: dict, cell: TrainedCell, out: Path, name: str = "f_N"
+) -> Analysis:
     """The audit's report section and record fields (shared with ``bench audit``)."""
     uniform = uniform_policy_bits(f_n.num_layers, cell.options, cell.budget)
     uni = uniform(torch.zeros(1, 3, 8, 8, device=cell.device))[0].float().tolist()
@@ -63,16 +65,19 @@ def audit_analysis(f_n, policy, scores: dict, cell: TrainedCell, out: Path) -> A
         splits=("test",),
         max_examples=cell.max_examples,
         sample_seed=cell.sample_seed,
-    ).assign(network="f_N under pi_A")
+    ).assign(network=f"{name} under pi_A")
     write_atomic(out / "audit_sweep.csv", sweep.to_csv(index=False))
     report.plot_layer_sweep(sweep, out / "audit_sweep.png", "Audit: layer sweep under pi_A")
     starved = starved_layers(scores["mean_bits"], f_n.layer_names)
     names = ", ".join(f"{s['layer']} ({s['name']}, {s['mean_bits']:.2f} bits)" for s in starved)
+    lowest = min(cell.options)
+    at_min = sum(b <= lowest + 1e-9 for b in scores["mean_bits"])
     text = (
         f"An adversarial policy pi_A alone (network frozen) at the exact budget: the drop is "
         f"{scores['policy_only_drop']:.2f} points; {scores['flipped']} test examples "
         f"({scores['flipped_rate_fp_correct']:.2f}% of those right at full precision) flip. "
-        f"Layers it starves most: {names}."
+        f"Layers it starves most: {names}; {at_min} of {len(scores['mean_bits'])} layers "
+        f"always get the lowest option ({lowest} bits)."
     )
     keep = ("fp_acc", "adv_acc", "uniform_acc", "random_mean", "random_sd", "flipped_rate_test")
     record = {
@@ -84,7 +89,7 @@ def audit_analysis(f_n, policy, scores: dict, cell: TrainedCell, out: Path) -> A
         },
     }
     return Analysis(
-        "Audit: a policy-only attack on f_N",
+        f"Audit: a policy-only attack on {name}",
         audit_table(scores),
         text,
         ["audit_bits.png", "audit_sweep.png"],

@@ -164,6 +164,7 @@ def plot_bits_per_layer(mean: list[float], uniform: list[float], path: Path, tit
     fig, ax = plt.subplots(figsize=(max(6.0, 0.22 * len(mean) + 2), 3.4))
     ax.bar(layers, mean, color="tab:red", alpha=0.75, label="adversarial policy (mean)")
     ax.step(layers, uniform, where="mid", color="black", lw=1.2, label="uniform allocation")
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax.set_xlabel("quantized layer")
     ax.set_ylabel("bits")
     ax.set_title(title, fontsize=10)
@@ -174,11 +175,11 @@ def plot_bits_per_layer(mean: list[float], uniform: list[float], path: Path, tit
 
 def plot_grouped(frame: pd.DataFrame, path: Path, title: str, ylabel: str) -> Path:
     """Grouped bars: one group per row of ``frame``, one bar per column (transfer, defenses)."""
-    ax = frame.plot.bar(figsize=(max(6.5, 0.9 * len(frame) + 2), 3.8), rot=20)
+    ax = frame.plot.bar(figsize=(max(7.5, 0.9 * len(frame) + 3), 3.8), rot=20)
     ax.axhline(0, color="black", lw=0.8)
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.grid(alpha=0.3, axis="y")
     return _save(ax.figure, path)
 

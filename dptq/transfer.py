@@ -96,7 +96,8 @@ def gap_by_scheme(frame: pd.DataFrame) -> pd.DataFrame:
     wide = frame.pivot(index="scheme", columns="network", values="drop")
     wide = wide.loc[[s for s in SCHEMES if s in wide.index]]
     out = pd.DataFrame(index=wide.index)
-    for k in wide.columns:
+    order = [k for k in ("f_R", "f_D", "f_N") if k in wide.columns]
+    for k in order + [k for k in wide.columns if k not in order]:
         out[f"{k} drop"] = wide[k]
     if {"f_R", "f_D"} <= set(wide.columns):
         out["gap"] = wide["f_D"] - wide["f_R"]

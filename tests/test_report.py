@@ -4,13 +4,20 @@ import pytest
 from PIL import Image
 
 from bench.runner import run_suite
+from bench.validate import validate
 from dptq.analyses import ANALYSES
+from dptq.transfer import SCHEMES
 from tests.test_train import quiet, tiny_suite
 
 
 @pytest.mark.slow
 def test_report_writes_every_table_and_figure(tmp_path):
-    suite = tiny_suite(analyses=list(ANALYSES), analysis_examples=16)
+    suite = tiny_suite(
+        analyses=list(ANALYSES),
+        analysis_examples=16,
+        audit={"epochs": 1},
+        defenses={"finetune_steps": 2, "noise_scales": [0.05]},
+    )
     [rec] = run_suite(suite, tmp_path, local=True, out=quiet)["records"]
     report = (tmp_path / rec["report"]).parent
     md = (report / "report.md").read_text()
@@ -24,6 +31,27 @@ def test_report_writes_every_table_and_figure(tmp_path):
         assert im.size[0] > 300 and im.size[1] > 100
     for csv in ("layer_sweep", "corruptions", "sparsity"):
         assert (report / f"{csv}.csv").stat().st_size > 50
+    # the deployer's analyses: sections, figures and record fields (validated like any record)
+    for title in ("Audit: a policy-only attack on f_N", "Quantizer transfer", "Defenses"):
+        assert title in md
+    for png in ("audit_bits", "audit_sweep", "transfer", "defenses"):
+        with Image.open(report / f"{png}.png") as im:
+            assert im.size[0] > 300 and im.size[1] > 200
+    assert set(rec["quantizer_transfer"]) == set(SCHEMES)
+    assert set(rec["defenses"]) == {
+        "none",
+        "finetune",
+        "noise 0.05",
+        "percentile 99.9",
+        "uniform allocation",
+    }
+    assert rec["defenses"]["none"]["gap"] == pytest.approx(rec["gap"], abs=1e-4)
+    assert rec["quantizer_transfer"]["minmax"]["gap"] == pytest.approx(rec["gap"], abs=1e-4)
+    assert rec["policy_only_drop"] == pytest.approx(
+        rec["audit"]["fp_acc"] - rec["audit"]["adv_acc"]
+    )
+    assert sum(rec["audit"]["mean_bits"]) == pytest.approx(rec["budget"])
+    validate(rec, "tiny record")
 
 
 @pytest.mark.slow
