@@ -1,23 +1,29 @@
 """Why does regnetx_016 lose accuracy as int8 with per-example ranges? (docs/int8.md)
 
-Run: ``python docs/research/int8_probe.py`` (about 2 minutes on 2 CPU cores). Trains regnetx_016
+Run: ``python docs/research/int8_probe.py [x86|fbgemm|onednn]`` (about 2 minutes on 2 CPU cores;
+default x86, the engine that misbehaves; ``bench perf int8`` uses fbgemm). Trains regnetx_016
 on digits as ``bench perf int8`` does, then on the first 40 test images: (1) the per-example
 runner against a fresh conversion per example; (2) int8 accuracy with static ranges (observed on
 all 40 at once) and with per-example ranges; (3) our fake quantization of every layer's input at
 8 bits with 8-bit weights; (4) the largest requantization multiplier of the converted convolutions.
 """
 
+import sys
 import warnings
 
 import torch
 import torch.ao.nn.quantized as nnq
 
+import dptq.int8
 from bench.perf_int8 import _train
 from dptq.data import load_dataset, normalize
 from dptq.int8 import Int8Runner
 from dptq.models import QuantizableModel, create_model
 
 warnings.filterwarnings("ignore")
+ENGINE = sys.argv[1] if len(sys.argv) > 1 else "x86"
+dptq.int8.int8_engine = lambda: ENGINE
+print("engine", ENGINE)
 data = load_dataset("digits", image_size=32)
 torch.manual_seed(0)
 m = create_model("regnetx_016", 10)
