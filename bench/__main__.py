@@ -47,6 +47,12 @@ def _parser() -> argparse.ArgumentParser:
     au.add_argument("--budget", type=int, default=None, help="absolute budget (overrides)")
     au.add_argument("--epochs", type=int, default=5, help="epochs of the adversary (default 5)")
     au.add_argument("--lr", type=float, default=1e-2, help="its learning rate (default 0.01)")
+    au.add_argument(
+        "--oracle-steps",
+        type=int,
+        default=0,
+        help="also search each test example's allocation directly for N steps (an oracle)",
+    )
     au.add_argument("--seed", type=int, default=0)
     au.add_argument("--out", default=None, help="report folder (default runs/audit/<model>)")
 
@@ -184,7 +190,7 @@ def _audit(args) -> int:
     try:
         from dptq.audit import AuditConfig
 
-        cfg = AuditConfig(epochs=args.epochs, lr=args.lr)
+        cfg = AuditConfig(epochs=args.epochs, lr=args.lr, oracle_steps=args.oracle_steps)
         out = Path(args.out) if args.out else Path("runs/audit") / slug(args.model)
         result = run_audit(
             args.model,

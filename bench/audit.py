@@ -98,7 +98,9 @@ def run_audit(
     acc = make_accelerator(run)
     wrapped = wrapped.to(acc.device).eval()
     policy, _ = train_adversary(wrapped, data, options, budget, cfg, None, run, acc)
-    scores = audit_scores(wrapped, policy, data, options, budget, acc, seed, random_allocations)
+    scores = audit_scores(
+        wrapped, policy, data, options, budget, acc, seed, random_allocations, cfg=cfg
+    )
     cell = TrainedCell(
         {"f_N": wrapped},
         {},
@@ -145,6 +147,11 @@ def summary(result: dict) -> str:
         f"(drop {s['policy_only_drop']:.2f} points), uniform {s['uniform_acc']:.2f}%, random "
         f"{s['random_mean']:.2f} +- {s['random_sd']:.2f}% at budget {result['budget']} "
         f"({result['num_layers']} layers); starved layers: {starved}"
+        + (
+            f"; per-example oracle {s['oracle_acc']:.2f}% (drop {s['oracle_drop']:.2f})"
+            if "oracle_acc" in s
+            else ""
+        )
     )
 
 

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 import torch
 from accelerate import Accelerator
 from torch import nn
+from tqdm import tqdm
 
 from . import knapsack, metrics
 from .data import DatasetPair, normalize, selection_split
@@ -52,6 +53,10 @@ class AuditConfig:
         policy_grad: as :class:`dptq.pair.PairConfig`'s.
         max_train: examples of the training split per epoch (a seeded, stratified subset; null:
             all of it).
+        oracle_steps: also search each test example's own allocation directly (free scores, the
+            same hinge, taps and knapsack, Adam at ``oracle_lr``) for this many steps, keeping
+            any allocation that flips the example: an attacker that is not limited to a policy
+            of the image (the true worst case is at least as bad; 0: off).
     """
 
     epochs: int = 5
@@ -61,9 +66,13 @@ class AuditConfig:
     penalty: float = 1e-3
     policy_grad: PolicyGrad = "centered_rms"
     max_train: int | None = None
+    oracle_steps: int = 0
+    oracle_lr: float = 0.1
 
     def __post_init__(self):
-        check_positive(self, "epochs", "batch_size", "lr")
+        check_positive(self, "epochs", "batch_size", "lr", "oracle_lr")
+        if not 0 <= self.oracle_steps <= 10_000:
+            raise ConfigError(f"oracle_steps: must lie in 0..10000, got {self.oracle_steps}")
         if self.delta < 0 or self.penalty < 0:
             raise ConfigError("delta, penalty: must be >= 0")
         if self.max_train is not None and self.max_train < 1:
@@ -89,6 +98,18 @@ def audit_step(
     return loss, {"hinge": hinge.detach(), "q_agree": agree.detach()}
 
 
+def _freeze(model: nn.Module) -> list[bool]:
+    """Eval mode, no parameter gradients; returns the flags :func:`_restore` puts back."""
+    flags = [p.requires_grad for p in model.parameters()]
+    model.eval().requires_grad_(False)
+    return flags
+
+
+def _restore(model: nn.Module, flags: list[bool]) -> None:
+    for p, flag in zip(model.parameters(), flags):
+        p.requires_grad_(flag)
+
+
 def train_adversary(
     model: QuantizableModel,
     data: DatasetPair,
@@ -104,8 +125,7 @@ def train_adversary(
     """pi_A for the frozen ``model`` (on ``acc.device``, left unchanged); returns (pi_A, last
     epoch's validation result: ``adv_acc``)."""
     knapsack.check_budget(options, budget, model.num_layers)
-    frozen = [p.requires_grad for p in model.parameters()]
-    model.eval().requires_grad_(False)
+    flags = _freeze(model)
     seed_everything(opts.seed)  # the policy's initialisation
     policy = create_policy(policy_name, model.num_layers, len(options), policy_options)
     split = selection_split(data)
@@ -135,9 +155,48 @@ def train_adversary(
     try:
         result = fit(loop, ckpt, opts, acc)
     finally:
-        for p, flag in zip(model.parameters(), frozen):
-            p.requires_grad_(flag)
+        _restore(model, flags)
     return policy.eval(), result
+
+
+class _FreeScores(nn.Module):
+    """A "policy" that is one free score tensor for one batch (the oracle's search variable)."""
+
+    def __init__(self, batch: int, num_layers: int, num_options: int):
+        super().__init__()
+        self.scores = nn.Parameter(torch.zeros(batch, num_layers, num_options))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.scores
+
+
+def oracle_bits(
+    model: QuantizableModel, x: torch.Tensor, options, budget: int, cfg: AuditConfig
+) -> torch.Tensor:
+    """Per-example worst allocations ``[B, L]`` for the batch ``x``: the scores themselves are
+    optimised (Eq. 8 against the model's own FP answer, through the taps and the knapsack); an
+    example keeps the first allocation that flips it, else its last one."""
+    with torch.no_grad():
+        fp = model(x).argmax(1)
+    free = _FreeScores(x.shape[0], model.num_layers, len(options)).to(x.device)
+    opt = torch.optim.Adam(free.parameters(), lr=cfg.oracle_lr)
+    kept = torch.zeros(x.shape[0], model.num_layers, dtype=torch.long, device=x.device)
+    found = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
+    with torch.enable_grad():
+        for _ in range(cfg.oracle_steps):
+            loss, _ = audit_step(model, free, x, options, budget, cfg)
+            with torch.no_grad():
+                bits = knapsack.bits(knapsack.solve_hard(free.scores, options, budget), options)
+                flipped = model(x, bits).argmax(1) != fp
+            new = flipped & ~found
+            kept[new], found = bits[new], found | flipped
+            if bool(found.all()):
+                break
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+    bits = knapsack.bits(knapsack.solve_hard(free.scores.detach(), options, budget), options)
+    return torch.where(found[:, None], kept, bits)
 
 
 @torch.no_grad()
@@ -172,11 +231,13 @@ def audit_scores(
     seed: int = 0,
     random_allocations: int = 8,
     split: str = "test",
+    cfg: AuditConfig | None = None,
 ) -> dict:
     """The audit's numbers on ``split``: FP accuracy, accuracy under pi_A, the uniform allocation
     and ``random_allocations`` random ones (mean, sd), the drop pi_A causes (``policy_only_drop``,
     points), the flipped examples (right at FP, wrong under pi_A: the transitory points of a
-    single network) and the mean bits per layer under pi_A."""
+    single network) and the mean bits per layer under pi_A; with ``cfg.oracle_steps``, also the
+    per-example oracle's accuracy and drop (:func:`oracle_bits`)."""
     fp, y = predict(model, data, acc, split=split)
     adv = predict(model, data, acc, own_policy_bits(policy, options, budget), split=split)[0]
     uni = uniform_policy_bits(model.num_layers, options, budget)
@@ -200,7 +261,24 @@ def audit_scores(
     ]
     pct = lambda p: (p == y).float().mean().item() * 100  # noqa: E731
     flipped = metrics.transitory_points((fp == y).tolist(), (fp == y).tolist(), (adv == y).tolist())
+    extra = {}
+    if cfg is not None and cfg.oracle_steps:
+        flags = _freeze(model)
+        bar = tqdm(total=len(getattr(data, split)), desc="audit oracle", leave=False)
+        try:
+
+            def oracle(x):
+                bits = oracle_bits(model, x, options, budget, cfg)
+                bar.update(x.shape[0])
+                return bits
+
+            pred = predict(model, data, acc, oracle, split=split, batch_size=cfg.batch_size)[0]
+        finally:
+            bar.close()
+            _restore(model, flags)
+        extra = {"oracle_acc": pct(pred), "oracle_drop": pct(fp) - pct(pred)}
     return {
+        **extra,
         "split": split,
         "options": list(options),
         "budget": budget,
@@ -290,18 +368,16 @@ def starved_layers(mean: list[float], names: list[str], k: int = 3) -> list[dict
 
 
 def audit_table(scores: dict) -> pd.DataFrame:
-    """The audit's accuracies (%) as one table: FP, pi_A, uniform, random (mean +- sd)."""
+    """The audit's accuracies (%) as one table: FP, pi_A, the oracle (when run), uniform, random
+    (mean +- sd)."""
     import pandas as pd
 
-    return pd.DataFrame(
-        {
-            "accuracy (%)": [
-                scores["fp_acc"],
-                scores["adv_acc"],
-                scores["uniform_acc"],
-                scores["random_mean"],
-            ],
-            "sd": [0.0, 0.0, 0.0, scores["random_sd"]],
-        },
-        index=["full precision", "adversarial policy pi_A", "uniform", "random (mean)"],
-    )
+    rows = {
+        "full precision": (scores["fp_acc"], 0.0),
+        "adversarial policy pi_A": (scores["adv_acc"], 0.0),
+    }
+    if "oracle_acc" in scores:
+        rows["per-example search (oracle)"] = (scores["oracle_acc"], 0.0)
+    rows["uniform"] = (scores["uniform_acc"], 0.0)
+    rows["random (mean)"] = (scores["random_mean"], scores["random_sd"])
+    return pd.DataFrame(rows, index=["accuracy (%)", "sd"]).T

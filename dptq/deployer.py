@@ -40,7 +40,15 @@ def audit(cell: TrainedCell, out: Path) -> Analysis:
         )
     cell.extras["audit_policy"] = policy
     scores = audit_scores(
-        f_n, policy, cell.data, cell.options, cell.budget, acc, cell.seed, cell.random_allocations
+        f_n,
+        policy,
+        cell.data,
+        cell.options,
+        cell.budget,
+        acc,
+        cell.seed,
+        cell.random_allocations,
+        cfg=cell.audit,
     )
     return audit_analysis(f_n, policy, scores, cell, out)
 
@@ -80,6 +88,13 @@ def audit_analysis(
         f"always get the lowest option ({lowest} bits)."
     )
     keep = ("fp_acc", "adv_acc", "uniform_acc", "random_mean", "random_sd", "flipped_rate_test")
+    keep += tuple(k for k in ("oracle_acc", "oracle_drop") if k in scores)
+    if "oracle_drop" in scores:
+        text += (
+            f" Searching each test example's own allocation instead (an attacker not limited to "
+            f"a policy; the true worst case is at least this bad): "
+            f"{scores['oracle_drop']:.2f} points."
+        )
     record = {
         "policy_only_drop": scores["policy_only_drop"],
         "audit": {

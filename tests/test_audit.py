@@ -133,3 +133,23 @@ def test_cli_audit_bad_input_is_one_line(tmp_path, capsys, change, message):
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and message in err, err
     assert not out.exists()
+
+
+def test_oracle_searches_each_examples_allocation():
+    net, data = QuantizableModel(fragile_net()), fragile_data()
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    acc = make_accelerator(RunOptions(cpu=True))
+    cfg = AuditConfig(epochs=1, batch_size=16, oracle_steps=10)
+    from dptq.audit import oracle_bits
+    from dptq.policy import create_policy
+
+    x = torch.zeros(4, 3, 2, 2)
+    x[:, 0, 0, 0] = torch.tensor([1.0, -1.0, 1.0, -1.0])
+    bits = oracle_bits(net, x, OPTIONS, BUDGET, cfg)
+    assert bits.sum(1).tolist() == [BUDGET] * 4  # exact budget, every example
+    assert bits[0, -1] == 3 and bits[2, -1] == 3  # class 1: flipped by starving the head
+    policy = create_policy("small_cnn", 5, 4)  # any policy will do for the rest of the scores
+    s = audit_scores(net, policy, data, OPTIONS, BUDGET, acc, cfg=cfg)
+    assert s["oracle_acc"] == 50.0 and s["oracle_drop"] == 50.0  # class 0 cannot flip (a tie)
+    assert all(torch.equal(v, before[k]) for k, v in net.state_dict().items())
+    assert all(p.requires_grad for p in net.parameters())
