@@ -10,6 +10,7 @@ Writes ``audit.json``, ``report.md`` / ``report.html`` and the PNGs under ``--ou
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -127,10 +128,9 @@ def run_audit(
         "budget": budget,
         "num_layers": L,
         "layer_names": wrapped.layer_names,
-        "audit_config": {k: getattr(cfg, k) for k in cfg.__dataclass_fields__},
+        "audit_config": asdict(cfg),
         **section.record,
-        "scores": {k: v for k, v in scores.items() if k != "random_acc"}
-        | {"random_acc": scores["random_acc"]},
+        "scores": scores,
     }
     write_atomic(out / "report.md", text)
     write_atomic(out / "report.html", _html(title, text))

@@ -26,6 +26,7 @@ from . import knapsack, metrics
 from .data import DatasetPair, normalize, selection_split
 from .engine import ConfigError, Loop, RunOptions, check_positive, fit, seed_everything
 from .evaluate import (
+    accuracy,
     own_policy_bits,
     predict,
     random_policy_bits,
@@ -137,8 +138,7 @@ def train_adversary(
 
     def evaluate():
         bits = own_policy_bits(policy, options, budget)
-        pred, y = predict(model, data, acc, bits, split=split)
-        return {"split": split, "adv_acc": (pred == y).float().mean().item() * 100}
+        return {"split": split, "adv_acc": accuracy(model, data, acc, bits, split=split)}
 
     loop = Loop(
         name="audit",

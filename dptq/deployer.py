@@ -24,7 +24,8 @@ from .transfer import SCHEMES, gap_by_scheme, transfer_matrix
 @register_analysis("audit")
 def audit(cell: TrainedCell, out: Path) -> Analysis:
     f_n = cell.nets["f_N"]
-    acc = make_accelerator(RunOptions(cpu=cell.device == "cpu", progress=False))
+    run = RunOptions(seed=cell.seed, cpu=cell.device == "cpu", progress=False)
+    acc = make_accelerator(run)
     with torch.enable_grad():
         policy, _ = train_adversary(
             f_n,
@@ -33,7 +34,7 @@ def audit(cell: TrainedCell, out: Path) -> Analysis:
             cell.budget,
             cell.audit,
             None,
-            RunOptions(seed=cell.seed, cpu=cell.device == "cpu", progress=False),
+            run,
             acc,
             cell.policy,
             cell.policy_options,

@@ -50,6 +50,19 @@ def _check_bits(bits: torch.Tensor) -> None:
         )
 
 
+def _broadcast_bits(bits, x: torch.Tensor, per_example: bool = True) -> torch.Tensor:
+    """``bits`` (one bit-width, or ``[B]`` per example) checked and shaped to broadcast with ``x``."""
+    bits_t = torch.as_tensor(bits, device=x.device)
+    _check_bits(bits_t)
+    if bits_t.dim() == 1:
+        if not per_example or bits_t.shape[0] != x.shape[0]:
+            raise ValueError(
+                f"per-example bits need shape [{x.shape[0]}], got {list(bits_t.shape)}"
+            )
+        bits_t = bits_t.reshape((-1,) + (1,) * (x.dim() - 1))
+    return bits_t
+
+
 def _range_stats(
     x: torch.Tensor,
     per_example: bool,
@@ -168,14 +181,7 @@ def fake_quantize(
         per_channel: one scale per example and channel (dim 1) instead of per example, for
             inputs with spatial dims; a ``[B, F]`` input (a Linear layer's) stays per example.
     """
-    bits_t = torch.as_tensor(bits, device=x.device)
-    _check_bits(bits_t)
-    if bits_t.dim() == 1:
-        if not per_example or bits_t.shape[0] != x.shape[0]:
-            raise ValueError(
-                f"per-example bits need shape [{x.shape[0]}], got {list(bits_t.shape)}"
-            )
-        bits_t = bits_t.reshape((-1,) + (1,) * (x.dim() - 1))
+    bits_t = _broadcast_bits(bits, x, per_example)
     stats_in = x if grad_through_scale else x.detach()
     lo, hi = _range_stats(stats_in, per_example, scale_mode, percentile, per_channel)
     scale, zero_point = scale_zero_point(lo, hi, bits_t, symmetric)
@@ -189,10 +195,7 @@ def fake_quantize_static(
     beforehand, e.g. by :func:`dptq.models.calibrate_static`, and is the same for every example);
     ``bits`` is one bit-width or one per example, as in :func:`fake_quantize`. Values outside the
     range are clamped."""
-    bits_t = torch.as_tensor(bits, device=x.device)
-    _check_bits(bits_t)
-    if bits_t.dim() == 1:
-        bits_t = bits_t.reshape((-1,) + (1,) * (x.dim() - 1))
+    bits_t = _broadcast_bits(bits, x)
     lo_t = torch.tensor(float(lo), device=x.device, dtype=x.dtype).reshape((1,) * x.dim())
     hi_t = torch.tensor(float(hi), device=x.device, dtype=x.dtype).reshape((1,) * x.dim())
     scale, zero_point = scale_zero_point(lo_t, hi_t, bits_t, symmetric)
