@@ -80,7 +80,7 @@ def _range_stats(
     else:
         flat = x.flatten(1) if per_example else x.reshape(1, -1)
     if mode == "minmax":
-        lo, hi = torch.aminmax(flat, dim=1)
+        lo, hi = _min_max_rows(flat)
     elif mode == "percentile":
         q = torch.tensor(
             [1 - percentile / 100, percentile / 100], dtype=flat.dtype, device=x.device
@@ -93,6 +93,15 @@ def _range_stats(
     else:
         shape = (-1,) + (1,) * (x.dim() - 1) if per_example else (1,) * x.dim()
     return lo.reshape(shape), hi.reshape(shape)
+
+
+def _min_max_rows(flat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-row minimum and maximum of a 2-d tensor (exact either way): one ``aminmax`` pass on a
+    GPU; ``amin`` and ``amax`` on the CPU, where ``aminmax`` along a dimension runs 10-20x slower
+    than the two (torch 2.14, measured on 2 cores: 840 vs 46 us for one 32x112x112 example)."""
+    if flat.device.type == "cpu":
+        return flat.amin(dim=1), flat.amax(dim=1)
+    return torch.aminmax(flat, dim=1)
 
 
 def scale_zero_point(
@@ -152,6 +161,9 @@ def quantize_dequantize(
     qmin, qmax = qrange(bits, symmetric)
     qmin, qmax = qmin.to(x.device, x.dtype), qmax.to(x.device, x.dtype)
     if not grad_through_scale:
+        if not (torch.is_grad_enabled() and x.requires_grad):  # evaluation: no mask to keep
+            q = torch.mul(x, torch.reciprocal(scale)).round_().add_(zero_point)
+            return q.clamp_(qmin, qmax).sub_(zero_point).mul_(scale)
         return _RoundClampSTE.apply(x, scale.detach(), zero_point.detach(), qmin, qmax)
     q = _round_ste(x * torch.reciprocal(scale)) + zero_point
     return (torch.clamp(q, qmin, qmax) - zero_point) * scale
