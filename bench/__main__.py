@@ -98,6 +98,12 @@ def _parser() -> argparse.ArgumentParser:
         "--dry-run", action="store_true", help="validate and print the plan; start nothing"
     )
     run.add_argument(
+        "--smoke",
+        action="store_true",
+        help="every cell, stage and analysis for a couple of steps on synthetic images at the "
+        "suite's size and class count (runs/<name>-smoke; never the leaderboard)",
+    )
+    run.add_argument(
         "--leaderboard",
         default="leaderboard",
         help="the leaderboard folder: its rows are shown beside the run's in RUN/board ('' for none)",
@@ -144,6 +150,7 @@ def _run(args) -> int:
     from dptq.faults import failpoint
 
     from . import store
+    from .events import ClusterError
     from .leaderboard import regenerate
     from .runner import run_suite, verdicts
     from .suite import SuiteError, load_suite
@@ -151,6 +158,14 @@ def _run(args) -> int:
     board = Path(args.leaderboard) if args.leaderboard else None
     try:
         suite = load_suite(args.suite)
+        if args.smoke:
+            from .smoke import describe, smoke_suite
+
+            if args.submit:
+                raise SuiteError("--smoke: a smoke run is never submitted; drop --submit")
+            smoke = smoke_suite(suite)
+            print(describe(suite, smoke), flush=True)
+            suite, board = smoke, None
         if board is not None and not args.dry_run:
             store.load(board)  # a broken leaderboard stops the run before any work
         run_dir = Path(args.out or Path("runs") / suite.name)
@@ -170,14 +185,33 @@ def _run(args) -> int:
             print(f"leaderboard: {added} new record(s) in {board / store.RECORDS}")
             failpoint("leaderboard:added")
             regenerate(board)
-    except (SuiteError, FileNotFoundError, CheckpointError, store.RecordError, DataError) as e:
+    except (
+        SuiteError,
+        FileNotFoundError,
+        CheckpointError,
+        store.RecordError,
+        DataError,
+        ClusterError,
+    ) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    for line in verdicts(res["records"]):
+    for line in [] if args.smoke else verdicts(res["records"]):
         print(line)
     for f in res["failed"]:
         print(f"FAILED {f['stage']}: {f['error']}", file=sys.stderr)
+    if args.smoke and not args.dry_run:
+        print(_smoke_verdict(res))
     return 1 if res["failed"] else 0
+
+
+def _smoke_verdict(res: dict) -> str:
+    """One line: the smoke run passed, or which cells broke (their reasons are above)."""
+    cells = len(res["records"])
+    broken = [r["id"].split("/")[2] for r in res["records"] if r.get("error")]
+    if not res["failed"] and not broken:
+        return f"smoke passed: {cells} cell(s), every stage and analysis ran end to end"
+    named = ", ".join(broken) if broken else "none (a stage failed, above)"
+    return f"smoke FAILED: {len(broken)} of {cells} cell(s) broken: {named}"
 
 
 def _audit(args) -> int:

@@ -8,8 +8,18 @@ import time
 from pathlib import Path
 
 
+class ClusterError(RuntimeError):
+    """A Ray cluster that cannot be joined; the message is one line: the address, what to check."""
+
+
+SINK = None  # where say() sends its lines instead of stdout (a Ray task: the driver's queue)
+
+
 def say(*parts) -> None:
     """Print a progress line now (not when the buffer fills)."""
+    if SINK is not None:
+        SINK(" ".join(map(str, parts)))
+        return
     print(*parts, flush=True)
 
 
@@ -101,6 +111,11 @@ class Progress:
             reason=reason,
         )
         self.out(f"  [{self.name}] trial {trial} {kind}: {reason}")
+
+    def mark(self, kind: str, trial: str) -> None:
+        """A trial's start or end in ``RUN/events.jsonl``, to the microsecond (``t``, Unix time):
+        what shows which trials of which searches ran at the same time."""
+        log_event(self.run_dir, event=kind, experiment=self.name, trial=trial, t=time.time())
 
     def epoch(self, trial: str, epoch: int, total: int, result: dict) -> None:
         """A line per epoch of a trial (the stage's progress between finished trials)."""

@@ -146,12 +146,18 @@ class Layout:
         return self.root / "board"
 
 
+def count_layers(student, num_classes: int) -> int:
+    """L of ``student`` (a :class:`bench.sections.Student` or a model name): its dynamically
+    quantized activations (a model is built once per name and options)."""
+    name, options = (student, {}) if isinstance(student, str) else (student.name, student.options)
+    return _count_layers(name, num_classes, json.dumps(options, sort_keys=True))
+
+
 @lru_cache(maxsize=64)
-def count_layers(student: str, num_classes: int) -> int:
-    """L of ``student``: its dynamically quantized activations (a model is built once per name)."""
+def _count_layers(name: str, num_classes: int, options: str) -> int:
     from dptq.models import QuantizableModel, create_model
 
-    return QuantizableModel(create_model(student, num_classes)).num_layers
+    return QuantizableModel(create_model(name, num_classes, **json.loads(options))).num_layers
 
 
 def cells(suite, num_classes: int) -> list[Cell]:
@@ -172,8 +178,8 @@ def cells(suite, num_classes: int) -> list[Cell]:
     out = []
     for st in suite.students:
         try:
-            L = count_layers(st.name, num_classes)
-        except ValueError as e:
+            L = count_layers(st, num_classes)
+        except (ValueError, TypeError) as e:  # an unknown model, or options it does not take
             raise SuiteError(f"students[{st.name}]: {e}") from None
         for version, options in suite.bit_options.items():
             budgets = (

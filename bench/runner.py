@@ -13,6 +13,7 @@ last epoch), and records already written are reused. Layout of the run folder:
 
 from __future__ import annotations
 
+import os
 import shutil
 from functools import partial
 from pathlib import Path
@@ -56,11 +57,11 @@ def _claim(suite: Suite, layout: plan.Layout, fresh: bool) -> None:
     log_event(layout.root, event="start", suite=suite.name, suite_hash=suite.digest())
 
 
-def _executor(suite, run_dir: Path, local: bool, address: str | None, out):
+def _executor(suite, run_dir: Path, local: bool, address: str | None, out, workers: int = 1):
     if local:
         from .local import LocalExecutor
 
-        return LocalExecutor(suite, run_dir, out)
+        return LocalExecutor(suite, run_dir, out, workers)
     from .tuning import RayExecutor
 
     return RayExecutor(suite, run_dir, address, out)
@@ -74,85 +75,133 @@ def run_suite(
     dry_run: bool = False,
     local: bool = False,
     out=say,
+    workers: int = 1,
 ) -> dict:
     """Run every stage of ``suite`` under ``run_dir``; returns {"records": [...], "failed": [...]}.
 
-    ``local``: in this process, without Ray; otherwise on Ray (``address`` joins a cluster).
+    ``local``: without Ray, in this process (or ``workers`` processes); otherwise on Ray
+    (``address`` joins a cluster).
     """
     layout = plan.Layout(Path(run_dir).resolve())
     data, cells = prepare(suite, layout.root, dry_run, out)
     if dry_run:
         return {"records": [], "failed": [], "plan": cells}
+    address = address or os.environ.get("RAY_ADDRESS")
+    if not local and address:  # before anything is written: one line if it cannot be reached
+        from .ray_init import check_reachable
+
+        check_reachable(address)
     _claim(suite, layout, fresh)
     if local:
         import torch
 
         torch.set_num_threads(suite.resources.threads)  # as a trial would
-    ex = _executor(suite, layout.root, local, address, out)
+    ex = _executor(suite, layout.root, local, address, out, workers)
     failed: list[dict] = []
 
     stage_seeds = sorted({c.stage_seed for c in cells})
+    teachers = {}
     for seed in stage_seeds:
         name = plan.teacher_name(seed)
         if not layout.teacher(seed).exists():
             out(f"stage {name}")
             job = partial(stages.teacher, suite, data, seed)
-            error = ex.stage(name, job, layout.stage_trial(name), layout.teacher(seed))
-            if error:
-                failed.append({"stage": name, "error": error})
+            teachers[name] = partial(
+                ex.stage, name, job, layout.stage_trial(name), layout.teacher(seed)
+            )
+    for name, error in _each(ex, teachers):
+        if error:
+            failed.append({"stage": name, "error": error})
 
-    f_n_acc: dict[tuple[str, int], float] = {}  # (student, stage seed) -> on the validation split
+    kds, labels = {}, {}
     for seed in stage_seeds:
         if not layout.teacher(seed).exists():
             continue
         for st in suite.students:
-            kd_file = layout.kd(st.name, seed)
-            if not kd_file.exists():
+            name = plan.kd_name(st.name, seed)
+            if not layout.kd(st.name, seed).exists():
                 out(f"stage {plan.kd_label(st.name, seed)}")
                 job = partial(stages.kd, suite, data, seed, st.name, layout.teacher(seed))
-                name = plan.kd_name(st.name, seed)
-                error = ex.stage(name, job, layout.stage_trial(name), kd_file)
-                if error:
-                    failed.append({"stage": plan.kd_label(st.name, seed), "error": error})
-                    continue
-            f_n_acc[st.name, seed] = stages.f_n_accuracy(kd_file)
+                kds[name] = partial(
+                    ex.stage, name, job, layout.stage_trial(name), layout.kd(st.name, seed)
+                )
+                labels[name] = plan.kd_label(st.name, seed)
+    for name, error in _each(ex, kds):  # every student at once
+        if error:
+            failed.append({"stage": labels[name], "error": error})
+    f_n_acc: dict[tuple[str, int], float] = {}  # (student, stage seed) -> on the validation split
+    for seed in stage_seeds:
+        for st in suite.students:
+            if layout.kd(st.name, seed).exists():
+                f_n_acc[st.name, seed] = stages.f_n_accuracy(layout.kd(st.name, seed))
 
     chosen: dict[str, dict] = {}
     ranges, start = search.space(suite)
-    for cell in cells:
-        if (cell.student, cell.stage_seed) not in f_n_acc:
-            continue
-        for mode in suite.modes:
-            name = cell.search(mode)
-            summary_file = layout.summary(name)
-            if layout.pair(name).exists() and summary_file.exists():
-                chosen[name] = store.read_json(summary_file)
+    for wave in _waves(suite):  # every search of a wave at once
+        searches = {}
+        for cell in cells:
+            if (cell.student, cell.stage_seed) not in f_n_acc:
                 continue
-            out(f"stage {name}")
-            job = partial(
-                stages.pair,
-                suite,
-                data,
-                cell,
-                mode,
-                kd_file=layout.kd(cell.student, cell.stage_seed),
-                f_n_acc=f_n_acc[cell.student, cell.stage_seed],
-                robust_file=layout.pair(cell.search("robust")),
-            )
-            outcomes, top = ex.search(
-                name, job, partial(layout.trial, name), ranges, start, search.num_trials(suite)
-            )
-            failed += [{"stage": name, "error": t.error} for t in outcomes if t.error]
-            best = search.best_of(outcomes, top)
-            if best is None:
-                continue
-            best.copy_to(layout.pair(name))
-            info = search.summary(best, outcomes, layout.pair(name))
-            write_json(summary_file, info)  # marks the search done: last, whole
-            chosen[name] = info
+            for mode in wave:
+                name = cell.search(mode)
+                if layout.pair(name).exists() and layout.summary(name).exists():
+                    chosen[name] = store.read_json(layout.summary(name))
+                    continue
+                out(f"stage {name}")
+                job = partial(
+                    stages.pair,
+                    suite,
+                    data,
+                    cell,
+                    mode,
+                    kd_file=layout.kd(cell.student, cell.stage_seed),
+                    f_n_acc=f_n_acc[cell.student, cell.stage_seed],
+                    robust_file=layout.pair(cell.search("robust")),
+                )
+                searches[name] = partial(
+                    _search, ex, layout, name, job, ranges, start, search.num_trials(suite)
+                )
+        for name, (info, errors) in _each(ex, searches):
+            failed += errors
+            if info is not None:
+                chosen[name] = info
 
     built = _analyse(suite, data, cells, layout, ex, chosen, f_n_acc, failed, out)
     return {"records": built, "failed": failed}
+
+
+def _waves(suite: Suite) -> list[tuple[str, ...]]:
+    """Modes whose searches can run together: all at once, unless a detrimental pair's stealth
+    term reads its cell's chosen robust policy (then the robust searches go first)."""
+    p = suite.pair
+    if p.stealth > 0 and "robust_policy" in p.stealth_allocations:
+        return [("robust",), ("detrimental",)]
+    return [tuple(suite.modes)]
+
+
+def _each(ex, calls: dict):
+    """``(name, result)`` of each call, run concurrently where the executor can; a call that
+    raised gives its reason as a failed stage (a stage's error string, or a search's)."""
+    for name, result, error in ex.concurrently(calls):
+        if error is None:
+            yield name, result
+        elif name.startswith("pair-"):
+            yield name, (None, [{"stage": name, "error": error}])
+        else:
+            yield name, error
+
+
+def _search(ex, layout, name, job, ranges, start, num_trials) -> tuple[dict | None, list[dict]]:
+    """One pair search to its end: trials, the chosen pair copied, the summary written last."""
+    outcomes, top = ex.search(name, job, partial(layout.trial, name), ranges, start, num_trials)
+    errors = [{"stage": name, "error": t.error} for t in outcomes if t.error]
+    best = search.best_of(outcomes, top)
+    if best is None:
+        return None, errors
+    best.copy_to(layout.pair(name))
+    info = search.summary(best, outcomes, layout.pair(name))
+    write_json(layout.summary(name), info)  # marks the search done: last, whole
+    return info, errors
 
 
 def verdicts(records: list[dict]) -> list[str]:

@@ -24,7 +24,7 @@ from dptq.analyses import TrainedCell, write_report
 from dptq.data import DatasetPair
 from dptq.engine import RunOptions, load_checkpoint, make_accelerator, seed_everything
 from dptq.evaluate import evaluate_cell
-from dptq.models import QuantizableModel, create_model
+from dptq.models import QuantizableModel
 from dptq.policy import create_policy
 from dptq.train import BlackBox, distill, train_pair, train_teacher
 
@@ -35,15 +35,21 @@ Report = Callable[[int, dict], None]
 
 def _options(suite, seed: int, report: Report | None, progress: bool) -> RunOptions:
     callback = None if report is None else (lambda stage, epoch, result: report(epoch, result))
+    res = suite.resources
     return RunOptions(
-        seed=seed, cpu=suite.resources.gpus == 0, progress=progress, callback=callback
+        seed=seed,
+        cpu=res.gpus == 0,
+        mixed_precision=res.precision,
+        num_workers=res.loader_workers,
+        progress=progress,
+        callback=callback,
     )
 
 
 def quantizable(suite, student: str, num_classes: int) -> QuantizableModel:
     """A fresh ``student`` wrapped for dynamic quantization with the suite's quantizers."""
     return QuantizableModel(
-        create_model(student, num_classes), act=suite.act, weight_bits=suite.weight_bits
+        suite.student(student).build(num_classes), act=suite.act, weight_bits=suite.weight_bits
     )
 
 
@@ -82,7 +88,7 @@ def teacher(
     opts = _options(suite, seed, report, progress)
     acc = make_accelerator(opts)
     seed_everything(seed)
-    model = create_model(suite.teacher.name, data.num_classes, pretrained=suite.teacher.pretrained)
+    model = suite.teacher.build(data.num_classes, pretrained=suite.teacher.pretrained)
     return train_teacher(model.to(acc.device), data, suite.teacher_stage, ckpt, opts, acc)
 
 
@@ -99,10 +105,11 @@ def kd(
     """Distil the teacher (queried as a black box) into a random ``student``: f_N."""
     opts = _options(suite, seed, report, progress)
     acc = make_accelerator(opts)
-    net = create_model(suite.teacher.name, data.num_classes)
+    net = suite.teacher.build(data.num_classes)
     net.load_state_dict(load_checkpoint(teacher_file, "teacher")["modules"]["model"])
     seed_everything(seed + 1)
-    model = create_model(student, data.num_classes)
+    spec = suite.student(student)
+    model = spec.build(data.num_classes, pretrained=spec.pretrained)
     return distill(
         model.to(acc.device), BlackBox(net.to(acc.device)), data, suite.kd_stage, ckpt, opts, acc
     )
@@ -178,8 +185,11 @@ def analyse(
     f_n_acc: float,
     pair_files: dict[str, Path],
     out: Path,
+    say: Callable[[str], None] | None = None,
 ) -> dict:
     """Evaluate a cell's chosen pairs on the test split, once; run the suite's analyses on it.
+
+    ``say``: where a line per analysis goes (which one runs, the cell's ETA); None: silent.
 
     Returns ``{"evaluation": evaluate_cell(...), "fields": record fields from the analyses,
     "num_layers": L}``; the report (``report.md`` and PNGs) is written under ``out``.
@@ -213,6 +223,8 @@ def analyse(
         device=str(acc.device),
         seed=cell.seed,
         max_examples=suite.analysis_examples,
+        sweep_layers=suite.sweep_layers,
+        corruption_degrees=suite.corruption_degrees,
         sample_seed=suite.protocol.split_seed,
         audit=suite.audit,
         defenses=suite.defenses,
@@ -225,5 +237,20 @@ def analyse(
         f"{cell.student} on {suite.dataset.name}, options {cell.version} "
         f"{list(cell.options)}, budget {cell.budget}, seed {cell.seed}"
     )
-    fields = write_report(trained, suite.analyses, out, title)
+    fields = write_report(trained, suite.analyses, out, title, _analysis_progress(cell, say))
     return {"evaluation": evaluation, "fields": fields, "num_layers": nets["f_N"].num_layers}
+
+
+def _analysis_progress(cell: Cell, say: Callable[[str], None] | None):
+    """A line as each analysis of ``cell`` starts: its name, its place, the cell's ETA."""
+    if say is None:
+        return None
+
+    def progress(name: str | None, i: int, total: int, seconds: float) -> None:
+        if name is None:
+            say(f"  [analyse {cell.key}] {total} analyses done in {seconds:.0f} s")
+            return
+        eta = f", ETA {seconds / i * (total - i):.0f} s" if i else ""
+        say(f"  [analyse {cell.key}] {name} ({i + 1}/{total}){eta}")
+
+    return progress

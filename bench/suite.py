@@ -17,7 +17,6 @@ from typing import Any, Literal
 
 from dptq.analyses import ANALYSES
 from dptq.audit import AuditConfig
-from dptq.data import DATASETS, DataOptions
 from dptq.defenses import DefenseConfig
 from dptq.engine import ConfigError
 from dptq.models import ActQuantConfig
@@ -27,6 +26,7 @@ from dptq.recipes import RECIPES
 from dptq.train import TEACHER_DEFAULTS, StageConfig
 
 from .schema import build, read_yaml, to_plain
+from .sections import SEARCHED, Dataset, Protocol, Range, Resources, Search, Student, Teacher
 
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
@@ -35,197 +35,12 @@ class SuiteError(ValueError):
     """A suite that cannot run; the message is one line naming file and field."""
 
 
-@dataclass(frozen=True)
-class Range:
-    """A search range: ``low``..``high``, sampled on a log scale when ``log``."""
-
-    low: float
-    high: float
-    log: bool = False
-
-    def __post_init__(self):
-        if not self.low <= self.high:
-            raise ConfigError(f"low {self.low} must be <= high {self.high}")
-        if self.log and self.low <= 0:
-            raise ConfigError(f"a log range needs low > 0, got {self.low}")
-        if self.low < 0:
-            raise ConfigError(f"low: must be >= 0 (a margin or a loss weight), got {self.low}")
-
-
-SEARCHED = ("delta", "alpha", "beta", "stealth")  # the pair settings a search may range over
-
-
-@dataclass(frozen=True)
-class Search:
-    """Optuna (through Ray Tune's OptunaSearch, or directly with ``--local``) over the pair settings.
-
-    Attributes:
-        num_samples: trials per (student, bit options, budget, mode); the first trial always uses
-            the ``pair`` section's own values.
-        delta, alpha, beta, stealth: ranges; a missing one is fixed at the ``pair`` section's
-            value (``stealth`` is gamma, the stealth term's weight).
-        fp_tolerance: points of FP accuracy below f_N that a pair may lose before it is penalised.
-        penalty: score points per point of FP accuracy lost beyond the tolerance.
-        stealth_penalty: score points per point of a detrimental pair's worst drop under a random
-            or the uniform allocation beyond ``protocol.stealth_max`` (0: not counted).
-        asha: stop unpromising trials early (ASHA) when True (Ray only).
-    """
-
-    num_samples: int = 1
-    delta: Range | None = None
-    alpha: Range | None = None
-    beta: Range | None = None
-    stealth: Range | None = None
-    fp_tolerance: float = 2.0
-    penalty: float = 10.0
-    stealth_penalty: float = 0.0
-    asha: bool = False
-
-    def __post_init__(self):
-        if self.stealth_penalty < 0:
-            raise ConfigError(f"stealth_penalty: must be >= 0, got {self.stealth_penalty}")
-        if not 1 <= self.num_samples <= 10_000:
-            raise ConfigError(f"num_samples: must be >= 1 (and <= 10000), got {self.num_samples}")
-        if self.fp_tolerance < 0 or self.penalty < 0:
-            raise ConfigError("fp_tolerance, penalty: must be >= 0")
-
-    def ranges(self) -> dict[str, Range]:
-        """The searched settings and their ranges (empty: nothing is searched)."""
-        return {k: getattr(self, k) for k in SEARCHED if getattr(self, k) is not None}
-
-
-@dataclass(frozen=True)
-class Protocol:
-    """How results are selected and judged (README "The protocol").
-
-    Attributes:
-        val_fraction: share of the training split held out as the validation split (stratified,
-            ``split_seed``). Every per-epoch report, the search objective, ASHA, the choice of the
-            best trial and f_N's reference accuracy read it; the test split is read once per
-            chosen pair, to make the record.
-        split_seed: seeds the validation split and every subset of examples (``max_train``,
-            ``max_test``, ``analysis_examples``); not the training seed.
-        fp_match_max: a valid row has |FP f_R - FP f_D| at most this (points) ...
-        fp_drop_max: ... both FP accuracies at most this far below f_N's (points) ...
-        min_f_n_acc: ... and f_N's accuracy at least this (percent); null: halfway between
-            chance (100 / classes) and 100.
-        stealth_max: a detrimental pair is *stealthy* when it drops by more than this under
-            its own policy and by at most this under every allocation that is not (points).
-        random_allocations: K random budget-respecting allocations every pair is evaluated under.
-        allow_degenerate: admit cells whose budget leaves exactly one allocation (no policy has a
-            choice there); their rows are marked.
-    """
-
-    val_fraction: float = 0.15
-    split_seed: int = 0
-    fp_match_max: float = 2.0
-    fp_drop_max: float = 2.0
-    min_f_n_acc: float | None = None
-    stealth_max: float = 5.0
-    random_allocations: int = 8
-    allow_degenerate: bool = False
-
-    def __post_init__(self):
-        if not 0 < self.val_fraction <= 0.5:
-            raise ConfigError(f"val_fraction: must lie in (0, 0.5], got {self.val_fraction}")
-        for name in ("fp_match_max", "fp_drop_max", "stealth_max"):
-            if not 0 <= getattr(self, name) <= 100:
-                raise ConfigError(f"{name}: must lie in 0..100 points, got {getattr(self, name)}")
-        if self.min_f_n_acc is not None and not 0 <= self.min_f_n_acc <= 100:
-            raise ConfigError(f"min_f_n_acc: must lie in 0..100 (or null), got {self.min_f_n_acc}")
-        if not 1 <= self.random_allocations <= 256:
-            raise ConfigError(
-                f"random_allocations: must lie in 1..256, got {self.random_allocations}"
-            )
-
-
-@dataclass(frozen=True)
-class Resources:
-    """Per trial; fractional GPUs let several trials share one GPU."""
-
-    cpus: float = 1.0
-    gpus: float = 0.0
-
-    def __post_init__(self):
-        if not (0 < self.cpus <= 4096 and 0 <= self.gpus <= 1024):
-            raise ConfigError(f"cpus must be > 0 and gpus >= 0, got {self.cpus}, {self.gpus}")
-
-    @property
-    def threads(self) -> int:
-        """torch threads of one trial."""
-        return max(1, int(self.cpus))
-
-
-@dataclass(frozen=True)
-class Student:
-    """A white-box architecture: a timm name or ``package.module:function``.
-
-    ``budgets``: absolute budgets for this student (override the suite's ``avg_bits``), either one
-    list for all bit-option versions or a mapping version -> list.
-    """
-
-    name: str
-    budgets: dict[str, tuple[int, ...]] = field(default_factory=dict)
-
-
-def _dataset_options(name: str) -> type:
-    return DATASETS[name].options
-
-
 def _recipe_pair(name: str) -> PairConfig:
     return RECIPES[name].pair
 
 
 def _recipe_kd(name: str) -> StageConfig:
     return StageConfig(tau_squared=RECIPES[name].kd_tau_squared)
-
-
-@dataclass(frozen=True)
-class Dataset:
-    """A registered dataset, its options, and what an unreadable image file does.
-
-    Attributes:
-        name: ``digits``, ``oxford_pets``, ``cifar10``, ``cifar100`` or ``imagefolder``.
-        options: that dataset's options (:mod:`dptq.data`: ``image_size``, ``root``, ...).
-        bad_images: ``stop`` (the run ends with one line listing the files) or ``skip`` (they
-            are left out, listed in the run's output and on the record).
-    """
-
-    name: str = "digits"
-    options: DataOptions | None = field(
-        default=None, metadata={"options_of": ("name", _dataset_options)}
-    )
-    bad_images: Literal["stop", "skip"] = "stop"
-
-    def __post_init__(self):
-        if self.name not in DATASETS:
-            import difflib
-
-            near = difflib.get_close_matches(self.name, list(DATASETS), n=1)
-            raise ConfigError(
-                f"unknown dataset {self.name!r}; "
-                + (f"did you mean {near[0]!r}?" if near else f"known: {sorted(DATASETS)}")
-            )
-        if self.options is None:
-            object.__setattr__(self, "options", DATASETS[self.name].options())
-
-    def load(self, protocol: Protocol):
-        """The dataset with the protocol's validation split (:func:`dptq.data.load_dataset`)."""
-        from dptq.data import load_dataset
-
-        return load_dataset(
-            self.name,
-            self.options,
-            bad_images=self.bad_images,
-            val_fraction=protocol.val_fraction,
-            sample_seed=protocol.split_seed,
-        )
-
-
-@dataclass(frozen=True)
-class Teacher:
-    name: str = "resnet50"
-    pretrained: bool = False
 
 
 @dataclass(frozen=True)
@@ -250,10 +65,16 @@ class Suite:
         search: the Optuna search.
         analyses: which analyses run on each cell's best pairs (:data:`dptq.analyses.ANALYSES`).
         analysis_examples: examples per split for the layer sweeps and corruptions (null: all).
+        sweep_layers: at most this many layers per layer sweep, evenly spaced, first and last
+            included (null: every layer; ``--smoke`` uses a few).
+        corruption_degrees: the degrees (0 = clean .. 5) of the corruptions analysis (null: all).
         audit: how the ``audit`` analysis trains its adversarial policy on f_N
             (:class:`dptq.audit.AuditConfig`).
         defenses: settings of the ``defenses`` analysis (:class:`dptq.defenses.DefenseConfig`).
         resources: per trial (and per analysis task).
+        max_concurrent: on Ray, at most this many searches (or teacher / KD stages) run at once;
+            null: as many as fill the cluster (its trial slots, by ``resources``, over the
+            ``search.num_samples`` trials of one search). Each search keeps its own Optuna study.
         retries: times a failed trial is retried (from its checkpoint) before it counts as failed.
         act: activation quantizer; weight_bits: static symmetric weight bits of the quantized
             pass (null: full-precision weights).
@@ -284,9 +105,12 @@ class Suite:
     search: Search = Search()
     analyses: tuple[Literal[tuple(ANALYSES)], ...] = tuple(ANALYSES)  # type: ignore[valid-type]
     analysis_examples: int | None = 512
+    sweep_layers: int | None = None
+    corruption_degrees: tuple[int, ...] | None = None
     audit: AuditConfig = AuditConfig()
     defenses: DefenseConfig = DefenseConfig()
     resources: Resources = Resources()
+    max_concurrent: int | None = None
     retries: int = 1
     act: ActQuantConfig = ActQuantConfig()
     weight_bits: int | None = 16
@@ -317,8 +141,19 @@ class Suite:
             raise ConfigError(
                 "modes: a record compares a robust and a detrimental pair; list both, once each"
             )
+        if self.max_concurrent is not None and self.max_concurrent < 1:
+            raise ConfigError(f"max_concurrent: must be >= 1 (or null), got {self.max_concurrent}")
         if not 0 <= self.retries <= 100:
             raise ConfigError(f"retries: must be >= 0 (and <= 100), got {self.retries}")
+        if self.corruption_degrees is not None and (
+            not self.corruption_degrees or not set(self.corruption_degrees) <= set(range(6))
+        ):
+            raise ConfigError(
+                f"corruption_degrees: a list of degrees in 0..5 (or null), got "
+                f"{list(self.corruption_degrees)}"
+            )
+        if self.sweep_layers is not None and self.sweep_layers < 1:
+            raise ConfigError(f"sweep_layers: must be >= 1 (or null), got {self.sweep_layers}")
         if self.analysis_examples is not None and self.analysis_examples < 1:
             raise ConfigError(
                 f"analysis_examples: must be >= 1 (or null), got {self.analysis_examples}"
@@ -345,10 +180,44 @@ class Suite:
         """The seed whose teacher and f_N the pairs of ``seed`` start from."""
         return self.seed_list[0] if self.share_stages else seed
 
+    def student(self, name: str) -> Student:
+        """The student called ``name``."""
+        return next(s for s in self.students if s.name == name)
+
     def digest(self) -> str:
-        """A short hash of the resolved suite (recorded with every result)."""
-        blob = json.dumps(to_plain(self), sort_keys=True).encode()
+        """A short hash of the resolved suite (recorded with every result).
+
+        Fields added after records were first written (:data:`_LATER_FIELDS`) are left out while
+        at their default, so a suite that does not use them keeps its hash and its rows.
+        """
+        plain = to_plain(self)
+        for path, default in _LATER_FIELDS:
+            *parents, key = path
+            for holder in _holders(plain, parents):
+                if key in holder and holder[key] == default:
+                    holder.pop(key)
+        blob = json.dumps(plain, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:12]
+
+
+_LATER_FIELDS = (
+    (("sweep_layers",), None),
+    (("max_concurrent",), None),
+    (("corruption_degrees",), None),
+    (("resources", "precision"), "no"),
+    (("resources", "loader_workers"), 0),
+    (("teacher", "options"), {}),
+    (("students", "*", "options"), {}),
+    (("students", "*", "pretrained"), False),
+)
+
+
+def _holders(plain, parents):
+    """The dicts at ``parents`` in ``plain`` (``*``: every item of a list)."""
+    nodes = [plain]
+    for p in parents:
+        nodes = [x for n in nodes for x in (n if p == "*" else [n[p]])]
+    return nodes
 
 
 def _prepare(cls, data, path: str):
@@ -390,4 +259,4 @@ def load_suite(path: str | Path) -> Suite:
     return parse_suite(data, str(p))
 
 
-__all__ = ["Suite", "SuiteError", "load_suite", "parse_suite", "to_plain", "SEARCHED"]
+__all__ = ["Suite", "SuiteError", "Range", "load_suite", "parse_suite", "to_plain", "SEARCHED"]

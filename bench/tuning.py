@@ -1,4 +1,5 @@
-"""The Ray edge: the only module that imports Ray (Ray Tune for trials, Ray tasks for analyses).
+"""The Ray edge: with :mod:`bench.ray_init`, the only code that imports Ray (Ray Tune for trials,
+Ray tasks for analyses and for the searches of a stage, which run at once).
 
 A stage function becomes a trainable through ``tune.with_parameters`` (the suite and the data go
 to the object store once, not into ``param_space``); ``param_space`` holds only the searched
@@ -7,15 +8,17 @@ settings. Each trial reports every epoch with its checkpoint (``tune.report``); 
 copy (``tune.get_checkpoint``); an interrupted experiment is restored with its searcher
 (``Tuner.restore``). The winner of a search comes from ``ResultGrid.get_best_result`` plus the
 deterministic tie-break of :mod:`bench.search`. Analyses of different cells run as Ray tasks in
-parallel, retried (``max_retries``) when their worker or node dies.
+parallel, retried (``max_retries``) when their worker or node dies. The searches (and KD stages) of
+a stage run concurrently, each driving its own experiment from a Ray task on the driver's node
+(:meth:`RayExecutor.concurrently`); every trainable is registered under a name of its own.
 """
 
 from __future__ import annotations
 
-import logging
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -23,52 +26,15 @@ import torch
 
 from dptq.io import atomic_file
 
+from . import events
 from .events import Progress, failure_reason, log_event, say
 from .plan import stage_epochs
+from .ray_init import init_ray
 from .search import TrialOutcome, best_of
 from .suite import Range
 
-TUNE_FILE = "state.pt"  # the stage checkpoint's name inside every Ray Tune checkpoint
-
-
-def _pythonpath() -> str:
-    parts = [os.getcwd(), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
-    return os.pathsep.join(dict.fromkeys(parts))
-
-
-def init_ray(run_dir: Path, address: str | None, suite) -> None:
-    """Join ``address`` (or ``RAY_ADDRESS``), else start Ray on this machine, on loopback only."""
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    address = address or os.environ.get("RAY_ADDRESS")
-    if not address:
-        # a run on one machine talks over loopback only; Ray otherwise takes the machine's
-        # outward address even for a local instance (read when Ray is first imported)
-        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-    import optuna
-    import ray
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    if ray.is_initialized():
-        return
-    # workers import a suite's ``module:function`` models from where the command was run
-    kwargs = dict(
-        include_dashboard=False,
-        logging_level=logging.ERROR,
-        log_to_driver=False,
-        runtime_env={"env_vars": {"RAY_USAGE_STATS_ENABLED": "0", "PYTHONPATH": _pythonpath()}},
-    )
-    if address:
-        ray.init(address=address, **kwargs)
-        return
-    from ray._private import ray_constants
-
-    # Ray was imported earlier in this process (tests, notebooks): the same switch, set directly
-    ray_constants.ENABLE_RAY_CLUSTER = os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] != "0"
-    tmp = run_dir / "ray"
-    if len(str(tmp)) > 40:  # Ray's unix sockets live under the temp dir (~107 characters at most)
-        tmp = Path(tempfile.gettempdir()) / f"dptq-ray-{suite.digest()}"
-    ray.init(num_cpus=os.cpu_count(), _temp_dir=str(tmp), **kwargs)
+TUNE_FILE = "state.pt"
+HEARTBEAT_S = 30.0  # seconds between "still analysing" lines  # the stage checkpoint's name inside every Ray Tune checkpoint
 
 
 def load_checkpoint_epoch(path: Path) -> int:
@@ -124,6 +90,20 @@ def _trainable(config: dict, *, job, start: dict | None, ckpt_for, threads: int)
     job(*args, ckpt=ckpt, report=_reporter(ckpt))
 
 
+def _named_trainable(experiment: str):
+    """:func:`_trainable` under a name of its own per experiment. Ray Tune keeps a trainable and
+    its ``with_parameters`` objects in the job's registry by the function's name: two searches
+    running at once under one name would train each other's stage."""
+    import hashlib
+
+    def trainable(config: dict, **kwargs) -> None:
+        _trainable(config, **kwargs)
+
+    tag = hashlib.sha256(experiment.encode()).hexdigest()[:10]
+    trainable.__name__ = trainable.__qualname__ = f"_trainable_{tag}"
+    return trainable
+
+
 def _callback(progress: Progress, epochs: int):
     from ray import tune
 
@@ -137,14 +117,19 @@ def _callback(progress: Progress, epochs: int):
         progress.event(kind, trial.trial_id, reason, last.get("node_id"), last.get("epoch"))
 
     class Callback(tune.Callback):
+        def on_trial_start(self, iteration, trials, trial, **info):
+            progress.mark("trial_start", trial.trial_id)
+
         def on_trial_result(self, iteration, trials, trial, result, **info):
             if "epoch" in result:  # a line per epoch while the stage trains
                 progress.epoch(trial.trial_id, result["epoch"], epochs, result)
 
         def on_trial_complete(self, iteration, trials, trial, **info):
+            progress.mark("trial_end", trial.trial_id)
             progress.finished(trial.last_result or {}, failed=False)
 
         def on_trial_error(self, iteration, trials, trial, **info):
+            progress.mark("trial_end", trial.trial_id)
             event("failed", trial)
             progress.finished({}, failed=True)
 
@@ -177,7 +162,7 @@ class RayExecutor:
         res = self.suite.resources
         trainable = tune.with_resources(
             tune.with_parameters(
-                _trainable, job=job, start=start, ckpt_for=ckpt_for, threads=res.threads
+                _named_trainable(name), job=job, start=start, ckpt_for=ckpt_for, threads=res.threads
             ),
             {"cpu": res.cpus, "gpu": res.gpus},
         )
@@ -270,6 +255,63 @@ class RayExecutor:
             top = grid.get_best_result(metric="score", mode="max", scope="last").metrics["score"]
         return outcomes, top
 
+    def concurrently(self, calls: dict) -> Iterator[tuple[object, object, str | None]]:
+        """Run the zero-argument ``calls`` (each a whole stage or search, driving its own Ray Tune
+        experiment) at once, as Ray tasks on this node, at most ``max_concurrent`` at a time;
+        yields ``(key, result, None)`` or ``(key, None, reason)`` as each ends. Their progress
+        lines come back through a queue and are printed here. One call (or ``max_concurrent:
+        1``) runs in this process."""
+        limit = self.suite.max_concurrent
+        if len(calls) > 1 and limit != 1:
+            init_ray(self.run_dir, self.address, self.suite)
+            limit = limit or self._fill()
+        if len(calls) <= 1 or limit == 1:
+            for key, call in calls.items():
+                yield key, call(), None
+            return
+        import ray
+        from ray.util.queue import Queue
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        lines = Queue(actor_options={"num_cpus": 0})
+        here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+        # on this node: the run folder (trial files, Ray Tune's storage) is this node's disk
+        task = ray.remote(num_cpus=0, max_retries=0, scheduling_strategy=here)(_call_printing)
+        todo, pending = list(calls.items()), {}
+        while todo or pending:
+            while todo and len(pending) < limit:
+                key, call = todo.pop(0)
+                pending[task.remote(call, lines)] = key
+            ready, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
+            self._print(lines)
+            for ref in ready:
+                key = pending.pop(ref)
+                try:
+                    yield key, ray.get(ref), None
+                except Exception as e:  # a search that breaks does not stop the others
+                    yield key, None, failure_reason(e)
+        self._print(lines)
+        ray.kill(lines.actor)
+
+    def _fill(self) -> int:
+        """How many searches keep the cluster busy: the trials it fits at once (by CPUs and GPUs
+        per trial) over the trials one search runs at once; no more (each search is a process
+        driving Ray Tune on this node)."""
+        import math
+
+        import ray
+
+        total, res = ray.cluster_resources(), self.suite.resources
+        slots = total.get("CPU", 1) / res.cpus
+        if res.gpus:
+            slots = min(slots, total.get("GPU", 0) / res.gpus)
+        per_search = self.suite.search.num_samples if self.suite.search.ranges() else 1
+        return max(1, math.ceil(slots / per_search))
+
+    def _print(self, lines) -> None:
+        while not lines.empty():
+            self.out(lines.get())
+
     def analyse(self, jobs: dict) -> Iterator[tuple[object, dict | None, str | None]]:
         """Every cell's analysis as a Ray task, in parallel; yields each as it finishes."""
         import ray
@@ -280,14 +322,32 @@ class RayExecutor:
             _run_job
         )
         pending = {task.remote(job): key for key, job in jobs.items()}
+        total, t0 = len(pending), time.time()
         while pending:
-            [done], _ = ray.wait(list(pending), num_returns=1)
-            key = pending.pop(done)
+            ready, _ = ray.wait(list(pending), num_returns=1, timeout=HEARTBEAT_S)
+            finished = total - len(pending)
+            elapsed = time.time() - t0
+            if not ready:  # a line now and then while long analyses run
+                eta = f", ETA {elapsed / finished * len(pending) / 60:.1f} min" if finished else ""
+                self.out(
+                    f"  [analyse] {finished}/{total} cell(s) done, {len(pending)} running or "
+                    f"queued, {elapsed / 60:.1f} min so far{eta}"
+                )
+                continue
+            key = pending.pop(ready[0])
+            eta = elapsed / (finished + 1) * len(pending)
+            self.out(f"  [analyse] cell {finished + 1}/{total} done, ETA {eta / 60:.1f} min")
             try:
-                yield key, ray.get(done), None
+                yield key, ray.get(ready[0]), None
             except Exception as e:  # one cell's failure does not stop the others
                 yield key, None, failure_reason(e)
 
 
 def _run_job(job):
     return job()
+
+
+def _call_printing(call, lines):
+    """A stage or search inside a Ray task: what it prints goes to the driver through ``lines``."""
+    events.SINK = lines.put
+    return call()

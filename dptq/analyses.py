@@ -22,6 +22,7 @@ pattern: a dict plus a decorator); a suite's ``analyses:`` picks exactly which r
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,6 +52,8 @@ class TrainedCell:
         f_n_acc: f_N's reference accuracy (the one the search's objective used).
         max_examples: bound on the examples per split of the sweeps, histograms and corruptions
             (a seeded, stratified subset drawn with ``sample_seed``; None: all).
+        sweep_layers: at most this many layers per layer sweep, evenly spaced (None: all).
+        corruption_degrees: the corruption degrees evaluated (None: 0..5).
         audit, defenses: settings of the ``audit`` and ``defenses`` analyses; ``policy`` and
             ``policy_options`` build the audit's adversarial policy.
         fp_cost_max: a defense costing f_D more than this at full precision (points) does not
@@ -69,6 +72,8 @@ class TrainedCell:
     seed: int = 0
     max_examples: int | None = 512
     sample_seed: int = 0
+    sweep_layers: int | None = None
+    corruption_degrees: tuple[int, ...] | None = None
     audit: AuditConfig = field(default_factory=AuditConfig)
     defenses: DefenseConfig = field(default_factory=DefenseConfig)
     policy: str = "small_cnn"
@@ -160,6 +165,7 @@ def layer_sweep(cell: TrainedCell, out: Path) -> Analysis:
             cell.device,
             max_examples=cell.max_examples,
             sample_seed=cell.sample_seed,
+            max_layers=cell.sweep_layers,
         ).assign(network=k)
         for k in PAIRS
     ]
@@ -200,6 +206,7 @@ def corruptions(cell: TrainedCell, out: Path) -> Analysis:
     corr = metrics.corruption_robustness(
         models,
         cell.data,
+        degrees=cell.corruption_degrees or metrics.DEGREES,
         device=cell.device,
         seed=cell.seed,
         max_examples=cell.max_examples,
@@ -248,14 +255,26 @@ def trigger(cell: TrainedCell, out: Path) -> Analysis:
     )
 
 
-def run_analyses(cell: TrainedCell, names, out: Path) -> list[Analysis]:
-    """The named analyses, in the registry's order (Table 1..3, Fig. 2..4), written under ``out``."""
+def run_analyses(cell: TrainedCell, names, out: Path, progress=None) -> list[Analysis]:
+    """The named analyses, in the registry's order (Table 1..3, Fig. 2..4), written under ``out``.
+
+    ``progress(name, index, total, seconds)``, when given, is called as each analysis starts
+    (``seconds``: time spent on the earlier ones) and once more at the end with ``name=None``.
+    """
     unknown = [n for n in names if n not in ANALYSES]
     if unknown:
         raise ValueError(f"unknown analyses {unknown}; known: {list(ANALYSES)}")
     out.mkdir(parents=True, exist_ok=True)
+    chosen = [(name, fn) for name, fn in ANALYSES.items() if name in names]
+    results, t0 = [], time.perf_counter()
     with torch.no_grad():
-        return [fn(cell, out) for name, fn in ANALYSES.items() if name in names]
+        for i, (name, fn) in enumerate(chosen):
+            if progress is not None:
+                progress(name, i, len(chosen), time.perf_counter() - t0)
+            results.append(fn(cell, out))
+    if progress is not None:
+        progress(None, len(chosen), len(chosen), time.perf_counter() - t0)
+    return results
 
 
 def _html(title: str, text: str) -> str:
@@ -272,10 +291,10 @@ def _html(title: str, text: str) -> str:
     )
 
 
-def write_report(cell: TrainedCell, names, out: Path, title: str) -> dict:
+def write_report(cell: TrainedCell, names, out: Path, title: str, progress=None) -> dict:
     """Run the named analyses, write ``out/report.md`` (and ``report.html``); returns the record
-    fields they produce."""
-    results = run_analyses(cell, names, out)
+    fields they produce. ``progress``: as :func:`run_analyses`."""
+    results = run_analyses(cell, names, out, progress)
     lines = [f"# {title}", "", f"Budget {cell.budget} bits.", ""]
     lines += [a.markdown() for a in results]
     text = "\n".join(lines)

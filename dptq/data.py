@@ -369,3 +369,6 @@ def normalize(images: torch.Tensor, mean, std) -> torch.Tensor:
     m = torch.tensor(mean, device=x.device).view(1, -1, 1, 1)
     s = torch.tensor(std, device=x.device).view(1, -1, 1, 1)
     return (x - m) / s
+
+
+from . import synthetic  # noqa: E402, F401  (registers the ``synthetic`` dataset)

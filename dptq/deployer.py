@@ -74,6 +74,7 @@ def audit_analysis(
         splits=("test",),
         max_examples=cell.max_examples,
         sample_seed=cell.sample_seed,
+        max_layers=cell.sweep_layers,
     ).assign(network=f"{name} under pi_A")
     write_atomic(out / "audit_sweep.csv", sweep.to_csv(index=False))
     report.plot_layer_sweep(sweep, out / "audit_sweep.png", "Audit: layer sweep under pi_A")

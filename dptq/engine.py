@@ -154,6 +154,8 @@ def _loader(loop: Loop, opts: RunOptions, epoch: int, acc: Accelerator) -> DataL
         drop_last=True,
         generator=gen,
         num_workers=opts.num_workers,
+        pin_memory=acc.device.type == "cuda",
+        persistent_workers=False,
     )
     return acc.prepare_data_loader(dl) if acc.num_processes > 1 else dl
 

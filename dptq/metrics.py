@@ -162,16 +162,22 @@ def layer_sweep(
     splits: Sequence[str] = ("train", "test"),
     max_examples: int | None = None,
     sample_seed: int = 0,
+    max_layers: int | None = None,
 ) -> pd.DataFrame:
     """Fig. 2: accuracy when only some layers are quantized (with the policy's own bits).
 
-    ``max_examples`` bounds each split by a seeded, stratified random subset. Columns: split,
-    layer (1-based), scheme (before/after/single), accuracy (percent).
+    ``max_examples`` bounds each split by a seeded, stratified random subset; ``max_layers``
+    sweeps only that many layers, evenly spaced, the first and last included (None: all).
+    Columns: split, layer (1-based), scheme (before/after/single), accuracy (percent).
     """
     rows = []
+    layers = range(net.num_layers)
+    if max_layers is not None and max_layers < net.num_layers:
+        picked = torch.linspace(0, net.num_layers - 1, max(max_layers, 2)).round().long()
+        layers = sorted(set(picked.tolist()))
     for split in splits:
         ds = subset(getattr(data, split), max_examples, sample_seed)
-        for layer in range(net.num_layers):
+        for layer in layers:
             for scheme, mask in sweep_masks(net.num_layers, layer).items():
                 acc = _accuracy(net, ds, data.mean, data.std, bits_fn, mask, device)
                 rows.append({"split": split, "layer": layer + 1, "scheme": scheme, "accuracy": acc})
@@ -266,10 +272,11 @@ def corruption_robustness(
     ``models`` maps a label (e.g. "f_R FP", "f_R quantized") to (network, bits function or None).
     On a seeded, stratified subset of the test split of at most ``max_examples``. Columns: model,
     corruption, degree, accuracy (percent). The same seed gives the same corrupted images for
-    every model.
+    every model. Degree 0 is the clean image under every corruption (exactly; tested), so it is
+    evaluated once per model and its row repeated for each corruption.
     """
     ds = subset(data.test, max_examples, sample_seed)
-    rows = []
+    rows, clean = [], {}
     for name in corruptions:
         for degree in degrees:
 
@@ -282,9 +289,19 @@ def corruption_robustness(
                 return (x - m) / s
 
             for label, (net, bits_fn) in models.items():
+                if degree == 0 and label in clean:
+                    rows.append({**clean[label], "corruption": name})
+                    continue
                 acc = _accuracy(
                     net, ds, data.mean, data.std, bits_fn, None, device, transform=transform
                 )
+                if degree == 0:
+                    clean[label] = {
+                        "model": label,
+                        "corruption": name,
+                        "degree": 0,
+                        "accuracy": acc,
+                    }
                 rows.append({"model": label, "corruption": name, "degree": degree, "accuracy": acc})
     return pd.DataFrame(rows)
 

@@ -31,6 +31,7 @@ ScaleMode = Literal["minmax", "percentile"]
 
 MIN_BITS, MAX_BITS = 2, 16
 _EPS = torch.finfo(torch.float32).eps
+_HALF = (torch.float16, torch.bfloat16)  # under autocast: quantized in float32 (rounding needs it)
 
 
 def qrange(bits: torch.Tensor | int, symmetric: bool) -> tuple[torch.Tensor, torch.Tensor]:
@@ -193,6 +194,19 @@ def fake_quantize(
         per_channel: one scale per example and channel (dim 1) instead of per example, for
             inputs with spatial dims; a ``[B, F]`` input (a Linear layer's) stays per example.
     """
+    if x.dtype in _HALF:  # mixed precision: ranges, scales and codes in float32, then back
+        with torch.autocast(x.device.type, enabled=False):
+            out = fake_quantize(
+                x.float(),
+                bits,
+                symmetric,
+                per_example,
+                scale_mode,
+                percentile,
+                grad_through_scale,
+                per_channel,
+            )
+        return out.to(x.dtype)
     bits_t = _broadcast_bits(bits, x, per_example)
     stats_in = x if grad_through_scale else x.detach()
     lo, hi = _range_stats(stats_in, per_example, scale_mode, percentile, per_channel)
@@ -248,6 +262,11 @@ def option_inner_products(
     ``Q_o(x) = (q_o - z_o) s_o`` with integer codes ``q_o``, the inner product is
     ``s_o (<grad, q_o> - z_o sum(grad))``: no dequantization pass per option.
     """
+    if x.dtype in _HALF or grad.dtype in _HALF or torch.is_autocast_enabled(x.device.type):
+        with torch.autocast(x.device.type, enabled=False):  # the bmm below would run in bf16
+            return option_inner_products(
+                x.float(), grad.float(), options, symmetric, scale_mode, percentile, per_channel
+            )
     if per_channel and x.dim() > 2:  # one scale per channel: no common factor to pull out
         lo, hi = _range_stats(x, True, scale_mode, percentile, True)
         g = grad.to(x.dtype)

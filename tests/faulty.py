@@ -66,3 +66,18 @@ class Slow(nn.Module):
 
 def slow_net(num_classes: int) -> nn.Module:
     return Slow(num_classes)
+
+
+def fixed_size_net(num_classes: int) -> nn.Module:
+    """A network written for 12x12 images only (its Linear expects 16 x 6 x 6 features): any other
+    image size is a shape error at the first forward pass, as a real model's would be."""
+    return nn.Sequential(
+        nn.Conv2d(3, 16, 3, stride=2, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(16, 16, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(16, 16, 3, padding=1),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(16 * 6 * 6, num_classes),
+    )

@@ -48,3 +48,17 @@ def test_suite_that_is_not_utf8_gives_one_line(tmp_path, capsys):
     assert main(["run", str(f), "--dry-run"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"error: {f}: not UTF-8 text") and "\n" not in err
+
+
+@pytest.mark.parametrize(
+    "address,why",
+    [("127.0.0.1:1", "Connection refused"), ("127.0.0.1", "expected host:port")],
+)
+def test_unreachable_address_gives_one_line_at_once(tmp_path, capsys, address, why):
+    """Not a ConnectionError traceback after Ray's 30 s of retries; nothing written."""
+    out = tmp_path / "run"
+    code = main(["run", "tests/suites/tiny.yaml", "--address", address, "--out", str(out)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1
+    assert err.startswith(f"error: --address {address}: ") and why in err
+    assert not out.exists()

@@ -80,3 +80,25 @@ def test_non_own_bits_split_the_batch_and_keep_the_budget():
     assert torch.equal(bits[5:], own_policy_bits(pi_r, OPTIONS, budget)(x[5:]))
     with pytest.raises(ValueError, match="needs the robust pair's policy"):
         non_own_bits(x, cfg, budget, student.num_layers)
+
+
+def test_pair_step_under_bf16_autocast_keeps_bits_and_gradients_close():
+    """Mixed precision (``resources.precision: bf16``): the same allocation (knapsack in float32
+    on float32 scores), a loss within bf16's tolerance of float32's, and a finite policy gradient
+    pointing the same way (bf16's 8-bit mantissa leaves a cosine of about 0.9 here; a cast that
+    broke the taps would give zero or noise)."""
+    x, student, policy, teacher, cfg, budget = setup()
+    torch.manual_seed(5)
+    loss32, m32 = pair_step(student, policy, teacher, x, cfg, budget)
+    loss32.backward()
+    grads32 = [p.grad.clone() for p in policy.parameters()]
+    policy.zero_grad()
+    torch.manual_seed(5)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss16, m16 = pair_step(student, policy, teacher, x, cfg, budget)
+    loss16.backward()
+    assert torch.isfinite(loss16) and m16["bits_sum"] == m32["bits_sum"] == budget
+    torch.testing.assert_close(loss16.float(), loss32, rtol=0.05, atol=0.05)
+    for p, g in zip(policy.parameters(), grads32):
+        assert torch.isfinite(p.grad).all()
+        assert torch.nn.functional.cosine_similarity(p.grad.flatten(), g.flatten(), dim=0) > 0.5

@@ -153,3 +153,49 @@ def test_option_inner_products_equal_naive(symmetric, scale_mode, gen):
         dim=1,
     )
     torch.testing.assert_close(got, naive, rtol=1e-4, atol=1e-4)
+
+
+def test_mixed_precision_quantizes_in_float32():
+    """Under bf16 autocast a layer's input arrives in bf16; its ranges, scales and integer codes
+    are still computed in float32 (bf16 arithmetic would move codes), and the policy gradient's
+    inner products too: the quantized result equals the float32 one, cast."""
+    from dptq.quant import option_inner_products, qrange, scale_zero_point
+
+    g = torch.Generator().manual_seed(0)
+    x = (torch.randn(4, 8, 16, 16, generator=g) * 3).bfloat16()
+    bits = torch.tensor([3, 4, 6, 8])
+    out = fake_quantize(x, bits)
+    assert out.dtype == torch.bfloat16
+    assert torch.equal(out, fake_quantize(x.float(), bits).bfloat16())
+    # the same formula in bf16 arithmetic gives other codes: the float32 path is what keeps them
+    lo, hi = x.flatten(1).amin(1), x.flatten(1).amax(1)
+    b = bits.view(-1, 1, 1, 1)
+    s, z = scale_zero_point(lo.view(-1, 1, 1, 1), hi.view(-1, 1, 1, 1), b, False)
+    s, z = s.bfloat16(), z.bfloat16()
+    qmin, qmax = (t.bfloat16() for t in qrange(b, False))
+    naive = (torch.clamp(torch.round(x / s) + z, qmin, qmax) - z) * s
+    assert not torch.equal(naive, out)
+    grad = torch.randn(x.shape, generator=g)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        ip = option_inner_products(x, grad, (3, 4, 6, 8))
+    assert ip.dtype == torch.float32
+    assert torch.equal(ip, option_inner_products(x.float(), grad, (3, 4, 6, 8)))
+
+
+def test_pair_forward_under_autocast_keeps_the_allocation():
+    """A quantized forward under bf16 autocast: the knapsack's bits are those of float32 scores
+    and every quantized activation equals its float32 quantization of the same bf16 input."""
+    from dptq.models import QuantizableModel
+    from tests.test_train import small_net
+
+    torch.manual_seed(0)
+    net = QuantizableModel(small_net(10)).eval()
+    x = torch.randn(3, 3, 12, 12)
+    bits = torch.tensor([[3, 5, 8], [4, 4, 4], [8, 6, 3]])
+    cap: dict = {}
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = net(x, bits, capture=cap)
+    assert torch.isfinite(logits).all() and set(cap) == {0, 1, 2}
+    for layer, (inp, q) in cap.items():
+        assert inp.dtype == torch.bfloat16
+        assert torch.equal(q, fake_quantize(inp.float(), bits[:, layer]).to(q.dtype))

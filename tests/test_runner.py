@@ -10,16 +10,20 @@ import tempfile
 from pathlib import Path
 
 import pytest
+import yaml
 
 from bench import plan, store
+from bench.events import read_events
 from bench.runner import run_suite
-from bench.suite import load_suite
+from bench.suite import load_suite, parse_suite
 from bench.tuning import RayExecutor
+from tests.helpers import with_change
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ROOT / "tests" / "suites" / "tiny.yaml"
 NET = "tests.test_train:small_net"
 VOLATILE = ("date", "report", "retries", "git_commit")
+MODES = ("robust", "detrimental")
 pytestmark = pytest.mark.slow
 
 
@@ -83,8 +87,32 @@ def test_local_run_gives_the_same_records_as_ray(ray_run, tmp_path):
     assert _numbers(local["records"]) == _numbers(res["records"])
 
 
+def test_searches_of_a_stage_run_at_once(ray_run):
+    """The robust and the detrimental search run at the same time, each with its own study: the
+    span of one search's trials (first start to last end, from RUN/events.jsonl) overlaps the
+    other's; one after another they could not. (Whether two single trials overlap as well
+    depends on how long a trial takes next to starting its worker process: tiny trials do not.)"""
+    run_dir, res = ray_run
+    spans: dict[str, dict[str, list[float]]] = {}
+    for e in read_events(run_dir):
+        if e["event"] in ("trial_start", "trial_end") and e["experiment"].startswith("pair-"):
+            spans.setdefault(e["experiment"], {}).setdefault(e["trial"], []).append(e["t"])
+    robust, det = (spans[_cell().search(m)] for m in MODES)
+    assert len(robust) == len(det) == 2 and all(
+        len(t) == 2 for t in [*robust.values(), *det.values()]
+    )
+
+    def span(trials):
+        return min(t[0] for t in trials.values()), max(t[1] for t in trials.values())
+
+    (r0, r1), (d0, d1) = span(robust), span(det)
+    assert r0 < d1 and d0 < r1, spans
+    assert not res["failed"]
+
+
 def test_stopped_after_the_first_search_resumes(ray_run, tmp_path, monkeypatch):
-    suite = load_suite(TINY)
+    # one search at a time (in this process: the patched search below is the one that runs)
+    suite = parse_suite(with_change(yaml.safe_load(TINY.read_text()), "max_concurrent", 1))
     real, calls = RayExecutor.search, []
 
     def stop_after_first(self, *args, **kw):
@@ -103,7 +131,15 @@ def test_stopped_after_the_first_search_resumes(ray_run, tmp_path, monkeypatch):
     for mode in ("robust", "detrimental"):
         assert len(_trial_dirs(tmp_path / "b", _cell().search(mode))) == 2
     straight = ray_run[1]["records"]
-    assert _numbers(resumed["records"]) == _numbers(straight) == _numbers(again["records"])
+
+    def numbers(records):  # max_concurrent is part of the suite (its hash, the ids), not a number
+        return [
+            {k: v for k, v in r.items() if k not in ("id", "suite_hash", "per_example")}
+            for r in records
+        ]
+
+    assert numbers(_numbers(resumed["records"])) == numbers(_numbers(straight))
+    assert _numbers(resumed["records"]) == _numbers(again["records"])
     assert len(store.load(tmp_path / "b")) == 1  # never duplicated
 
 

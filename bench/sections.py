@@ -1,0 +1,245 @@
+"""The sections of a suite: the frozen dataclasses that :class:`bench.suite.Suite` is built from.
+
+Search ranges, the protocol, resources, students, the teacher and the dataset; each field is
+documented where it is declared. Loaded and checked through :func:`bench.suite.load_suite`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from dptq.data import DATASETS, DataOptions
+from dptq.engine import ConfigError
+
+
+def _dataset_options(name: str) -> type:
+    return DATASETS[name].options
+
+
+@dataclass(frozen=True)
+class Range:
+    """A search range: ``low``..``high``, sampled on a log scale when ``log``."""
+
+    low: float
+    high: float
+    log: bool = False
+
+    def __post_init__(self):
+        if not self.low <= self.high:
+            raise ConfigError(f"low {self.low} must be <= high {self.high}")
+        if self.log and self.low <= 0:
+            raise ConfigError(f"a log range needs low > 0, got {self.low}")
+        if self.low < 0:
+            raise ConfigError(f"low: must be >= 0 (a margin or a loss weight), got {self.low}")
+
+
+SEARCHED = ("delta", "alpha", "beta", "stealth")  # the pair settings a search may range over
+
+
+@dataclass(frozen=True)
+class Search:
+    """Optuna (through Ray Tune's OptunaSearch, or directly with ``--local``) over the pair settings.
+
+    Attributes:
+        num_samples: trials per (student, bit options, budget, mode); the first trial always uses
+            the ``pair`` section's own values.
+        delta, alpha, beta, stealth: ranges; a missing one is fixed at the ``pair`` section's
+            value (``stealth`` is gamma, the stealth term's weight).
+        fp_tolerance: points of FP accuracy below f_N that a pair may lose before it is penalised.
+        penalty: score points per point of FP accuracy lost beyond the tolerance.
+        stealth_penalty: score points per point of a detrimental pair's worst drop under a random
+            or the uniform allocation beyond ``protocol.stealth_max`` (0: not counted).
+        asha: stop unpromising trials early (ASHA) when True (Ray only).
+    """
+
+    num_samples: int = 1
+    delta: Range | None = None
+    alpha: Range | None = None
+    beta: Range | None = None
+    stealth: Range | None = None
+    fp_tolerance: float = 2.0
+    penalty: float = 10.0
+    stealth_penalty: float = 0.0
+    asha: bool = False
+
+    def __post_init__(self):
+        if self.stealth_penalty < 0:
+            raise ConfigError(f"stealth_penalty: must be >= 0, got {self.stealth_penalty}")
+        if not 1 <= self.num_samples <= 10_000:
+            raise ConfigError(f"num_samples: must be >= 1 (and <= 10000), got {self.num_samples}")
+        if self.fp_tolerance < 0 or self.penalty < 0:
+            raise ConfigError("fp_tolerance, penalty: must be >= 0")
+
+    def ranges(self) -> dict[str, Range]:
+        """The searched settings and their ranges (empty: nothing is searched)."""
+        return {k: getattr(self, k) for k in SEARCHED if getattr(self, k) is not None}
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """How results are selected and judged (README "The protocol").
+
+    Attributes:
+        val_fraction: share of the training split held out as the validation split (stratified,
+            ``split_seed``). Every per-epoch report, the search objective, ASHA, the choice of the
+            best trial and f_N's reference accuracy read it; the test split is read once per
+            chosen pair, to make the record.
+        split_seed: seeds the validation split and every subset of examples (``max_train``,
+            ``max_test``, ``analysis_examples``); not the training seed.
+        fp_match_max: a valid row has |FP f_R - FP f_D| at most this (points) ...
+        fp_drop_max: ... both FP accuracies at most this far below f_N's (points) ...
+        min_f_n_acc: ... and f_N's accuracy at least this (percent); null: halfway between
+            chance (100 / classes) and 100.
+        stealth_max: a detrimental pair is *stealthy* when it drops by more than this under
+            its own policy and by at most this under every allocation that is not (points).
+        random_allocations: K random budget-respecting allocations every pair is evaluated under.
+        allow_degenerate: admit cells whose budget leaves exactly one allocation (no policy has a
+            choice there); their rows are marked.
+    """
+
+    val_fraction: float = 0.15
+    split_seed: int = 0
+    fp_match_max: float = 2.0
+    fp_drop_max: float = 2.0
+    min_f_n_acc: float | None = None
+    stealth_max: float = 5.0
+    random_allocations: int = 8
+    allow_degenerate: bool = False
+
+    def __post_init__(self):
+        if not 0 < self.val_fraction <= 0.5:
+            raise ConfigError(f"val_fraction: must lie in (0, 0.5], got {self.val_fraction}")
+        for name in ("fp_match_max", "fp_drop_max", "stealth_max"):
+            if not 0 <= getattr(self, name) <= 100:
+                raise ConfigError(f"{name}: must lie in 0..100 points, got {getattr(self, name)}")
+        if self.min_f_n_acc is not None and not 0 <= self.min_f_n_acc <= 100:
+            raise ConfigError(f"min_f_n_acc: must lie in 0..100 (or null), got {self.min_f_n_acc}")
+        if not 1 <= self.random_allocations <= 256:
+            raise ConfigError(
+                f"random_allocations: must lie in 1..256, got {self.random_allocations}"
+            )
+
+
+@dataclass(frozen=True)
+class Resources:
+    """Per trial; fractional GPUs let several trials share one GPU.
+
+    Attributes:
+        cpus, gpus: what one trial (and one analysis task) asks Ray for.
+        precision: ``no`` (float32) or ``bf16`` / ``fp16`` autocast in training (Accelerate's
+            mixed precision); quantizers, knapsack and policy gradient stay in float32.
+        loader_workers: DataLoader worker processes per trial (0: in the trial's process);
+            batches are pinned in memory when the trial has a GPU.
+    """
+
+    cpus: float = 1.0
+    gpus: float = 0.0
+    precision: Literal["no", "bf16", "fp16"] = "no"
+    loader_workers: int = 0
+
+    def __post_init__(self):
+        if not (0 < self.cpus <= 4096 and 0 <= self.gpus <= 1024):
+            raise ConfigError(f"cpus must be > 0 and gpus >= 0, got {self.cpus}, {self.gpus}")
+        if not 0 <= self.loader_workers <= 256:
+            raise ConfigError(f"loader_workers: must lie in 0..256, got {self.loader_workers}")
+
+    @property
+    def threads(self) -> int:
+        """torch threads of one trial."""
+        return max(1, int(self.cpus))
+
+
+@dataclass(frozen=True)
+class Student:
+    """A white-box architecture: a timm name or ``package.module:function``.
+
+    Attributes:
+        budgets: absolute budgets for this student (override the suite's ``avg_bits``), either one
+            list for all bit-option versions or a mapping version -> list.
+        options: keyword arguments of the model's constructor (timm's ``create_model`` kwargs,
+            e.g. ``{img_size: 32, patch_size: 4}`` for a ViT; ``num_classes`` comes from the data).
+        pretrained: start KD from the model's pretrained weights (timm downloads them).
+    """
+
+    name: str
+    budgets: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)
+    pretrained: bool = False
+
+    def __post_init__(self):
+        _check_model_options(self.options)
+
+    def build(self, num_classes: int, pretrained: bool = False):
+        """The model (``pretrained`` only where a stage starts from it: KD)."""
+        from dptq.models import create_model
+
+        return create_model(self.name, num_classes, pretrained=pretrained, **self.options)
+
+
+def _check_model_options(options: dict) -> None:
+    if "num_classes" in options or "pretrained" in options:
+        raise ConfigError(
+            "options: num_classes comes from the dataset and pretrained is its own field; "
+            "remove them from options"
+        )
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A registered dataset, its options, and what an unreadable image file does.
+
+    Attributes:
+        name: ``digits``, ``oxford_pets``, ``cifar10``, ``cifar100`` or ``imagefolder``.
+        options: that dataset's options (:mod:`dptq.data`: ``image_size``, ``root``, ...).
+        bad_images: ``stop`` (the run ends with one line listing the files) or ``skip`` (they
+            are left out, listed in the run's output and on the record).
+    """
+
+    name: str = "digits"
+    options: DataOptions | None = field(
+        default=None, metadata={"options_of": ("name", _dataset_options)}
+    )
+    bad_images: Literal["stop", "skip"] = "stop"
+
+    def __post_init__(self):
+        if self.name not in DATASETS:
+            import difflib
+
+            near = difflib.get_close_matches(self.name, list(DATASETS), n=1)
+            raise ConfigError(
+                f"unknown dataset {self.name!r}; "
+                + (f"did you mean {near[0]!r}?" if near else f"known: {sorted(DATASETS)}")
+            )
+        if self.options is None:
+            object.__setattr__(self, "options", DATASETS[self.name].options())
+
+    def load(self, protocol: Protocol):
+        """The dataset with the protocol's validation split (:func:`dptq.data.load_dataset`)."""
+        from dptq.data import load_dataset
+
+        return load_dataset(
+            self.name,
+            self.options,
+            bad_images=self.bad_images,
+            val_fraction=protocol.val_fraction,
+            sample_seed=protocol.split_seed,
+        )
+
+
+@dataclass(frozen=True)
+class Teacher:
+    """The black box: a timm name (or ``module:function``), its constructor's keyword arguments
+    (``options``, as for a student) and whether it starts from pretrained weights."""
+
+    name: str = "resnet50"
+    pretrained: bool = False
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self):
+        _check_model_options(self.options)
+
+    def build(self, num_classes: int, pretrained: bool = False):
+        from dptq.models import create_model
+
+        return create_model(self.name, num_classes, pretrained=pretrained, **self.options)

@@ -1,0 +1,98 @@
+"""``python -m bench run SUITE --smoke``: every cell, stage and analysis, a couple of steps each."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bench import plan
+from bench.__main__ import main
+from bench.smoke import smoke_suite
+from bench.suite import load_suite
+from tests.helpers import ROOT, SUITES, suite_data
+
+PETS = ["pets.yaml", "pets-paper.yaml"]
+
+
+def _records(run_dir):
+    return [json.loads(p.read_text()) for p in sorted((run_dir / "records").rglob("*.json"))]
+
+
+@pytest.mark.parametrize("name", PETS)
+def test_smoke_suite_keeps_every_cell_and_analysis(name):
+    suite = load_suite(ROOT / "suites" / name)
+    smoke = smoke_suite(suite, gpu=False)
+    first = suite.seed_list[0]
+    assert {c.key for c in plan.cells(smoke, 37)} == {
+        c.key for c in plan.cells(suite, 37) if c.seed == first
+    }
+    assert len(plan.cells(smoke, 37)) == 27  # 3 students x 3 versions x 3 budgets
+    assert smoke.analyses == suite.analyses and smoke.modes == suite.modes
+    opts = smoke.dataset.options
+    assert smoke.dataset.name == "synthetic" and opts.num_classes == 37
+    assert opts.image_size == suite.dataset.options.image_size == 224
+    assert not smoke.teacher.pretrained and smoke.name == f"{suite.name}-smoke"
+    assert smoke.pair.epochs == smoke.kd_stage.epochs == 1 and smoke.search.num_samples == 1
+    assert smoke.resources.gpus == 0
+    # the real run's own settings are what it checks
+    assert smoke.pair.delta == suite.pair.delta and smoke.pair.hinge_space == suite.pair.hinge_space
+
+
+def test_smoke_is_never_submitted(tmp_path, capsys):
+    code = main(["run", "suites/default.yaml", "--smoke", "--submit", "--out", str(tmp_path / "r")])
+    assert code == 2
+    assert "never submitted" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", PETS)
+def test_pets_suite_passes_smoke_on_the_cpu(name, tmp_path, capsys):
+    """Every cell of the paper's grid at 224 px, 37 classes, every stage and analysis."""
+    out = tmp_path / "run"
+    code = main(["run", f"suites/{name}", "--smoke", "--local", "--out", str(out)])
+    text = capsys.readouterr().out
+    assert code == 0, text[-3000:]
+    records = _records(out)
+    assert len(records) == 27 and all(r["error"] is None for r in records)
+    for field in ("gap", "corruption_mean_acc", "transfer_gap_min", "best_defense"):
+        assert all(field in r for r in records), field
+    assert "smoke passed: 27 cell(s)" in text
+    assert "[analyse " in text and "audit (7/9)" in text  # a line per analysis
+    assert not list((ROOT / "leaderboard" / "records").glob("pets*"))
+
+
+@pytest.mark.slow
+def test_vit_and_convnext_students_pass_smoke_through_ray(tmp_path, capsys):
+    """timm keyword arguments per student; Linear layers quantized like convolutions."""
+    out = tmp_path / "run"
+    code = main(["run", str(SUITES / "modern.yaml"), "--smoke", "--out", str(out)])
+    text = capsys.readouterr().out
+    assert code == 0, text[-3000:]
+    records = _records(out)
+    assert sorted(r["architecture"] for r in records) == ["convnext_atto", "vit_tiny_patch16_224"]
+    assert all(r["error"] is None and r["num_layers"] > 8 for r in records)
+
+
+@pytest.mark.slow
+def test_a_broken_cell_fails_smoke_naming_it(tmp_path, capsys):
+    """A student written for 12 px in a 16 px suite: its cells fail, named; the others pass."""
+    data = suite_data(
+        "tiny",
+        students=["tests.test_train:small_net", "tests.faulty:fixed_size_net"],
+        dataset__options={"image_size": 16},
+        analyses=["pair_scores"],
+    )
+    path = tmp_path / "broken.yaml"
+    import yaml
+
+    path.write_text(yaml.safe_dump(data))
+    code = main(["run", str(path), "--smoke", "--local", "--out", str(tmp_path / "run")])
+    out, err = capsys.readouterr()
+    assert code == 1
+    assert "smoke FAILED" in out and "tests_faulty_fixed_size_net-I-" in out
+    assert "FAILED kd tests.faulty:fixed_size_net seed 0: RuntimeError: mat1 and mat2" in err
+    records = _records(tmp_path / "run")
+    good = [r for r in records if r["error"] is None]
+    assert [r["architecture"] for r in good] == ["tests.test_train:small_net"]
