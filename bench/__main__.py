@@ -20,7 +20,7 @@ def _parser() -> argparse.ArgumentParser:
 
     perf = sub.add_parser("perf", help="speed benchmarks; results go to leaderboard/perf/")
     perf.add_argument(
-        "which", choices=["core", "train", "corruptions", "int8"], help="which benchmark"
+        "which", choices=["core", "train", "corruptions", "int8", "gpu"], help="which benchmark"
     )
     perf.add_argument("--out", default="leaderboard/perf", help="output folder")
     perf.add_argument("--quick", action="store_true", help="fewer repetitions (smoke test)")
@@ -93,6 +93,13 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="run every stage in this process, without Ray (same run folder, same records)",
     )
+    run.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="with --local: run a wave's searches and the cells' analyses in N processes "
+        "(default 1; with --smoke one per core)",
+    )
     run.add_argument("--fresh", action="store_true", help="delete the run folder and start over")
     run.add_argument(
         "--dry-run", action="store_true", help="validate and print the plan; start nothing"
@@ -143,6 +150,7 @@ def _run(args) -> int:
     failed (each named on stderr, and a failed entry in the run's records); 2: bad input (one
     line: file, what is wrong, what to do; nothing written).
     """
+    import os
     from pathlib import Path
 
     from dptq.data import DataError
@@ -176,6 +184,7 @@ def _run(args) -> int:
             fresh=args.fresh,
             dry_run=args.dry_run,
             local=args.local,
+            workers=args.workers or ((os.cpu_count() or 1) if args.smoke else 1),
         )
         if res["records"]:
             regenerate(run_dir, run_dir / "board", extra=[board] if board else [])

@@ -6,6 +6,7 @@ machine hits both alike. Numbers are for the machine named in the output.
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import platform
@@ -383,13 +384,12 @@ def run_perf(which: str, out_dir: str = "leaderboard/perf", quick: bool = False)
     elif which == "corruptions":
         res["corruptions"] = bench_corruptions(quick)
         md = _markdown_corruptions(res)
-    elif which == "int8":
-        from .perf_int8 import bench_int8, markdown_int8  # torch.ao only when asked
-
-        res["int8"] = bench_int8(quick)
-        md = markdown_int8(res)
+    elif which in ("int8", "gpu"):  # their own modules: torch.ao / CUDA only when asked
+        mod = importlib.import_module(f".perf_{which}", __package__)
+        res[which] = getattr(mod, f"bench_{which}")(quick)
+        md = getattr(mod, f"markdown_{which}")(res)
     else:
-        raise ValueError(f"unknown benchmark {which!r}; known: core, train, corruptions, int8")
+        raise ValueError(f"unknown benchmark {which!r}; known: core, train, corruptions, int8, gpu")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{which}.json").write_text(json.dumps(res, indent=2) + "\n")
