@@ -185,6 +185,7 @@ def _run(args) -> int:
             dry_run=args.dry_run,
             local=args.local,
             workers=args.workers or ((os.cpu_count() or 1) if args.smoke else 1),
+            keep_checkpoints=not args.smoke,
         )
         if res["records"]:
             regenerate(run_dir, run_dir / "board", extra=[board] if board else [])

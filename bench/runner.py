@@ -76,8 +76,13 @@ def run_suite(
     local: bool = False,
     out=say,
     workers: int = 1,
+    keep_checkpoints: bool = True,
 ) -> dict:
     """Run every stage of ``suite`` under ``run_dir``; returns {"records": [...], "failed": [...]}.
+
+    ``keep_checkpoints=False`` (a smoke run): each search's trial checkpoints are deleted once its
+    pair is chosen, and every checkpoint once the records are written (a 224 px grid keeps about
+    12 GB otherwise); records, reports and events stay.
 
     ``local``: without Ray, in this process (or ``workers`` processes); otherwise on Ray
     (``address`` joins a cluster).
@@ -159,7 +164,15 @@ def run_suite(
                     robust_file=layout.pair(cell.search("robust")),
                 )
                 searches[name] = partial(
-                    _search, ex, layout, name, job, ranges, start, search.num_trials(suite)
+                    _search,
+                    ex,
+                    layout,
+                    name,
+                    job,
+                    ranges,
+                    start,
+                    search.num_trials(suite),
+                    keep_checkpoints,
                 )
         for name, (info, errors) in _each(ex, searches):
             failed += errors
@@ -167,6 +180,12 @@ def run_suite(
                 chosen[name] = info
 
     built = _analyse(suite, data, cells, layout, ex, chosen, f_n_acc, failed, out)
+    if not keep_checkpoints:
+        for folder in (layout.root / "trials", layout.tune):
+            shutil.rmtree(folder, ignore_errors=True)
+        for ckpt in (layout.root / "artifacts").rglob("*.pt"):
+            ckpt.unlink()
+        out("checkpoints deleted (records, reports and events kept)")
     return {"records": built, "failed": failed}
 
 
@@ -191,7 +210,9 @@ def _each(ex, calls: dict):
             yield name, error
 
 
-def _search(ex, layout, name, job, ranges, start, num_trials) -> tuple[dict | None, list[dict]]:
+def _search(
+    ex, layout, name, job, ranges, start, num_trials, keep_checkpoints=True
+) -> tuple[dict | None, list[dict]]:
     """One pair search to its end: trials, the chosen pair copied, the summary written last."""
     outcomes, top = ex.search(name, job, partial(layout.trial, name), ranges, start, num_trials)
     errors = [{"stage": name, "error": t.error} for t in outcomes if t.error]
@@ -201,6 +222,9 @@ def _search(ex, layout, name, job, ranges, start, num_trials) -> tuple[dict | No
     best.copy_to(layout.pair(name))
     info = search.summary(best, outcomes, layout.pair(name))
     write_json(layout.summary(name), info)  # marks the search done: last, whole
+    if not keep_checkpoints:  # the trials' working checkpoints: the chosen pair is copied
+        shutil.rmtree(layout.root / "trials" / name, ignore_errors=True)
+        shutil.rmtree(layout.tune / name, ignore_errors=True)
     return info, errors
 
 

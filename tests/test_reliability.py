@@ -298,7 +298,8 @@ def test_node_dies_and_its_trial_is_retried_on_a_live_node(tmp_path):
                 return None
 
             env = _env(**LOOPBACK)
-            suite = _suite_with(tmp_path, students=["tests.faulty:slow_net"])
+            # one CPU per trial: a worker node has one (the kill tests' suite asks for two)
+            suite = _suite_with(tmp_path, students=["tests.faulty:slow_net"], resources={"cpus": 1})
             extra = ("--address", cluster.address)
             proc = _start(run, board, log, suite=suite, env=env, extra=extra)
             _wait_until(proc, trial_mid_way, log)

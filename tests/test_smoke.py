@@ -61,6 +61,8 @@ def test_pets_suite_passes_smoke_on_the_cpu(name, tmp_path, capsys):
     assert "smoke passed: 27 cell(s)" in text
     assert "[analyse " in text and "audit (7/9)" in text  # a line per analysis
     assert not list((ROOT / "leaderboard" / "records").glob("pets*"))
+    assert not list(out.rglob("*.pt"))  # checkpoints deleted (~12 GB at 224 px), reports kept
+    assert len(list(out.rglob("report.md"))) == 27
 
 
 @pytest.mark.slow
