@@ -48,11 +48,12 @@ def test_smoke_is_never_submitted(tmp_path, capsys):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", PETS)
-def test_pets_suite_passes_smoke_on_the_cpu(name, tmp_path, capsys):
-    """Every cell of the paper's grid at 224 px, 37 classes, every stage and analysis."""
+def test_pets_suite_passes_smoke_on_the_cpu(name, tmp_path, capfd):
+    """Every cell of the paper's grid at 224 px, 37 classes, every stage and analysis (capfd: the
+    analyses print from their worker processes)."""
     out = tmp_path / "run"
     code = main(["run", f"suites/{name}", "--smoke", "--local", "--out", str(out)])
-    text = capsys.readouterr().out
+    text = capfd.readouterr().out
     assert code == 0, text[-3000:]
     records = _records(out)
     assert len(records) == 27 and all(r["error"] is None for r in records)
