@@ -193,7 +193,8 @@ def _waves(suite: Suite) -> list[tuple[str, ...]]:
     """Modes whose searches can run together: all at once, unless a detrimental pair's stealth
     term reads its cell's chosen robust policy (then the robust searches go first)."""
     p = suite.pair
-    if p.stealth > 0 and "robust_policy" in p.stealth_allocations:
+    stealth = p.stealth > 0 or suite.search.stealth is not None  # searched: trials may use it
+    if stealth and "robust_policy" in p.stealth_allocations:
         return [("robust",), ("detrimental",)]
     return [tuple(suite.modes)]
 

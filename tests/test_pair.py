@@ -32,6 +32,16 @@ def setup():
     return x, student, policy, teacher, cfg, budget
 
 
+def _float32_step(student, policy, teacher, x, cfg, budget):
+    """One pair step at seed 5, backward: (loss, metrics, policy gradients); grads cleared after."""
+    torch.manual_seed(5)
+    loss, metrics = pair_step(student, policy, teacher, x, cfg, budget)
+    loss.backward()
+    grads = [p.grad.clone() for p in policy.parameters()]
+    policy.zero_grad()
+    return loss, metrics, grads
+
+
 def test_stealth_loss_is_eq9_under_the_non_own_allocation():
     x, student, policy, teacher, cfg, budget = setup()
     other = non_own_bits(x, cfg, budget, student.num_layers)
@@ -42,11 +52,7 @@ def test_stealth_loss_is_eq9_under_the_non_own_allocation():
 
 def test_pair_step_adds_gamma_times_the_stealth_loss_and_leaves_the_policy_alone():
     x, student, policy, teacher, cfg, budget = setup()
-    torch.manual_seed(5)
-    plain, _ = pair_step(student, policy, teacher, x, cfg, budget)
-    plain.backward()
-    policy_grad = [p.grad.clone() for p in policy.parameters()]
-    policy.zero_grad()
+    plain, _, policy_grad = _float32_step(student, policy, teacher, x, cfg, budget)
     torch.manual_seed(5)
     other = non_own_bits(x, cfg, budget, student.num_layers)
     expected = stealth_loss(student(x, other), student(x), teacher, cfg)
@@ -88,11 +94,7 @@ def test_pair_step_under_bf16_autocast_keeps_bits_and_gradients_close():
     pointing the same way (bf16's 8-bit mantissa leaves a cosine of about 0.9 here; a cast that
     broke the taps would give zero or noise)."""
     x, student, policy, teacher, cfg, budget = setup()
-    torch.manual_seed(5)
-    loss32, m32 = pair_step(student, policy, teacher, x, cfg, budget)
-    loss32.backward()
-    grads32 = [p.grad.clone() for p in policy.parameters()]
-    policy.zero_grad()
+    loss32, m32, grads32 = _float32_step(student, policy, teacher, x, cfg, budget)
     torch.manual_seed(5)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         loss16, m16 = pair_step(student, policy, teacher, x, cfg, budget)

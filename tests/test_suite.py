@@ -253,3 +253,15 @@ def test_readme_suite_example_is_a_valid_suite():
     suite = parse_suite(yaml.safe_load(block), "README.md")
     assert suite.seed_list == (0, 1, 2) and suite.pair.stealth == 1.0
     assert "trigger" in suite.analyses and suite.protocol.random_allocations == 8
+
+
+def test_detrimental_searches_wait_for_robust_ones_only_when_they_read_its_policy():
+    from bench.runner import _waves
+    from tests.helpers import make_suite
+
+    reads = {"stealth_allocations": ["robust_policy"]}
+    assert _waves(make_suite()) == [("robust", "detrimental")]
+    assert _waves(make_suite(pair={**reads, "stealth": 1.0})) == [("robust",), ("detrimental",)]
+    searched = make_suite(pair=reads, search={"stealth": {"low": 0.5, "high": 2.0}})
+    assert _waves(searched) == [("robust",), ("detrimental",)]  # stealth 0 here, > 0 in trials
+    assert _waves(make_suite(pair={"stealth": 1.0})) == [("robust", "detrimental")]
