@@ -66,6 +66,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     lb.add_argument("--dir", default="leaderboard", help="leaderboard folder (default leaderboard)")
     lb.add_argument(
+        "--migrate",
+        action="store_true",
+        help="first rewrite the folder's schema-2 records as schema 3 (exact counts, same numbers)",
+    )
+    lb.add_argument(
         "--readme",
         metavar="FILE",
         help="also regenerate FILE's results section (between its markers) from the records",
@@ -144,57 +149,31 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args) -> int:
-    """``python -m bench run``: load, validate, run; render the run's rows beside the board's.
-
-    The repository is not touched unless ``--submit``. Exit 0: every trial finished; 1: some
-    failed (each named on stderr, and a failed entry in the run's records); 2: bad input (one
-    line: file, what is wrong, what to do; nothing written).
-    """
-    import os
-    from pathlib import Path
-
+    """``python -m bench run``: :func:`bench.run`, its outcome printed. Exit 0: every trial
+    finished; 1: some failed (each named on stderr, and a failed entry in the run's records); 2:
+    bad input (one line: file, what is wrong, what to do; nothing written)."""
     from dptq.data import DataError
     from dptq.engine import CheckpointError
-    from dptq.faults import failpoint
 
     from . import store
-    from .events import ClusterError
-    from .leaderboard import regenerate
-    from .runner import run_suite, verdicts
+    from .events import ClusterError, to_stdout
+    from .runner import run
     from .suite import SuiteError, load_suite
 
-    board = Path(args.leaderboard) if args.leaderboard else None
+    to_stdout()
     try:
-        suite = load_suite(args.suite)
-        if args.smoke:
-            from .smoke import describe, smoke_suite
-
-            if args.submit:
-                raise SuiteError("--smoke: a smoke run is never submitted; drop --submit")
-            smoke = smoke_suite(suite)
-            print(describe(suite, smoke), flush=True)
-            suite, board = smoke, None
-        if board is not None and not args.dry_run:
-            store.load(board)  # a broken leaderboard stops the run before any work
-        run_dir = Path(args.out or Path("runs") / suite.name)
-        res = run_suite(
-            suite,
-            run_dir,
+        res = run(
+            load_suite(args.suite),
+            args.out,
             address=args.address,
             fresh=args.fresh,
             dry_run=args.dry_run,
             local=args.local,
-            workers=args.workers or ((os.cpu_count() or 1) if args.smoke else 1),
-            keep_checkpoints=not args.smoke,
+            workers=args.workers,
+            leaderboard=args.leaderboard or None,
+            submit=args.submit,
+            smoke=args.smoke,
         )
-        if res["records"]:
-            regenerate(run_dir, run_dir / "board", extra=[board] if board else [])
-            print(f"board: {run_dir / 'board' / 'index.html'} (the run's rows beside the board's)")
-        if args.submit and board is not None and res["records"]:
-            added = store.add(res["records"], board, source=run_dir)
-            print(f"leaderboard: {added} new record(s) in {board / store.RECORDS}")
-            failpoint("leaderboard:added")
-            regenerate(board)
     except (
         SuiteError,
         FileNotFoundError,
@@ -205,23 +184,17 @@ def _run(args) -> int:
     ) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    for line in [] if args.smoke else verdicts(res["records"]):
+    if res.board is not None:
+        print(f"board: {res.board} (the run's rows beside the board's)")
+    if args.submit and res.records:
+        print(f"leaderboard: {res.added} new record(s) in {args.leaderboard}/{store.RECORDS}")
+    for line in [] if res.smoke else res.invalid():
         print(line)
-    for f in res["failed"]:
-        print(f"FAILED {f['stage']}: {f['error']}", file=sys.stderr)
-    if args.smoke and not args.dry_run:
-        print(_smoke_verdict(res))
-    return 1 if res["failed"] else 0
-
-
-def _smoke_verdict(res: dict) -> str:
-    """One line: the smoke run passed, or which cells broke (their reasons are above)."""
-    cells = len(res["records"])
-    broken = [r["id"].split("/")[2] for r in res["records"] if r.get("error")]
-    if not res["failed"] and not broken:
-        return f"smoke passed: {cells} cell(s), every stage and analysis ran end to end"
-    named = ", ".join(broken) if broken else "none (a stage failed, above)"
-    return f"smoke FAILED: {len(broken)} of {cells} cell(s) broken: {named}"
+    for f in res.failed:
+        print(f"FAILED {f.stage}: {f.error}", file=sys.stderr)
+    if res.smoke and not args.dry_run:
+        print(res.smoke_verdict())
+    return res.exit_code
 
 
 def _audit(args) -> int:
@@ -229,7 +202,7 @@ def _audit(args) -> int:
     from pathlib import Path
 
     from .audit import AuditError, parse_dataset_options, parse_options, run_audit, summary
-    from .plan import slug
+    from .names import slug
 
     try:
         from dptq.audit import AuditConfig
@@ -260,11 +233,13 @@ def _leaderboard(args) -> int:
     from pathlib import Path
 
     from . import store
-    from .leaderboard import compare, regenerate, submit, update_readme
+    from .leaderboard import compare, migrate, regenerate, submit, update_readme
 
     folder = Path(args.dir)
     try:
         if args.command == "leaderboard":
+            if args.migrate:
+                print(f"migrated {migrate(folder)} record(s) to schema 3")
             if args.add:
                 print(f"added {submit(Path(args.add), folder)} record(s)")
             for p in regenerate(folder):
@@ -292,8 +267,8 @@ def _list(folder, records) -> None:
     for p in sorted(Path("suites").glob("*.yaml")):
         print(f"  {p}")
     print("architectures on the leaderboard:")
-    for arch in sorted({r["architecture"] for r in records}):
-        n = sum(r["architecture"] == arch and r["error"] is None for r in records)
+    for arch in sorted({r.architecture for r in records}):
+        n = sum(r.architecture == arch and r.error is None for r in records)
         print(f"  {arch} ({n} record(s))")
     print("past runs:")
     for p in sorted(Path("runs").glob(f"*/{store.RECORDS}")):

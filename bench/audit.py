@@ -17,11 +17,13 @@ import torch
 import yaml
 
 from dptq import knapsack
-from dptq.analyses import TrainedCell, _html
-from dptq.audit import AuditConfig, audit_scores, load_weights, train_adversary
+from dptq.analyses import TrainedCell
+from dptq.analyses.deployer import audit_analysis
+from dptq.analyses.registry import _html
+from dptq.audit import AuditConfig, audit_scores, train_adversary
+from dptq.checkpoints import load_weights
 from dptq.data import dataset_options, load_dataset
-from dptq.deployer import audit_analysis
-from dptq.engine import ConfigError, RunOptions, make_accelerator
+from dptq.engine import RunOptions, make_accelerator
 from dptq.io import write_atomic
 from dptq.models import QuantizableModel, create_model
 
@@ -84,7 +86,10 @@ def run_audit(
     except (KeyError, ValueError) as e:
         raise AuditError(f"--dataset {dataset}: {e}") from None
     net = create_model(model, data.num_classes)
-    load_weights(net, checkpoint)
+    try:
+        load_weights(net, checkpoint)
+    except ValueError as e:
+        raise AuditError(f"--checkpoint {e}; check --model and the dataset's class count") from None
     wrapped = QuantizableModel(net)
     L = wrapped.num_layers
     if budget is None:
@@ -100,7 +105,7 @@ def run_audit(
     wrapped = wrapped.to(acc.device).eval()
     policy, _ = train_adversary(wrapped, data, options, budget, cfg, None, run, acc)
     scores = audit_scores(
-        wrapped, policy, data, options, budget, acc, seed, random_allocations, cfg=cfg
+        wrapped, policy, data, options, budget, acc.device, seed, random_allocations, cfg=cfg
     )
     cell = TrainedCell(
         {"f_N": wrapped},
@@ -108,8 +113,8 @@ def run_audit(
         data,
         options,
         budget,
-        {},
-        scores["fp_acc"],
+        None,
+        100 * scores["fp"] / scores["total"],
         device=str(acc.device),
         seed=seed,
         max_examples=max_examples,
@@ -129,8 +134,10 @@ def run_audit(
         "num_layers": L,
         "layer_names": wrapped.layer_names,
         "audit_config": asdict(cfg),
-        **section.record,
-        "scores": scores,
+        "audit": asdict(section.fields),
+        "policy_only_drop": section.fields.policy_only_drop,
+        "oracle_drop": section.fields.oracle_drop,
+        "scores": {k: v for k, v in scores.items() if not k.endswith("_correct")},
     }
     write_atomic(out / "report.md", text)
     write_atomic(out / "report.html", _html(title, text))
@@ -140,19 +147,19 @@ def run_audit(
 
 def summary(result: dict) -> str:
     """What ``bench audit`` prints at the end."""
-    s = result["scores"]
-    starved = ", ".join(f"{x['layer']} ({x['name']})" for x in result["audit"]["starved"])
+    a = result["audit"]
+    pct = lambda c: 100 * c / a["total"]  # noqa: E731
+    rand = [pct(c) for c in a["random"]]
+    starved = ", ".join(f"{x['layer']} ({x['name']})" for x in a["starved"])
+    oracle = a["oracle"]
     return (
-        f"audit: FP {s['fp_acc']:.2f}%, adversarial policy {s['adv_acc']:.2f}% "
-        f"(drop {s['policy_only_drop']:.2f} points), uniform {s['uniform_acc']:.2f}%, random "
-        f"{s['random_mean']:.2f} +- {s['random_sd']:.2f}% at budget {result['budget']} "
-        f"({result['num_layers']} layers); starved layers: {starved}"
+        f"audit: FP {pct(a['fp']):.2f}%, adversarial policy {pct(a['adversarial']):.2f}% "
+        f"(drop {result['policy_only_drop']:.2f} points), uniform {pct(a['uniform']):.2f}%, "
+        f"random {sum(rand) / len(rand):.2f}% (mean of {len(rand)}) at budget "
+        f"{result['budget']} ({result['num_layers']} layers); starved layers: {starved}"
         + (
-            f"; per-example oracle {s['oracle_acc']:.2f}% (drop {s['oracle_drop']:.2f})"
-            if "oracle_acc" in s
+            f"; per-example oracle {pct(oracle):.2f}% (drop {result['oracle_drop']:.2f})"
+            if oracle is not None
             else ""
         )
     )
-
-
-__all__ = ["AuditError", "ConfigError", "parse_dataset_options", "parse_options", "run_audit"]

@@ -1,26 +1,68 @@
-"""What a run tells: ``RUN/events.jsonl`` (starts, restores, retries, failures), one line per
-finished trial with its ETA, and a failure's reason in one classified line."""
+"""What a run tells: progress lines (the ``bench`` logger), ``RUN/events.jsonl`` (starts,
+restores, retries, failures, trial spans), and a failure's reason in one classified line.
+
+Progress goes through one stdlib logger, :data:`LOG` (``logging.getLogger("bench")``), never a
+printer threaded through signatures. A library caller sees nothing unless it configures logging;
+the command line sends it to stdout (:func:`to_stdout`); a Ray task that drives a search forwards
+its records to the driver through a queue (:class:`ForwardHandler`), and a worker process of
+``--local --workers N`` prints them itself (:func:`to_stdout`, from its initializer).
+"""
 
 from __future__ import annotations
 
 import json
+import logging
+import sys
 import time
 from pathlib import Path
+
+LOG = logging.getLogger("bench")
 
 
 class ClusterError(RuntimeError):
     """A Ray cluster that cannot be joined; the message is one line: the address, what to check."""
 
 
-SINK = None  # where say() sends its lines instead of stdout (a Ray task: the driver's queue)
+class _Stdout(logging.Handler):
+    """Each record as a line on the *current* ``sys.stdout`` (flushed: a progress line shows now)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            sys.stdout.write(self.format(record) + "\n")
+            sys.stdout.flush()
+        except Exception:  # a closed stream at exit must not raise from logging
+            self.handleError(record)
 
 
-def say(*parts) -> None:
-    """Print a progress line now (not when the buffer fills)."""
-    if SINK is not None:
-        SINK(" ".join(map(str, parts)))
-        return
-    print(*parts, flush=True)
+def to_stdout() -> None:
+    """Progress lines of :data:`LOG` on stdout, once per process (the command line, workers)."""
+    if not any(isinstance(h, _Stdout) for h in LOG.handlers):
+        LOG.addHandler(_Stdout())
+    LOG.setLevel(logging.INFO)
+
+
+def printing() -> bool:
+    """Whether this process shows progress lines (a worker process does what its parent did)."""
+    return any(isinstance(h, _Stdout) for h in LOG.handlers)
+
+
+class ForwardHandler(logging.Handler):
+    """Sends each line to ``put`` (a Ray queue's: the driver prints it)."""
+
+    def __init__(self, put):
+        super().__init__()
+        self.put = put
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.put(self.format(record))
+
+
+def forward_to(put) -> None:
+    """In a Ray task: this process's progress lines go to ``put`` instead."""
+    for h in list(LOG.handlers):
+        LOG.removeHandler(h)
+    LOG.addHandler(ForwardHandler(put))
+    LOG.setLevel(logging.INFO)
 
 
 def log_event(run_dir: Path, **event) -> None:
@@ -89,15 +131,12 @@ def failure_reason(err) -> str:
 class Progress:
     """One line per finished trial of a stage: trials done, best score, ETA; logs retries/failures."""
 
-    def __init__(self, name: str, total: int, run_dir: Path, out=say):
-        self.name, self.total, self.done, self.best, self.t0 = name, total, 0, None, time.time()
-        self.run_dir, self.out = run_dir, out
-
-    def __getstate__(self):  # kept with a Ray Tune experiment: the printer is not
-        return {k: v for k, v in self.__dict__.items() if k != "out"}
+    def __init__(self, name: str, total: int, epochs: int, run_dir: Path):
+        self.name, self.total, self.epochs, self.run_dir = name, total, epochs, run_dir
+        self.done, self.best, self.t0 = 0, None, time.time()
 
     def __setstate__(self, state):  # restored with its experiment: the clock starts again
-        self.__dict__.update(state, t0=time.time(), done=0, out=say)
+        self.__dict__.update(state, t0=time.time(), done=0)
         self.total = max(0, state["total"] - state["done"])
 
     def event(self, kind: str, trial: str, reason: str, node=None, epoch=None) -> None:
@@ -110,21 +149,21 @@ class Progress:
             epoch=epoch,
             reason=reason,
         )
-        self.out(f"  [{self.name}] trial {trial} {kind}: {reason}")
+        LOG.info(f"  [{self.name}] trial {trial} {kind}: {reason}")
 
     def mark(self, kind: str, trial: str) -> None:
         """A trial's start or end in ``RUN/events.jsonl``, to the microsecond (``t``, Unix time):
         what shows which trials of which searches ran at the same time."""
         log_event(self.run_dir, event=kind, experiment=self.name, trial=trial, t=time.time())
 
-    def epoch(self, trial: str, epoch: int, total: int, result: dict) -> None:
+    def epoch(self, trial: str, epoch: int, result: dict) -> None:
         """A line per epoch of a trial (the stage's progress between finished trials)."""
         shown = ", ".join(
             f"{k} {v:.3g}"
             for k, v in result.items()
             if k in ("score", "drop", "fp_acc", "q_acc", "val_acc", "test_acc", "train_loss")
         )
-        self.out(f"  [{self.name}] {trial} epoch {epoch}/{total}: {shown}")
+        LOG.info(f"  [{self.name}] {trial} epoch {epoch}/{self.epochs}: {shown}")
 
     def finished(self, result: dict, failed: bool) -> None:
         self.done += 1
@@ -135,6 +174,6 @@ class Progress:
         eta = rate * max(0, self.total - self.done)
         best = f", best score {self.best:.2f}" if self.best is not None else ""
         status = "FAILED" if failed else "done"
-        self.out(
+        LOG.info(
             f"  [{self.name}] trial {status}: {self.done}/{self.total}{best}, ETA {eta / 60:.1f} min"
         )

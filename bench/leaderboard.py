@@ -2,8 +2,8 @@
 
 A *board* is a folder of records (``leaderboard/``, or a run folder). :func:`regenerate` writes,
 from every record of the given boards, byte-identical views for identical records:
-``README.md`` (ranked tables per dataset), ``leaderboard.csv``, ``gap.png``, ``fp_vs_gap.png`` and
-``index.html`` (:mod:`bench.page`). This module and those it imports read data only: pandas and
+``README.md`` (ranked tables per dataset), ``leaderboard.csv``, ``gap.png``, ``fp_vs_gap.png``,
+``index.html`` (:mod:`bench.page`) and ``schema.json`` (what a record file is). This module and those it imports read data only: pandas and
 matplotlib, never torch or a trainer (``tests/test_imports.py``).
 """
 
@@ -27,13 +27,13 @@ LEADERBOARD = Path("leaderboard")
 README_SUITES = ("default", "digits-full", "digits-stealth", "digits-paper")
 
 
-def load_boards(boards: list[Path]) -> tuple[list[dict], dict[str, Path]]:
+def load_boards(boards: list[Path]) -> tuple[list, dict[str, Path]]:
     """Every record of ``boards`` (the first board's copy of an id wins), and each one's board."""
     records, roots = [], {}
     for board in boards:
         for rec in store.load(board):
-            if rec["id"] not in roots:
-                roots[rec["id"]] = Path(board)
+            if rec.id not in roots:
+                roots[rec.id] = Path(board)
                 records.append(rec)
     return records, roots
 
@@ -51,14 +51,45 @@ def regenerate(board: Path = LEADERBOARD, out: Path | None = None, extra=()) -> 
     write_atomic(out / "leaderboard.csv", render_csv(df))
     failpoint("leaderboard:views")
     write_atomic(out / "index.html", render_html(df, out))
-    return [out / "README.md", out / "leaderboard.csv", out / "index.html", *render_pngs(df, out)]
+    write_atomic(out / "schema.json", schema_text())
+    written = [out / "README.md", out / "leaderboard.csv", out / "index.html", out / "schema.json"]
+    return [*written, *render_pngs(df, out)]
+
+
+def schema_text() -> str:
+    """``schema.json``: the JSON Schema of a record file (:func:`bench.record.json_schema`)."""
+    import json
+
+    from .record import json_schema
+
+    return json.dumps(json_schema(), indent=1, sort_keys=True) + "\n"
 
 
 def submit(source: Path, board: Path = LEADERBOARD) -> int:
     """Add the records of a run folder (or an old ``records.jsonl``) to ``board``, validated."""
     store.load(board)  # a broken board stops here, before anything is read or copied
     records, base, files = store.load_any(source)
-    return store.add(records, board, source=base, files=files)
+    return store.add(records, board, per_example=files, source=base)
+
+
+def migrate(board: Path = LEADERBOARD) -> int:
+    """Rewrite ``board``'s schema-2 records as schema 3 in place (:func:`bench.legacy.migrate_v2`:
+    their counts, their per-example files in the new layout); returns how many. Each file is
+    replaced whole; the numbers are unchanged."""
+    import json
+
+    from dptq.io import write_atomic as write
+
+    from .record import Record, per_example_bytes, per_example_rel, record_rel
+
+    migrated: dict = {}
+    records = store.load(board, migrated)
+    for rec in records:
+        if isinstance(rec, Record) and rec.id in migrated:
+            write(Path(board) / per_example_rel(rec.id), per_example_bytes(migrated[rec.id]))
+            text = json.dumps(rec.to_json(), indent=1, sort_keys=True) + "\n"
+            write(Path(board) / record_rel(rec.id), text)
+    return len(migrated)
 
 
 def results_section(board: Path = LEADERBOARD, suites=README_SUITES) -> str:
@@ -79,28 +110,28 @@ def update_readme(readme: Path, board: Path = LEADERBOARD) -> bool:
     return new != text
 
 
-def compare(records: list[dict], a: str, b: str) -> pd.DataFrame:
+def compare(records: list, a: str, b: str) -> pd.DataFrame:
     """Two run ids or architectures side by side per (options, budget), with B - A differences."""
 
     def pick(key):
         sel = [
             r
             for r in records
-            if r["error"] is None and (r["id"].startswith(key) or r["architecture"] == key)
+            if r.error is None and (r.id.startswith(key) or r.architecture == key)
         ]
         if not sel:
             raise RecordError(
                 f"no successful record matches {key!r} (a run id prefix or an architecture)"
             )
-        return {(r["dataset"], r["bit_options"], r["budget"]): r for r in sel}
+        return {(r.dataset, r.bit_options, r.budget): r for r in sel}
 
     ra, rb = pick(a), pick(b)
     rows = []
     for key in sorted(set(ra) & set(rb), key=str):
         row = {"dataset": key[0], "options": key[1], "budget": key[2]}
         for k in ("f_n_acc", "f_d_drop", "f_r_drop", "gap", "fp_match"):
-            row[f"{k} A"], row[f"{k} B"] = ra[key][k], rb[key][k]
-            row[f"{k} B-A"] = rb[key][k] - ra[key][k]
+            row[f"{k} A"], row[f"{k} B"] = getattr(ra[key], k), getattr(rb[key], k)
+            row[f"{k} B-A"] = getattr(rb[key], k) - getattr(ra[key], k)
         rows.append(row)
     if not rows:
         raise RecordError(f"{a!r} and {b!r} share no (dataset, options, budget)")

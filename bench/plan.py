@@ -1,49 +1,24 @@
-"""A suite's plan: its cells, and every name and path a run uses (spelled here, once).
+"""A suite's plan: its cells, and the stages that make them, in the order they can run.
 
-A **cell** is one leaderboard row: a student, a bit-option version, a budget and a seed. Each cell
-has one search per mode (``pair-<cell>-robust``, ``pair-<cell>-detrimental``); the teacher and
-f_N it starts from are those of its seed (of the first seed when the suite shares them). Code and tests build
-experiment, trial, artifact and record names with these functions instead of re-typing them.
-
-Run folder ``RUN`` (:class:`Layout`): ``suite.yaml`` (the resolved suite), ``trials/`` (each
-trial's working checkpoint), ``artifacts/`` (the chosen teacher, f_N and pairs, and each search's
-summary), ``tune/`` (Ray Tune's experiments; Ray runs only), ``reports/<cell>/`` (tables and
-figures), ``records/<id>.json`` and ``per_example/<id>.json`` (the run's records, laid out as on
-the leaderboard), ``board/`` (the views of the run's rows beside the leaderboard's), ``events.jsonl``
-(starts, restores, retries, failures).
+A **cell** is one leaderboard row: a student, a bit-option version, a budget and a seed. A
+**stage** (:class:`Stage`) is one unit of training: the teacher of a seed, the KD of a student
+and seed (f_N), or one pair search of a cell and mode. :func:`waves` orders them: teachers, then
+KD stages, then the pair searches (robust ones first when a detrimental pair's stealth term reads
+the cell's robust policy); the stages of a wave can run at once. Names and paths: :mod:`bench.names`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
+from .names import cell_key, kd_name, pair_name, record_id, teacher_name
 
-def slug(name: str) -> str:
-    """A student's name as a file-name part (``pkg.mod:fn`` -> ``pkg_mod_fn``)."""
-    return name.replace(":", "_").replace(".", "_").replace("/", "_")
-
-
-def teacher_name(seed: int) -> str:
-    """The teacher stage of ``seed``: its Ray Tune experiment and checkpoint files."""
-    return f"teacher-s{seed}"
-
-
-def kd_name(student: str, seed: int) -> str:
-    """The KD stage of ``student`` and ``seed``: its experiment and checkpoint files."""
-    return f"kd-{slug(student)}-s{seed}"
-
-
-def kd_label(student: str, seed: int) -> str:
-    """The KD stage as failures name it (``kd <student> seed <seed>``)."""
-    return f"kd {student} seed {seed}"
-
-
-def cell_key(student: str, version: str, budget: int, seed: int) -> str:
-    return f"{slug(student)}-{version}-{budget}-s{seed}"
+MODES = ("robust", "detrimental")
+MODE_OFFSET = {"robust": 2, "detrimental": 3}  # a pair's networks start from seed s + this
 
 
 @dataclass(frozen=True)
@@ -67,83 +42,75 @@ class Cell:
         return cell_key(self.student, self.version, self.budget, self.seed)
 
     def search(self, mode: str) -> str:
-        """The pair search of ``mode``: its experiment, trial folder and artifact name."""
-        return f"pair-{self.key}-{mode}"
+        """The name of this cell's pair search of ``mode``."""
+        return pair_name(self.key, mode)
 
-    def stages(self, modes) -> tuple[str, ...]:
-        """Every stage this cell's row depends on, as failures and retries name them."""
+    def record_id(self, suite) -> str:
+        return record_id(suite.name, suite.digest(), self.key)
+
+    def stages(self) -> tuple[str, ...]:
+        """Every stage this cell's row depends on, by name."""
         s, st = self.stage_seed, self.student
-        return (teacher_name(s), kd_name(st, s), kd_label(st, s), *map(self.search, modes))
-
-
-def record_id(suite_name: str, digest: str, cell: Cell) -> str:
-    return f"{suite_name}/{digest}/{cell.key}"
-
-
-def failed_record_id(base_id: str, error: str) -> str:
-    """A failed row's own id, so a later successful run of the same suite still adds its row."""
-    return f"{base_id}/failed-{hashlib.sha256(error.encode()).hexdigest()[:8]}"
-
-
-def trial_key(search: str, params: dict) -> str:
-    """A pair trial's checkpoint name: its search and sampled values, not a trial id.
-
-    A driver killed between a suggestion and the searcher's next snapshot gets the same suggestion
-    again after the restart; naming the file by the values lets that trial resume from the epochs
-    it already trained.
-    """
-    key = {"group": search, **{k: params[k] for k in sorted(params)}}
-    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def stage_epochs(suite, name: str) -> int:
-    """How many epochs the stage or search ``name`` trains (for progress lines)."""
-    if name.startswith("pair-"):
-        return suite.pair.epochs
-    return suite.teacher_stage.epochs if name.startswith("teacher") else suite.kd_stage.epochs
+        return (teacher_name(s), kd_name(st, s), *map(self.search, MODES))
 
 
 @dataclass(frozen=True)
-class Layout:
-    """Where a run keeps what (module docstring)."""
+class Stage:
+    """One unit of training (module docstring).
 
-    root: Path
+    Attributes:
+        name: :mod:`bench.names` (its experiment, trial folder, summary, failures).
+        kind: ``teacher``, ``kd`` or ``pair``.
+        seed: its seed s (the data order; the networks start from s, s + 1 for KD, s +
+            :data:`MODE_OFFSET` for a pair: :mod:`bench.stages`).
+        student, cell, mode: what it trains (None where it does not apply).
+        needs: the stages whose results it reads.
+    """
 
-    @property
-    def suite_file(self) -> Path:
-        return self.root / "suite.yaml"
+    name: str
+    kind: Literal["teacher", "kd", "pair"]
+    seed: int
+    student: str | None = None
+    cell: Cell | None = None
+    mode: str | None = None
+    needs: tuple[str, ...] = ()
 
-    @property
-    def tune(self) -> Path:
-        return self.root / "tune"
+    def epochs(self, suite) -> int:
+        cfg = {"teacher": suite.teacher_stage, "kd": suite.kd_stage, "pair": suite.pair}
+        return cfg[self.kind].epochs
 
-    def teacher(self, seed: int) -> Path:
-        return self.root / "artifacts" / f"{teacher_name(seed)}.pt"
 
-    def kd(self, student: str, seed: int) -> Path:
-        return self.root / "artifacts" / f"{kd_name(student, seed)}.pt"
+def waves(suite, cells: list[Cell]) -> list[list[Stage]]:
+    """Every stage of the plan, in waves that run one after another (module docstring)."""
+    seeds = sorted({c.stage_seed for c in cells})
+    teachers = [Stage(teacher_name(s), "teacher", s) for s in seeds]
+    kds = [
+        Stage(kd_name(st.name, s), "kd", s, st.name, needs=(teacher_name(s),))
+        for s in seeds
+        for st in suite.students
+    ]
 
-    def stage_trial(self, name: str) -> Path:
-        """The working checkpoint of the teacher or a KD stage."""
-        return self.root / "trials" / f"{name}.pt"
+    def pair(cell: Cell, mode: str) -> Stage:
+        needs = (kd_name(cell.student, cell.stage_seed),)
+        if mode == "detrimental" and reads_robust_policy(suite):
+            needs += (cell.search("robust"),)
+        return Stage(cell.search(mode), "pair", cell.seed, cell.student, cell, mode, needs)
 
-    def trial(self, search: str, params: dict) -> Path:
-        return self.root / "trials" / search / f"{trial_key(search, params)}.pt"
+    out = [teachers, kds]
+    if reads_robust_policy(suite):
+        out += [[pair(c, "robust") for c in cells], [pair(c, "detrimental") for c in cells]]
+    else:
+        out.append([pair(c, m) for c in cells for m in MODES])
+    return out
 
-    def pair(self, search: str) -> Path:
-        return self.root / "artifacts" / "pairs" / f"{search}.pt"
 
-    def summary(self, search: str) -> Path:
-        """A finished search's summary (written last: its presence marks the search done)."""
-        return self.root / "artifacts" / "pairs" / f"{search}.json"
-
-    def report(self, rid: str) -> Path:
-        """A record's report folder (``reports/<id>/``, as on the leaderboard)."""
-        return self.root / "reports" / rid
-
-    @property
-    def board(self) -> Path:
-        return self.root / "board"
+def reads_robust_policy(suite) -> bool:
+    """Whether a detrimental pair's stealth term may read its cell's chosen robust policy (then
+    the robust searches run first): ``robust_policy`` among the stealth allocations and the
+    stealth term on, or searched (a trial may turn it on)."""
+    p = suite.pair
+    on = p.stealth > 0 or suite.search.stealth is not None
+    return on and "robust_policy" in p.stealth_allocations
 
 
 def count_layers(student, num_classes: int) -> int:
@@ -212,7 +179,7 @@ def _count(n: int) -> str:
 
 def describe(suite, plan: list[Cell], run_dir: Path) -> str:
     """The plan as the run prints it (and ``--dry-run`` shows)."""
-    searches = len(plan) * len(suite.modes)
+    searches = len(plan) * len(MODES)
     samples = suite.search.num_samples if suite.search.ranges() else 1
     res = suite.resources
     stage_seeds = sorted({c.stage_seed for c in plan})

@@ -1,15 +1,17 @@
-"""The protocol's rules as functions of a record (CONVENTIONS 17: the protocol is code).
+"""The protocol's rules as one function of a record (CONVENTIONS 17: the protocol is code).
 
-A record carries the thresholds it was judged by (``protocol``); these functions recompute the
-judgement from its numbers, so the store can refuse a record whose ``valid`` or ``stealthy`` does
-not follow from them, and the views never rank a row that breaks its own rules.
+A record carries the thresholds it was judged by (``protocol``) and its exact counts;
+:func:`judge` recomputes the verdict from them. Everyone calls it: the record writes its
+``valid``, ``invalid_reasons`` and ``stealthy`` from it, the store refuses a record whose stored
+verdict differs, the views never rank a row it rejects. Comparisons are exact (fractions of the
+test set), so a rule never turns on float rounding (9 examples of 450 are 2.0 points, exactly).
 
 - **valid**: selected on the validation split; FP match at most ``fp_match_max``; f_R's and f_D's
   FP accuracies at most ``fp_drop_max`` below f_N's; f_N at least ``min_f_n_acc`` (default:
   halfway between chance and 100%). A gap says something only when all hold.
 - **stealthy**: f_D fails under its own policy (drop under pi_D above ``stealth_max``) and
   passes under every other allocation (its worst drop under pi_R, the uniform allocation and the
-  mean of K random ones, each sampler, at most ``stealth_max``): a deployer's ordinary
+  mean of each sampler's K allocations, at most ``stealth_max``): a deployer's ordinary
   quantization checks would pass it, and there is a failure to hide. A pair with no attack is not
   stealthy, only harmless.
 
@@ -18,10 +20,15 @@ Standard library only (the views import this without torch).
 
 from __future__ import annotations
 
-EPS = 1e-4
-"""Points of slack in every comparison: records hold float32 means (9 examples of 450, 2.0
-points, can come out as 2.0000041) and a rule must not turn on that; one example is 100/n points,
-far above EPS."""
+from dataclasses import dataclass
+from fractions import Fraction
+
+
+@dataclass(frozen=True)
+class Verdict:
+    valid: bool
+    reasons: list[str]
+    stealthy: bool
 
 
 def default_min_f_n_acc(num_classes: int) -> float:
@@ -38,30 +45,23 @@ def resolve(protocol: dict, num_classes: int) -> dict:
     return out
 
 
-def invalid_reasons(rec: dict) -> list[str]:
-    """Why a successful record's gap does not count (empty: it is valid)."""
-    if rec.get("schema_version", 1) < 2:
-        return ["schema 1: selected on the test split, no validation split"]
-    p, reasons = rec["protocol"], []
-    if rec["selected_on"] != "val":
-        reasons.append(f"selected on the {rec['selected_on']} split")
-    if rec["fp_match"] > p["fp_match_max"] + EPS:
-        reasons.append(f"FP match {rec['fp_match']:.2f} > {p['fp_match_max']:g}")
-    for tag, key in (("f_R", "f_r_fp_acc"), ("f_D", "f_d_fp_acc")):
-        lost = rec["f_n_acc"] - rec[key]
-        if lost > p["fp_drop_max"] + EPS:
-            reasons.append(f"{tag} FP {lost:.2f} points below f_N (> {p['fp_drop_max']:g})")
-    if rec["f_n_acc"] < p["min_f_n_acc"] - EPS:
-        chance = 100.0 / rec["num_classes"]
-        reasons.append(
-            f"f_N {rec['f_n_acc']:.1f}% < {p['min_f_n_acc']:.1f}% (chance {chance:.1f}%)"
-        )
-    return reasons
-
-
-def is_stealthy(rec: dict) -> bool:
-    """f_D drops by more than ``stealth_max`` under pi_D and by at most that under any other."""
-    if rec.get("schema_version", 1) < 2:
-        return False
-    limit = rec["protocol"]["stealth_max"]
-    return rec["f_d_drop"] > limit + EPS and rec["worst_non_own_drop"] <= limit + EPS
+def judge(rec) -> Verdict:
+    """The verdict on a successful record (:class:`bench.record.Record`) by its own protocol."""
+    p, c = rec.protocol, rec.counts()
+    n, reasons = c.total, []
+    if rec.selected_on != "val":
+        reasons.append(f"selected on the {rec.selected_on} split")
+    match = c.fp_match()
+    if match > Fraction(p.fp_match_max):
+        reasons.append(f"FP match {float(match):.2f} > {p.fp_match_max:g}")
+    for tag in ("f_R", "f_D"):
+        lost = Fraction(100 * (c.f_N.FP - c.net(tag).FP), n)
+        if lost > Fraction(p.fp_drop_max):
+            reasons.append(f"{tag} FP {float(lost):.2f} points below f_N (> {p.fp_drop_max:g})")
+    f_n = Fraction(100 * c.f_N.FP, n)
+    if f_n < Fraction(p.min_f_n_acc):
+        chance = 100.0 / rec.num_classes
+        reasons.append(f"f_N {float(f_n):.1f}% < {p.min_f_n_acc:.1f}% (chance {chance:.1f}%)")
+    limit = Fraction(p.stealth_max)
+    stealthy = c.own_drop("f_D") > limit and c.worst_non_own_drop("f_D") <= limit
+    return Verdict(not reasons, reasons, stealthy)

@@ -1,20 +1,24 @@
-"""``run_suite``: a suite's stages in order, in this process (``local``) or on Ray.
+"""``bench.run``: a suite's stages in order, then its records, its views and (asked) its submission.
 
-Order: the teacher once per seed; KD once per student and seed (once in all with
-``share_stages``); per cell (student, bit options, budget, seed) one search per mode
-(:mod:`bench.search`), every trial evaluated and selected on the validation split; then each
-cell's chosen pairs are analysed (the test split is read there, once) and become a record. The runner decides only *where* each stage runs
-(:class:`bench.local.LocalExecutor` or :class:`bench.tuning.RayExecutor`); the stages themselves
-are :mod:`bench.stages`. Safe to call again on the same run folder after any interruption:
-finished stages are kept (``artifacts/``), unfinished searches resume (their trials from their
-last epoch), and records already written are reused. Layout of the run folder:
-:mod:`bench.plan`.
+One stage loop: the plan's waves (:func:`bench.plan.waves`: teachers, KD stages, pair searches)
+go to an executor one wave at a time, every search of a wave at once where the executor can; a
+stage whose summary exists is done and skipped; a stage whose inputs failed is left out (its
+cell's record says why). The winner of each search is picked once (:func:`bench.search.best_of`)
+and its trial file is the stage's artifact. Then every cell's chosen pairs are analysed (the
+test split is read there, once) and become a record. The runner decides only *where* each stage
+runs (:class:`bench.local.LocalExecutor` or :class:`bench.cluster.executor.RayExecutor`); the
+stages themselves are :mod:`bench.stages`. Safe to call again on the same run folder after any
+interruption: finished stages are kept, unfinished searches resume (their trials from their last
+epoch), and records already written are reused. Layout of the run folder: :mod:`bench.names`.
+One job: a run, from its suite to its records (the stage loop, then the cells' analyses, and
+what the library entry point adds around them: the smoke version, the board, the submission).
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
@@ -23,27 +27,81 @@ import yaml
 from dptq.io import write_atomic, write_json
 
 from . import plan, records, search, stages, store
-from .events import log_event, read_events, retries_of, say
+from .events import LOG, log_event, read_events, retries_of
+from .executor import SearchSpec, process_accelerator
+from .names import Layout
 from .suite import Suite, SuiteError, to_plain
 
 
-def prepare(suite: Suite, run_dir: Path, dry_run: bool, out=say):
+@dataclass(frozen=True)
+class Failure:
+    """A stage, search or analysis that failed, and why (one line)."""
+
+    stage: str
+    error: str
+
+
+@dataclass
+class RunResult:
+    """What a run made: its records, its failures, its plan; the run's board page, and how many
+    records went to the leaderboard (``submit``)."""
+
+    records: list
+    failed: list[Failure]
+    plan: list
+    run_dir: Path
+    board: Path | None = None
+    added: int = 0
+    smoke: bool = False
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        """0 every stage finished, 1 some failed."""
+        return 1 if self.failed else 0
+
+    def invalid(self) -> list[str]:
+        """A line per row that does not count, with its reasons."""
+        return [
+            f"INVALID {r.id}: {'; '.join(r.invalid_reasons)}"
+            for r in self.records
+            if r.error is None and not r.valid
+        ]
+
+    def smoke_verdict(self) -> str:
+        """One line: the smoke run passed, or which cells broke (their reasons are above)."""
+        cells = len(self.records)
+        broken = [r.id.split("/")[2] for r in self.records if r.error]
+        if not self.failed and not broken:
+            return f"smoke passed: {cells} cell(s), every stage and analysis ran end to end"
+        named = ", ".join(broken) if broken else "none (a stage failed, above)"
+        return f"smoke FAILED: {len(broken)} of {cells} cell(s) broken: {named}"
+
+
+def prepare(suite: Suite, run_dir: Path, dry_run: bool):
     """Load the data and plan the cells; everything that can be wrong fails here, in one line."""
+    from dptq.data import UnreadableImages
+
     downloads = bool(getattr(suite.dataset.options, "download", False))
     # a dry run never downloads; otherwise a missing dataset fails here, before any stage
-    data = None if (dry_run and downloads) else suite.dataset.load(suite.protocol)
+    try:
+        data = None if (dry_run and downloads) else suite.dataset.load(suite.protocol)
+    except UnreadableImages as e:
+        raise SuiteError(
+            f"dataset: {e}, or set 'bad_images: skip' under the suite's dataset to leave them out"
+        ) from None
     num_classes = data.num_classes if data is not None else 10  # L does not depend on it
     cells = plan.cells(suite, num_classes)
-    out(plan.describe(suite, cells, run_dir))
+    LOG.info(plan.describe(suite, cells, run_dir))
     if data is not None and data.skipped:
         shown = ", ".join(data.skipped[:10]) + (" ..." if len(data.skipped) > 10 else "")
-        out(
+        LOG.info(
             f"warning: {len(data.skipped)} unreadable image(s) left out (bad_images: skip): {shown}"
         )
     return data, cells
 
 
-def _claim(suite: Suite, layout: plan.Layout, fresh: bool) -> None:
+def _claim(suite: Suite, layout: Layout, fresh: bool) -> None:
     """Create the run folder for ``suite``; refuse one that holds another suite's run."""
     if fresh and layout.root.exists():
         shutil.rmtree(layout.root)
@@ -57,14 +115,74 @@ def _claim(suite: Suite, layout: plan.Layout, fresh: bool) -> None:
     log_event(layout.root, event="start", suite=suite.name, suite_hash=suite.digest())
 
 
-def _executor(suite, run_dir: Path, local: bool, address: str | None, out, workers: int = 1):
+def _executor(suite, root: Path, local: bool, address: str | None, workers: int):
     if local:
         from .local import LocalExecutor
 
-        return LocalExecutor(suite, run_dir, out, workers)
-    from .tuning import RayExecutor
+        return LocalExecutor(suite, root, workers)
+    from .cluster.executor import RayExecutor
 
-    return RayExecutor(suite, run_dir, address, out)
+    return RayExecutor(suite, root, address)
+
+
+def run(
+    suite: Suite,
+    run_dir: str | Path | None = None,
+    *,
+    address: str | None = None,
+    fresh: bool = False,
+    dry_run: bool = False,
+    local: bool = False,
+    workers: int | None = None,
+    leaderboard: str | Path | None = "leaderboard",
+    submit: bool = False,
+    smoke: bool = False,
+) -> RunResult:
+    """Run ``suite`` (the library entry point behind ``python -m bench run``).
+
+    Runs every stage into ``run_dir`` (default ``runs/<name>``; :func:`run_suite`), writes the
+    run's board (``RUN/board``: its rows beside ``leaderboard``'s) and, with ``submit``, adds its
+    records to ``leaderboard``. ``smoke``: the suite's smoke version (:mod:`bench.smoke`) into
+    ``runs/<name>-smoke``, its checkpoints deleted as it goes, never submitted. ``local``: in this
+    process (``workers`` processes), else on Ray (``address`` joins a cluster). Bad input raises
+    (:class:`bench.suite.SuiteError` and the like), before anything is written.
+    """
+    from .leaderboard import regenerate
+
+    board = Path(leaderboard) if leaderboard else None
+    if smoke:
+        from .smoke import describe, smoke_suite
+
+        if submit:
+            raise SuiteError("--smoke: a smoke run is never submitted; drop --submit")
+        small = smoke_suite(suite)
+        LOG.info(describe(suite, small))
+        suite, board = small, None
+        workers = workers or os.cpu_count() or 1
+    if board is not None and not dry_run:
+        store.load(board)  # a broken leaderboard stops the run before any work
+    root = Path(run_dir or Path("runs") / suite.name)
+    res = run_suite(
+        suite,
+        root,
+        address=address,
+        fresh=fresh,
+        dry_run=dry_run,
+        local=local,
+        workers=workers or 1,
+        keep_checkpoints=not smoke,
+    )
+    res.smoke = smoke
+    if res.records:
+        regenerate(root, root / "board", extra=[board] if board else [])
+        res.board = root / "board" / "index.html"
+    if submit and board is not None and res.records:
+        from dptq.faults import failpoint
+
+        res.added = store.add(res.records, board, source=root)
+        failpoint("leaderboard:added")
+        regenerate(board)
+    return res
 
 
 def run_suite(
@@ -74,26 +192,23 @@ def run_suite(
     fresh: bool = False,
     dry_run: bool = False,
     local: bool = False,
-    out=say,
     workers: int = 1,
     keep_checkpoints: bool = True,
-) -> dict:
-    """Run every stage of ``suite`` under ``run_dir``; returns {"records": [...], "failed": [...]}.
+) -> RunResult:
+    """Every stage of ``suite`` under ``run_dir``, then its records (module docstring).
 
-    ``keep_checkpoints=False`` (a smoke run): each search's trial checkpoints are deleted once its
-    pair is chosen, and every checkpoint once the records are written (a 224 px grid keeps about
-    12 GB otherwise); records, reports and events stay.
-
-    ``local``: without Ray, in this process (or ``workers`` processes); otherwise on Ray
-    (``address`` joins a cluster).
+    ``keep_checkpoints=False`` (a smoke run): a search's losing trials are deleted once its
+    winner is chosen, and every checkpoint (with the stage summaries naming them) once the
+    records are written (a 224 px grid keeps about 12 GB otherwise); records, reports and events
+    stay, and the same command again trains the stages anew and reuses the records.
     """
-    layout = plan.Layout(Path(run_dir).resolve())
-    data, cells = prepare(suite, layout.root, dry_run, out)
+    layout = Layout(Path(run_dir).resolve())
+    data, cells = prepare(suite, layout.root, dry_run)
     if dry_run:
-        return {"records": [], "failed": [], "plan": cells}
+        return RunResult([], [], cells, layout.root)
     address = address or os.environ.get("RAY_ADDRESS")
     if not local and address:  # before anything is written: one line if it cannot be reached
-        from .ray_init import check_reachable
+        from .cluster.connect import check_reachable
 
         check_reachable(address)
     _claim(suite, layout, fresh)
@@ -101,200 +216,139 @@ def run_suite(
         import torch
 
         torch.set_num_threads(suite.resources.threads)  # as a trial would
-    ex = _executor(suite, layout.root, local, address, out, workers)
-    failed: list[dict] = []
-
-    stage_seeds = sorted({c.stage_seed for c in cells})
-    teachers = {}
-    for seed in stage_seeds:
-        name = plan.teacher_name(seed)
-        if not layout.teacher(seed).exists():
-            out(f"stage {name}")
-            job = partial(stages.teacher, suite, data, seed)
-            teachers[name] = partial(
-                ex.stage, name, job, layout.stage_trial(name), layout.teacher(seed)
-            )
-    for name, error in _each(ex, teachers):
-        if error:
-            failed.append({"stage": name, "error": error})
-
-    kds, labels = {}, {}
-    for seed in stage_seeds:
-        if not layout.teacher(seed).exists():
-            continue
-        for st in suite.students:
-            name = plan.kd_name(st.name, seed)
-            if not layout.kd(st.name, seed).exists():
-                out(f"stage {plan.kd_label(st.name, seed)}")
-                job = partial(stages.kd, suite, data, seed, st.name, layout.teacher(seed))
-                kds[name] = partial(
-                    ex.stage, name, job, layout.stage_trial(name), layout.kd(st.name, seed)
-                )
-                labels[name] = plan.kd_label(st.name, seed)
-    for name, error in _each(ex, kds):  # every student at once
-        if error:
-            failed.append({"stage": labels[name], "error": error})
-    f_n_acc: dict[tuple[str, int], float] = {}  # (student, stage seed) -> on the validation split
-    for seed in stage_seeds:
-        for st in suite.students:
-            if layout.kd(st.name, seed).exists():
-                f_n_acc[st.name, seed] = stages.f_n_accuracy(layout.kd(st.name, seed))
-
-    chosen: dict[str, dict] = {}
-    ranges, start = search.space(suite)
-    for wave in _waves(suite):  # every search of a wave at once
-        searches = {}
-        for cell in cells:
-            if (cell.student, cell.stage_seed) not in f_n_acc:
+    ex = _executor(suite, layout.root, local, address, workers)
+    done: dict[str, dict] = {}  # stage name -> its summary
+    failed: list[Failure] = []
+    for wave in plan.waves(suite, cells):
+        specs = []
+        for stage in wave:
+            if layout.summary(stage.name).exists():
+                done[stage.name] = _finished(stage, layout)
+            elif all(n in done for n in stage.needs):  # else its inputs failed
+                LOG.info(f"stage {stage.name}")
+                specs.append(_spec(suite, data, stage, layout, done))
+        for spec, result in ex.searches(specs):
+            failed += [Failure(spec.name, t.error) for t in result.trials if t.error]
+            if result.error is not None:
+                failed.append(Failure(spec.name, result.error))
+            best = search.best_of(result.trials)
+            if best is None:
                 continue
-            for mode in wave:
-                name = cell.search(mode)
-                if layout.pair(name).exists() and layout.summary(name).exists():
-                    chosen[name] = store.read_json(layout.summary(name))
-                    continue
-                out(f"stage {name}")
-                job = partial(
-                    stages.pair,
-                    suite,
-                    data,
-                    cell,
-                    mode,
-                    kd_file=layout.kd(cell.student, cell.stage_seed),
-                    f_n_acc=f_n_acc[cell.student, cell.stage_seed],
-                    robust_file=layout.pair(cell.search("robust")),
-                )
-                searches[name] = partial(
-                    _search,
-                    ex,
-                    layout,
-                    name,
-                    job,
-                    ranges,
-                    start,
-                    search.num_trials(suite),
-                    keep_checkpoints,
-                )
-        for name, (info, errors) in _each(ex, searches):
-            failed += errors
-            if info is not None:
-                chosen[name] = info
-
-    built = _analyse(suite, data, cells, layout, ex, chosen, f_n_acc, failed, out)
-    if not keep_checkpoints:
-        for folder in (layout.root / "trials", layout.tune):
+            info = search.summary(best, result.trials, layout.root)
+            write_json(layout.summary(spec.name), info)  # marks the stage done: last, whole
+            done[spec.name] = info
+            if not keep_checkpoints:
+                for t in result.trials:
+                    if t.file is not None and t.file != best.file:
+                        t.file.unlink(missing_ok=True)
+                shutil.rmtree(layout.tune / spec.name, ignore_errors=True)
+    built = _analyse(suite, data, cells, layout, ex, done, failed)
+    if not keep_checkpoints:  # the stages' summaries name the deleted files: they go too
+        for folder in (layout.trials, layout.tune, layout.artifacts):
             shutil.rmtree(folder, ignore_errors=True)
-        for ckpt in (layout.root / "artifacts").rglob("*.pt"):
-            ckpt.unlink()
-        out("checkpoints deleted (records, reports and events kept)")
-    return {"records": built, "failed": failed}
+        LOG.info("checkpoints deleted (records, reports and events kept)")
+    return RunResult(built, failed, cells, layout.root)
 
 
-def _waves(suite: Suite) -> list[tuple[str, ...]]:
-    """Modes whose searches can run together: all at once, unless a detrimental pair's stealth
-    term reads its cell's chosen robust policy (then the robust searches go first)."""
-    p = suite.pair
-    stealth = p.stealth > 0 or suite.search.stealth is not None  # searched: trials may use it
-    if stealth and "robust_policy" in p.stealth_allocations:
-        return [("robust",), ("detrimental",)]
-    return [tuple(suite.modes)]
+def _finished(stage: plan.Stage, layout: Layout) -> dict:
+    """A finished stage's summary, its checkpoint checked first: a truncated, foreign or other
+    stage's file stops the run here with one line (CheckpointError), not inside a later stage."""
+    from dptq.engine import load_checkpoint
+
+    info = store.read_json(layout.summary(stage.name))
+    kind = f"pair-{stage.mode}" if stage.kind == "pair" else stage.kind
+    load_checkpoint(layout.root / info["file"], kind)
+    return info
 
 
-def _each(ex, calls: dict):
-    """``(name, result)`` of each call, run concurrently where the executor can; a call that
-    raised gives its reason as a failed stage (a stage's error string, or a search's)."""
-    for name, result, error in ex.concurrently(calls):
-        if error is None:
-            yield name, result
-        elif name.startswith("pair-"):
-            yield name, (None, [{"stage": name, "error": error}])
-        else:
-            yield name, error
+def _spec(suite, data, stage: plan.Stage, layout: Layout, done: dict) -> SearchSpec:
+    """A stage as the executor runs it: its job with the files it reads, its trials' space."""
+    file = lambda name: layout.root / done[name]["file"]  # noqa: E731
+    inputs: dict = {}
+    ranges, start, samples = {}, {}, 1
+    if stage.kind == "kd":
+        inputs["teacher"] = file(stage.needs[0])
+    elif stage.kind == "pair":
+        kd = stage.needs[0]
+        inputs = {"kd": file(kd), "f_n_acc": stages.f_n_accuracy(done[kd])}
+        robust = stage.cell.search("robust")
+        if robust in done:
+            inputs["robust"] = file(robust)
+        ranges, start = search.space(suite)
+        samples = search.num_trials(suite)
+    return SearchSpec(
+        stage,
+        stages.job(suite, data, stage, inputs),
+        partial(layout.trial, stage.name),
+        ranges,
+        start,
+        samples,
+        stage.epochs(suite),
+    )
 
 
-def _search(
-    ex, layout, name, job, ranges, start, num_trials, keep_checkpoints=True
-) -> tuple[dict | None, list[dict]]:
-    """One pair search to its end: trials, the chosen pair copied, the summary written last."""
-    outcomes, top = ex.search(name, job, partial(layout.trial, name), ranges, start, num_trials)
-    errors = [{"stage": name, "error": t.error} for t in outcomes if t.error]
-    best = search.best_of(outcomes, top)
-    if best is None:
-        return None, errors
-    best.copy_to(layout.pair(name))
-    info = search.summary(best, outcomes, layout.pair(name))
-    write_json(layout.summary(name), info)  # marks the search done: last, whole
-    if not keep_checkpoints:  # the trials' working checkpoints: the chosen pair is copied
-        shutil.rmtree(layout.root / "trials" / name, ignore_errors=True)
-        shutil.rmtree(layout.tune / name, ignore_errors=True)
-    return info, errors
-
-
-def verdicts(records: list[dict]) -> list[str]:
-    """A line per row that does not count (invalid, with its reasons) or is not stealthy."""
-    lines = []
-    for r in records:
-        if r.get("error") is None and not r.get("valid", False):
-            lines.append(f"INVALID {r['id']}: {'; '.join(r.get('invalid_reasons', []))}")
-    return lines
-
-
-def _analyse(suite, data, cells, layout, ex, chosen, f_n_acc, failed, out) -> list[dict]:
+def _analyse(suite, data, cells, layout: Layout, ex, done: dict, failed: list[Failure]) -> list:
     """Each cell's record: reused when already written, else analysed (in parallel on Ray)."""
     env, events = records.environment(), read_events(layout.root)
-    done = {r["id"]: r for r in store.load(layout.root)}
+    written = {r.id: r for r in store.load(layout.root)}
     built, jobs, bases, per_example = [], {}, {}, {}
-    num_classes = data.num_classes
     for cell in cells:
-        retries = retries_of(events, cell.stages(suite.modes))
-        base = records.base(suite, cell, env, retries, num_classes)
-        base["skipped_images"] = list(getattr(data, "skipped", ()))
-        names = {m: cell.search(m) for m in ("robust", "detrimental")}
-        missing = [m for m, n in names.items() if n not in chosen]
-        if (cell.student, cell.stage_seed) not in f_n_acc or missing:
-            stages_ = cell.stages(suite.modes)
-            why = [f"{f['stage']}: {f['error']}" for f in failed if f["stage"] in stages_]
-            error = why[0] if why else f"no finished {', '.join(missing)} pair"
-            built.append(records.failed(base, error))
+        needed = cell.stages()
+        base = records.base(
+            suite, cell, env, retries_of(events, needed), data.num_classes, data.skipped
+        )
+        missing = [n for n in needed if n not in done]
+        if missing:
+            why = [f"{f.stage}: {f.error}" for n in needed for f in failed if f.stage == n]
+            built.append(records.failed(base, why[0] if why else f"no finished {missing[0]}"))
             continue
-        report = layout.report(base["id"]) / "report.md"
-        if base["id"] in done and report.exists():
-            built.append(done[base["id"]])
-            out(f"  {cell.key}: record already written, reused")
+        if base["id"] in written and (layout.report(base["id"]) / "report.md").exists():
+            built.append(written[base["id"]])
+            LOG.info(f"  {cell.key}: record already written, reused")
             continue
         bases[cell] = base
+        kd = done[needed[1]]
         jobs[cell] = partial(
-            stages.analyse,
+            _analyse_cell,
             suite,
             data,
             cell,
-            layout.kd(cell.student, cell.stage_seed),
-            f_n_acc[cell.student, cell.stage_seed],
-            {m: layout.pair(n) for m, n in names.items()},
+            layout.root / kd["file"],
+            stages.f_n_accuracy(kd),
+            {m: layout.root / done[cell.search(m)]["file"] for m in plan.MODES},
             layout.report(base["id"]),
         )
     if jobs:
-        out(f"stage analyse: {len(jobs)} cell(s), analyses {', '.join(suite.analyses) or 'none'}")
-    for cell, result, error in ex.analyse(jobs):
+        LOG.info(
+            f"stage analyse: {len(jobs)} cell(s), analyses {', '.join(suite.analyses) or 'none'}"
+        )
+    for cell, result, error in ex.tasks(jobs):
         if error is not None:
-            failed.append({"stage": f"analyse {cell.key}", "error": error})
+            failed.append(Failure(f"analyse {cell.key}", error))
             built.append(records.failed(bases[cell], f"analyse {cell.key}: {error}"))
             continue
-        names = {m: cell.search(m) for m in ("robust", "detrimental")}
+        chosen = {m: done[cell.search(m)] for m in plan.MODES}
+        f_n = done[cell.stages()[1]]
         rec, per_example[bases[cell]["id"]] = records.success(
-            suite,
-            bases[cell],
-            result,
-            {m: chosen[n] for m, n in names.items()},
-            f_n_acc[cell.student, cell.stage_seed],
-            cell.allocations,
+            suite, bases[cell], result, chosen, f_n, cell.allocations
         )
         built.append(rec)
-        verdict = "valid" if rec["valid"] else f"INVALID ({'; '.join(rec['invalid_reasons'])})"
-        out(
-            f"  {cell.key}: gap {rec['gap']:.1f} points (f_D drop {rec['f_d_drop']:.1f}, "
-            f"f_R drop {rec['f_r_drop']:.1f}), hidden gap {rec['hidden_gap']:.1f}, "
-            f"FP match {rec['fp_match']:.1f}: {verdict}"
+        verdict = "valid" if rec.valid else f"INVALID ({'; '.join(rec.invalid_reasons)})"
+        LOG.info(
+            f"  {cell.key}: gap {rec.gap:.1f} points (f_D drop {rec.f_d_drop:.1f}, "
+            f"f_R drop {rec.f_r_drop:.1f}), hidden gap {rec.hidden_gap:.1f}, "
+            f"FP match {rec.fp_match:.1f}: {verdict}"
         )
-    written = store.add(built, layout.root, per_example=per_example)
-    out(f"{written} new record(s) in {layout.root / store.RECORDS}")
+    written_now = store.add(built, layout.root, per_example=per_example)
+    LOG.info(f"{written_now} new record(s) in {layout.root / store.RECORDS}")
     return built
+
+
+def _analyse_cell(suite, data, cell, kd_file, f_n_acc, pair_files, out):
+    """One cell's analysis, in whichever process the executor runs it (its Accelerator)."""
+    from .events import printing
+
+    acc = process_accelerator(suite.resources)
+    return stages.analyse(
+        suite, data, cell, kd_file, f_n_acc, pair_files, out, acc, progress=printing()
+    )

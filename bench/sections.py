@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from dptq.data import DATASETS, DataOptions
-from dptq.engine import ConfigError
+from dptq.errors import ConfigError
 
 
 def _dataset_options(name: str) -> type:

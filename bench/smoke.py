@@ -1,8 +1,8 @@
 """``--smoke``: every cell and stage of a suite, a couple of steps each, on synthetic images.
 
 :func:`smoke_suite` turns a suite into its smoke version: the same architectures (with their
-options), bit options, budgets, modes and analyses, the same image size and class count, but a
-few synthetic images (:mod:`dptq.synthetic`), one epoch of two steps per stage, one trial per
+options), bit options, budgets and analyses, the same image size and class count, but a
+few synthetic images (:mod:`dptq.data.synthetic`), one epoch of two steps per stage, one trial per
 search, the first seed, and small analyses (a few examples, a few layers per sweep, short audit
 and defense settings). It runs through the same runner into its own run folder and is never
 added to a leaderboard: what it catches is a shape, budget, dtype, memory or import error, hours
@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from dptq.synthetic import SyntheticOptions
+from dptq.data import SyntheticOptions
 
 from .sections import Dataset, Resources
 from .suite import Suite, SuiteError

@@ -1,39 +1,37 @@
 """The stages of a suite as plain functions: teacher, KD, pair, analyse.
 
-Each takes the suite, the data, what its inputs are (paths of earlier artifacts) and where to
-keep its checkpoint, and returns its results; none knows where it runs. The runner calls them in
-this process (``--local``) or inside Ray Tune trials and Ray tasks (:mod:`bench.tuning`), with a
-``report(epoch, result)`` callback that prints progress or reports to Ray Tune.
+Each takes the suite, the data, what it reads (the files of the stages it needs), where to keep
+its checkpoint and the process's Accelerator, and returns its results; none knows where it runs.
+An executor calls a training stage as ``job(params, ckpt=..., report=..., acc=...)`` (:func:`job`)
+once per trial, in this process or inside a Ray Tune trial, with ``report(epoch, result)``
+printing progress or reporting to Ray Tune.
 
-Seeds: the teacher of seed s starts from ``s``, KD from ``s + 1``, the pair of mode m from
-``s + 2 + index of m in modes``; every stage also passes s to the training loop (data order) and
-to the evaluation (random allocations). The same seed on the same CPU gives the same numbers
-wherever a stage runs. Training and selection evaluate on the validation split; only
+Seeds: a stage of seed s trains with data order s; the teacher's network starts from s, KD's
+from s + 1, a pair's from s + :data:`bench.plan.MODE_OFFSET` (2 robust, 3 detrimental); the
+evaluation draws its random allocations from s. The same seed on the same CPU gives the same
+numbers wherever a stage runs. Training and selection evaluate on the validation split; only
 :func:`analyse` reads the test split, once per cell.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 
-import torch
-
-from dptq.analyses import TrainedCell, write_report
 from dptq.data import DatasetPair
-from dptq.engine import RunOptions, load_checkpoint, make_accelerator, seed_everything
-from dptq.evaluate import evaluate_cell
+from dptq.engine import RunOptions, load_checkpoint, seed_everything
 from dptq.models import QuantizableModel
 from dptq.policy import create_policy
-from dptq.train import BlackBox, distill, train_pair, train_teacher
+from dptq.scores import CellCounts
 
-from .plan import Cell
+from .plan import MODE_OFFSET, Cell, Stage
 
 Report = Callable[[int, dict], None]
 
 
-def _options(suite, seed: int, report: Report | None, progress: bool) -> RunOptions:
+def _options(suite, seed: int, report: Report | None) -> RunOptions:
     callback = None if report is None else (lambda stage, epoch, result: report(epoch, result))
     res = suite.resources
     return RunOptions(
@@ -41,7 +39,7 @@ def _options(suite, seed: int, report: Report | None, progress: bool) -> RunOpti
         cpu=res.gpus == 0,
         mixed_precision=res.precision,
         num_workers=res.loader_workers,
-        progress=progress,
+        progress=report is None,
         callback=callback,
     )
 
@@ -54,14 +52,14 @@ def quantizable(suite, student: str, num_classes: int) -> QuantizableModel:
 
 
 def load_f_n(suite, student: str, kd_file: Path, num_classes: int) -> QuantizableModel:
-    """f_N: the distilled student of a KD artifact, in eval mode."""
+    """f_N: the distilled student of a KD checkpoint, in eval mode."""
     f_n = quantizable(suite, student, num_classes)
     f_n.model.load_state_dict(load_checkpoint(kd_file, "kd")["modules"]["student"])
     return f_n.eval()
 
 
 def load_pair(suite, cell: Cell, mode: str, pair_file: Path, num_classes: int):
-    """A trained pair (f, pi) of ``mode`` from its artifact, both in eval mode."""
+    """A trained pair (f, pi) of ``mode`` from its checkpoint, both in eval mode."""
     ckpt = load_checkpoint(pair_file, f"pair-{mode}")
     f = quantizable(suite, cell.student, num_classes)
     f.load_state_dict(ckpt["modules"]["student"])
@@ -70,49 +68,34 @@ def load_pair(suite, cell: Cell, mode: str, pair_file: Path, num_classes: int):
     return f.eval(), pi.eval()
 
 
-def f_n_accuracy(kd_file: Path) -> float:
+def f_n_accuracy(summary: dict) -> float:
     """f_N's reference accuracy, on the validation split, that the search objective compares
-    pairs against (never the test split)."""
-    return float(load_checkpoint(kd_file, "kd")["history"][-1]["val_acc"])
+    pairs against (never the test split): the KD stage's last ``val_acc``."""
+    return float(summary["metrics"]["val_acc"])
 
 
-def teacher(
-    suite,
-    data: DatasetPair,
-    seed: int,
-    ckpt: Path,
-    report: Report | None = None,
-    progress: bool = False,
-) -> dict:
+def teacher(suite, data: DatasetPair, stage: Stage, inputs: dict, params, *, ckpt, report, acc):
     """Train the black box (supervised, label smoothing); returns its last evaluation."""
-    opts = _options(suite, seed, report, progress)
-    acc = make_accelerator(opts)
-    seed_everything(seed)
+    from dptq.train import train_teacher
+
+    seed_everything(stage.seed)
     model = suite.teacher.build(data.num_classes, pretrained=suite.teacher.pretrained)
+    opts = _options(suite, stage.seed, report)
     return train_teacher(model.to(acc.device), data, suite.teacher_stage, ckpt, opts, acc)
 
 
-def kd(
-    suite,
-    data: DatasetPair,
-    seed: int,
-    student: str,
-    teacher_file: Path,
-    ckpt: Path,
-    report: Report | None = None,
-    progress: bool = False,
-) -> dict:
-    """Distil the teacher (queried as a black box) into a random ``student``: f_N."""
-    opts = _options(suite, seed, report, progress)
-    acc = make_accelerator(opts)
+def kd(suite, data: DatasetPair, stage: Stage, inputs: dict, params, *, ckpt, report, acc):
+    """Distil the teacher (queried as a black box) into a random student: f_N."""
+    from dptq.train import BlackBox, distill
+
     net = suite.teacher.build(data.num_classes)
-    net.load_state_dict(load_checkpoint(teacher_file, "teacher")["modules"]["model"])
-    seed_everything(seed + 1)
-    spec = suite.student(student)
+    net.load_state_dict(load_checkpoint(inputs["teacher"], "teacher")["modules"]["model"])
+    seed_everything(stage.seed + 1)
+    spec = suite.student(stage.student)
     model = spec.build(data.num_classes, pretrained=spec.pretrained)
-    return distill(
-        model.to(acc.device), BlackBox(net.to(acc.device)), data, suite.kd_stage, ckpt, opts, acc
-    )
+    opts = _options(suite, stage.seed, report)
+    teacher_ = BlackBox(net.to(acc.device))
+    return distill(model.to(acc.device), teacher_, data, suite.kd_stage, ckpt, opts, acc)
 
 
 def objective(mode: str, result: dict, f_n_acc: float, search, stealth_max: float) -> float:
@@ -133,25 +116,17 @@ def objective(mode: str, result: dict, f_n_acc: float, search, stealth_max: floa
     return result["drop"] - search.stealth_penalty * unstealthy - search.penalty * lost
 
 
-def pair(
-    suite,
-    data: DatasetPair,
-    cell: Cell,
-    mode: str,
-    params: dict,
-    kd_file: Path,
-    f_n_acc: float,
-    ckpt: Path,
-    report: Report | None = None,
-    progress: bool = False,
-    robust_file: Path | None = None,
-) -> dict:
-    """Train one pair of ``mode`` with the pair settings ``params`` (delta, alpha, beta, ...).
+def pair(suite, data: DatasetPair, stage: Stage, inputs: dict, params, *, ckpt, report, acc):
+    """Train one pair of the stage's mode with the pair settings ``params`` (delta, alpha, beta,
+    stealth). Every epoch's result carries ``score`` (:func:`objective`); returns the last one.
 
-    Every epoch's result carries ``score`` (:func:`objective`); returns the last one.
-    ``robust_file``: the cell's chosen robust pair, whose frozen policy a detrimental pair's
-    stealth term uses when ``pair.stealth_allocations`` names ``robust_policy``.
+    ``inputs``: ``kd`` (f_N's checkpoint), ``f_n_acc`` (its validation accuracy) and, when a
+    detrimental pair's stealth term reads it, ``robust`` (the cell's chosen robust pair).
     """
+    from dptq.train import train_pair
+
+    cell, mode = stage.cell, stage.mode
+    f_n_acc = inputs["f_n_acc"]
 
     def score(result: dict) -> dict:
         stealth_max = suite.protocol.stealth_max
@@ -162,19 +137,40 @@ def pair(
         if report is not None:
             report(epoch, score(result))
 
-    opts = _options(suite, cell.seed, scored, progress)
-    acc = make_accelerator(opts)
+    opts = _options(suite, cell.seed, scored if report is not None else None)
     cfg = replace(suite.pair, mode=mode, options=cell.options, budget=cell.budget, **params)
-    f_n = load_f_n(suite, cell.student, kd_file, data.num_classes).to(acc.device)
+    f_n = load_f_n(suite, cell.student, inputs["kd"], data.num_classes).to(acc.device)
     robust_policy = None
     if mode == "detrimental" and cfg.stealth > 0 and "robust_policy" in cfg.stealth_allocations:
-        _, robust_policy = load_pair(suite, cell, "robust", robust_file, data.num_classes)
+        _, robust_policy = load_pair(suite, cell, "robust", inputs["robust"], data.num_classes)
         robust_policy = robust_policy.to(acc.device).requires_grad_(False)
-    seed_everything(cell.seed + 2 + suite.modes.index(mode))
+    seed_everything(cell.seed + MODE_OFFSET[mode])
     _, _, result = train_pair(
         f_n, data, cfg, ckpt, opts, acc, suite.policy, suite.policy_options, robust_policy
     )
     return score(result)
+
+
+TRAINERS = {"teacher": teacher, "kd": kd, "pair": pair}
+
+
+def job(suite, data: DatasetPair, stage: Stage, inputs: dict):
+    """The stage as an executor calls it: ``job(params, ckpt=..., report=..., acc=...)``."""
+    return partial(TRAINERS[stage.kind], suite, data, stage, inputs)
+
+
+@dataclass
+class CellResult:
+    """What a cell's analysis returns to the runner (small: no networks, no tables).
+
+    ``counts``: the evaluation's exact counts; ``per_example``: the record's per-example file
+    (the evaluation's, each analysis' under its name); ``fields``: each analysis' record fields.
+    """
+
+    counts: CellCounts
+    per_example: dict
+    fields: dict
+    num_layers: int
 
 
 def analyse(
@@ -185,30 +181,34 @@ def analyse(
     f_n_acc: float,
     pair_files: dict[str, Path],
     out: Path,
-    say: Callable[[str], None] | None = None,
-) -> dict:
+    acc,
+    progress: bool = False,
+) -> CellResult:
     """Evaluate a cell's chosen pairs on the test split, once; run the suite's analyses on it.
 
-    ``say``: where a line per analysis goes (which one runs, the cell's ETA); None: silent.
-
-    Returns ``{"evaluation": evaluate_cell(...), "fields": record fields from the analyses,
-    "num_layers": L}``; the report (``report.md`` and PNGs) is written under ``out``.
+    The report (``report.md`` and PNGs) is written under ``out``; ``progress``: a line as each
+    analysis starts (which one, the cell's ETA).
     """
+    import torch
+
+    from dptq.analyses import TrainedCell, write_report
+    from dptq.evaluate import evaluate_cell
+
     torch.set_num_threads(suite.resources.threads)
-    acc = make_accelerator(RunOptions(cpu=suite.resources.gpus == 0))
-    nets = {"f_N": load_f_n(suite, cell.student, kd_file, data.num_classes).to(acc.device)}
+    device = acc.device
+    nets = {"f_N": load_f_n(suite, cell.student, kd_file, data.num_classes).to(device)}
     policies = {}
     for mode, file in pair_files.items():
         tag = "f_R" if mode == "robust" else "f_D"
         f, pi = load_pair(suite, cell, mode, file, data.num_classes)
-        nets[tag], policies[tag] = f.to(acc.device), pi.to(acc.device)
+        nets[tag], policies[tag] = f.to(device), pi.to(device)
     evaluation = evaluate_cell(
         nets,
         policies,
         data,
         cell.options,
         cell.budget,
-        acc,
+        device,
         seed=cell.seed,
         random_allocations=suite.protocol.random_allocations,
     )
@@ -220,7 +220,7 @@ def analyse(
         cell.budget,
         evaluation,
         f_n_acc,
-        device=str(acc.device),
+        device=str(device),
         seed=cell.seed,
         max_examples=suite.analysis_examples,
         sweep_layers=suite.sweep_layers,
@@ -232,25 +232,31 @@ def analyse(
         policy_options=suite.policy_options,
         random_allocations=suite.protocol.random_allocations,
         fp_cost_max=suite.protocol.fp_drop_max,
+        acc=acc,
     )
     title = (
         f"{cell.student} on {suite.dataset.name}, options {cell.version} "
         f"{list(cell.options)}, budget {cell.budget}, seed {cell.seed}"
     )
-    fields = write_report(trained, suite.analyses, out, title, _analysis_progress(cell, say))
-    return {"evaluation": evaluation, "fields": fields, "num_layers": nets["f_N"].num_layers}
+    tell = _analysis_progress(cell) if progress else None
+    results = write_report(trained, suite.analyses, out, title, tell)
+    per_example = {"total": evaluation.total, "evaluation": evaluation.per_example()}
+    extra = {n: a.per_example for n, a in results.items() if a.per_example}
+    if extra:
+        per_example["analyses"] = extra
+    fields = {n: a.fields for n, a in results.items() if a.fields is not None}
+    return CellResult(evaluation.counts(), per_example, fields, nets["f_N"].num_layers)
 
 
-def _analysis_progress(cell: Cell, say: Callable[[str], None] | None):
+def _analysis_progress(cell: Cell):
     """A line as each analysis of ``cell`` starts: its name, its place, the cell's ETA."""
-    if say is None:
-        return None
+    from .events import LOG
 
     def progress(name: str | None, i: int, total: int, seconds: float) -> None:
         if name is None:
-            say(f"  [analyse {cell.key}] {total} analyses done in {seconds:.0f} s")
+            LOG.info(f"  [analyse {cell.key}] {total} analyses done in {seconds:.0f} s")
             return
         eta = f", ETA {seconds / i * (total - i):.0f} s" if i else ""
-        say(f"  [analyse {cell.key}] {name} ({i + 1}/{total}){eta}")
+        LOG.info(f"  [analyse {cell.key}] {name} ({i + 1}/{total}){eta}")
 
     return progress

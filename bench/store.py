@@ -1,38 +1,31 @@
-"""Records as data: one JSON file per record, checked against its schema, under a *board* folder.
+"""Records as data: one JSON file per record under a *board* folder, checked as untrusted input.
 
-A board (the repository's ``leaderboard/``, or a run folder) keeps ``records/<id>.json`` (the id's
-``/`` are folders: ``records/default/81c094ea9767/resnet18-I-80.json``) and
-``per_example/<id>.json`` (each pair's per-example correctness on the test split). Adding a row
-writes one new file and touches no other (RobustBench keeps ``model_info/`` the same way): no
-lock, no rewrite, and two pull requests that add rows never conflict. Old ``records.jsonl`` files
-are still read as input (``bench leaderboard --add``). Standard library only: the views read this
-without torch.
+A board (the repository's ``leaderboard/``, or a run folder) keeps ``records/<id>.json`` (the
+id's ``/`` are folders: ``records/default/b0107eab9688/resnet18-I-80-s0.json``),
+``per_example/<id>.json`` (every test example's correctness under every allocation: the evidence
+of the record's counts) and ``reports/<id>/``. Adding a row writes new files and touches no other
+(RobustBench keeps ``model_info/`` the same way): no lock, no rewrite, and two pull requests that
+add rows never conflict. A record read from anywhere is :func:`bench.legacy.read` (schema 3
+verified field by field, schema 2 migrated, schema 1 history); one being added also has its
+per-example file verified against its counts and hash. Old ``records.jsonl`` files are read as
+input too. No torch: the views read this.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from pathlib import Path
 
 from dptq.faults import failpoint
-from dptq.io import atomic_file, remove_stale_temps, write_json
+from dptq.io import atomic_file, remove_stale_temps, write_atomic
 
-from .validate import (  # noqa: F401 (the store's schema, re-exported)
-    NUMBERS,
-    OPTIONAL_NUMBERS,
-    PER_EXAMPLE,
-    RECORDS,
-    REPORTS,
-    SCHEMA_VERSION,
-    RecordError,
-    per_example_rel,
-    record_rel,
-    report_rel,
-    validate,
-)
+from . import legacy
+from .record import Record, RecordError, per_example_bytes, per_example_rel, record_rel
 
-LEGACY = {"run_dir", "report"}  # schema 1 kept where a run had been: dropped on the way in
+RECORDS, PER_EXAMPLE, REPORTS = "records", "per_example", "reports"
+__all__ = ["RECORDS", "PER_EXAMPLE", "REPORTS", "RecordError", "load", "add", "read_json"]
 
 
 def read_json(path: Path):
@@ -44,23 +37,35 @@ def read_json(path: Path):
         raise RecordError(f"{path}: not readable JSON ({why}); fix or remove that file") from None
 
 
-def load(board: Path) -> list[dict]:
-    """Every record of a board, validated, sorted by id; a bad file stops with one line."""
+def _pe_file(board: Path, data) -> Path | None:
+    rid = data.get("id") if isinstance(data, dict) else None
+    return board / per_example_rel(rid) if isinstance(rid, str) and ".." not in rid else None
+
+
+def load(board: Path, migrated: dict | None = None) -> list:
+    """Every record of a board, validated, sorted by id; a bad file stops with one line.
+
+    ``migrated``: filled with the schema-3 per-example files of the schema-2 records read (by id).
+    """
     folder = Path(board) / RECORDS
     records = []
     for path in sorted(folder.rglob("*.json")) if folder.is_dir() else []:
-        rec = validate(read_json(path), str(path))
-        if path != Path(board) / record_rel(rec["id"]):
+        data = read_json(path)
+        rec, new_pe = legacy.read(data, str(path), _pe_file(Path(board), data))
+        if path != Path(board) / record_rel(rec.id):
             raise RecordError(
-                f"{path}: holds record {rec['id']!r}; a record's file is named by its id"
+                f"{path}: holds record {rec.id!r}; a record's file is named by its id"
             )
+        if new_pe is not None and migrated is not None:
+            migrated[rec.id] = new_pe
         records.append(rec)
     return records
 
 
-def load_legacy(path: Path) -> tuple[list[dict], dict[str, Path]]:
-    """The records of an old ``records.jsonl`` (one JSON object per line), and where each one's
-    per-example file is (only inside the file's own folder: a path that leaves it is refused)."""
+def load_legacy(path: Path) -> tuple[list, dict[str, dict | Path]]:
+    """The records of an old ``records.jsonl`` (one JSON object per line), and the per-example
+    data (migrated) or file of each (only files inside the file's own folder: a path that leaves
+    it is refused)."""
     path = Path(path)
     folder = path.parent.resolve()
     records, files = [], {}
@@ -69,38 +74,76 @@ def load_legacy(path: Path) -> tuple[list[dict], dict[str, Path]]:
             continue
         where = f"{path}:{i}"
         try:
-            rec = json.loads(line)
+            data = json.loads(line)
         except json.JSONDecodeError as e:
             raise RecordError(
                 f"{where}: not valid JSON ({e.msg}); fix or remove that line"
             ) from None
-        if not isinstance(rec, dict):
+        if not isinstance(data, dict):
             raise RecordError(f"{where}: a record must be a JSON object")
-        old = rec.get("per_example")
-        rec = {k: v for k, v in rec.items() if k not in LEGACY | {"per_example"}}
-        validate(rec, where)
+        old = data.get("per_example")
+        src = None
         if old is not None:
             src = (folder / str(old)).resolve()
             if not isinstance(old, str) or not src.is_relative_to(folder) or not src.is_file():
                 raise RecordError(
                     f"{where}: per_example {str(old)[:80]!r} is not a file inside {folder}"
                 )
-            files[rec["id"]] = src
-            rec["per_example"] = per_example_rel(rec["id"])
+        data = {k: v for k, v in data.items() if k not in ("run_dir", "report", "per_example")}
+        if src is not None:
+            data["per_example"] = per_example_rel(data.get("id", ""))
+        rec, new_pe = legacy.read(data, where, src)
         records.append(rec)
+        if new_pe is not None:
+            files[rec.id] = new_pe
+        elif src is not None:
+            files[rec.id] = src  # schema 1: copied as it is
     return records, files
 
 
-def load_any(source: Path) -> tuple[list[dict], Path, dict[str, Path]]:
+def load_any(source: Path) -> tuple[list, Path, dict[str, dict]]:
     """Records from a board or run folder, or an old ``records.jsonl``: (records, the folder they
-    come from, legacy per-example files by id)."""
+    come from, per-example data by id where it is not that folder's own file)."""
     source = Path(source)
     if source.is_dir():
-        return load(source), source, {}
+        migrated: dict = {}
+        return load(source, migrated), source, migrated
     if source.is_file():
         records, files = load_legacy(source)
         return records, source.parent, files
     raise RecordError(f"{source}: no such run folder, board or records.jsonl")
+
+
+def verify_per_example(rec: Record, pe: dict, where: str) -> None:
+    """The per-example file is this record's: its hash, and every vector's count and length."""
+    digest = hashlib.sha256(per_example_bytes(pe)).hexdigest()
+    if digest != rec.per_example_sha256:
+        raise RecordError(
+            f"{where}: field per_example_sha256: the per-example file's hash is {digest[:12]}..., "
+            f"the record's {rec.per_example_sha256[:12]}... (another record's file?)"
+        )
+    ev, total = rec.evaluation, rec.evaluation.total
+    if pe.get("total") != total:
+        raise RecordError(f"{where}: per_example: {pe.get('total')} examples, the record {total}")
+    for net, by in pe.get("evaluation", {}).items():
+        counts = getattr(ev, net)
+        for alloc, bits in by.items():
+            want = getattr(counts, alloc)
+            vectors, wants = (bits, want) if isinstance(bits, list) else ([bits], [want])
+            if len(vectors) != len(wants or []):
+                raise RecordError(f"{where}: per_example {net}.{alloc}: not one vector per count")
+            for v, w in zip(vectors, wants):
+                if len(v) != total or set(v) - {"0", "1"} or v.count("1") != w:
+                    raise RecordError(
+                        f"{where}: field evaluation.{net}.{alloc}: {w} correct, its per-example "
+                        f"vector says {v.count('1')} of {len(v)}"
+                    )
+    audit = (pe.get("analyses") or {}).get("audit")
+    if audit and rec.analysis("audit") is not None:
+        if audit["pi_A"].count("1") != rec.analysis("audit").adversarial:
+            raise RecordError(
+                f"{where}: field analyses.audit.adversarial: not its per-example count"
+            )
 
 
 def _copy(src: Path, dest: Path) -> None:
@@ -108,53 +151,59 @@ def _copy(src: Path, dest: Path) -> None:
         shutil.copyfileobj(fh, out)
 
 
+def _as_record(r, where: str):
+    if isinstance(r, dict):
+        return legacy.read(r, where)[0]
+    return r
+
+
 def add(
-    records: list[dict],
+    records: list,
     board: Path,
     per_example: dict[str, dict] | None = None,
     source: Path | None = None,
-    files: dict[str, Path] | None = None,
 ) -> int:
     """Write each record whose id is not on ``board`` yet; returns how many were written.
 
-    Every record is validated first (:func:`validate`): nothing is written for a board that
-    already holds a broken file, and a bad record stops the whole add before any write. A
-    record's per-example results come from ``per_example`` (by id), from ``files`` (by id: an old
-    ``records.jsonl``'s), or from ``source`` (a run folder or board: ``per_example/<id>.json``);
-    its report folder ``reports/<id>/`` is copied from ``source`` (regular files only). Every
-    file is written whole (temp file, fsync, rename): a kill leaves each record there or not.
+    Records may be typed (a run's) or JSON data (untrusted: read and verified first). Nothing is
+    written for a board that already holds a broken file, and a bad record stops the whole add
+    before any write. A successful record's per-example data come from ``per_example`` (by id)
+    or from ``source`` (a run folder or board: ``per_example/<id>.json``) and must be its own
+    (:func:`verify_per_example`); its report folder ``reports/<id>/`` is copied from ``source``
+    (regular files only). Every file is written whole (temp file, fsync, rename): a kill leaves
+    each record there or not.
     """
     board = Path(board)
     load(board)  # a broken board stops here, before anything is written
-    checked = [validate(dict(r) if isinstance(r, dict) else r, _name(r)) for r in records]
-    todo = []  # (record, where its per-example results come from) for every new record
-    for rec in checked:
-        rid = rec["id"]
-        if (board / record_rel(rid)).exists():
+    todo = []  # (record, its per-example data or file)
+    for i, r in enumerate(records):
+        rec = _as_record(r, f"record {i + 1}")
+        if (board / record_rel(rec.id)).exists():
             continue
-        src = (files or {}).get(rid) or (Path(source) / per_example_rel(rid) if source else None)
-        fresh = per_example is not None and rid in per_example
-        if rec["error"] is None and rec["schema_version"] >= 2 and not fresh:
-            if src is None or not src.is_file():
-                raise RecordError(
-                    f"record {rid!r}: its per-example results are missing (looked for {src}); "
-                    "a successful record needs them (they recompute its numbers)"
-                )
-        todo.append((rec, src))
+        where = f"record {rec.id[:80]!r}"
+        pe = (per_example or {}).get(rec.id)
+        src = Path(source) / per_example_rel(rec.id) if source else None
+        if isinstance(pe, Path):
+            pe, src = None, pe
+        if isinstance(rec, Record) and rec.error is None:
+            if pe is None:
+                if src is None or not src.is_file():
+                    raise RecordError(
+                        f"{where}: its per-example results are missing (looked for {src}); a "
+                        "successful record needs them (they recompute its numbers)"
+                    )
+                pe = read_json(src)
+            verify_per_example(rec, pe, where)
+        todo.append((rec, pe, src))
     for folder in (board / RECORDS, board / PER_EXAMPLE):
         for sub in [folder, *folder.rglob("*")] if folder.is_dir() else []:
             if sub.is_dir():
                 remove_stale_temps(sub)
-    for rec, src in todo:
-        rid = rec["id"]
-        for volatile in LEGACY - {"report"}:  # where a run kept it, not what it found
-            rec.pop(volatile, None)
-        if rec["error"] is None:
-            dest = board / per_example_rel(rid)
-            if per_example is not None and rid in per_example:
-                write_json(dest, per_example[rid], indent=None)
-            elif src is not None and src.is_file() and src.resolve() != dest.resolve():
-                _copy(src, dest)
+    for rec, pe, src in todo:
+        rid = rec.id
+        dest = board / per_example_rel(rid)
+        if isinstance(rec, Record) and rec.error is None:
+            write_atomic(dest, per_example_bytes(pe))
             report = Path(source) / REPORTS / rid if source else None
             if (
                 report is not None
@@ -164,16 +213,9 @@ def add(
                 for f in sorted(report.iterdir()):
                     if f.is_file() and not f.is_symlink() and not f.name.startswith("."):
                         _copy(f, board / REPORTS / rid / f.name)
-            if not dest.is_file():
-                rec.pop("per_example", None)
-            if rec["schema_version"] == 1:
-                rec.pop("report", None)
+        elif src is not None and src.is_file() and src.resolve() != dest.resolve():
+            _copy(src, dest)  # schema 1: its per-example file as it was
         with atomic_file(board / record_rel(rid)) as fh:
-            fh.write((json.dumps(rec, indent=1, sort_keys=True) + "\n").encode())
+            fh.write((json.dumps(rec.to_json(), indent=1, sort_keys=True) + "\n").encode())
             failpoint("store:before-rename")
     return len(todo)
-
-
-def _name(rec) -> str:
-    rid = rec.get("id") if isinstance(rec, dict) else None
-    return f"record {str(rid)[:80]!r}" if rid else "a record"

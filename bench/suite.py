@@ -17,16 +17,17 @@ from typing import Any, Literal
 
 from dptq.analyses import ANALYSES
 from dptq.audit import AuditConfig
+from dptq.augment import AugmentConfig
 from dptq.defenses import DefenseConfig
-from dptq.engine import ConfigError
+from dptq.errors import ConfigError
 from dptq.models import ActQuantConfig
 from dptq.pair import PairConfig
 from dptq.policy import policy_options
 from dptq.recipes import RECIPES
 from dptq.train import TEACHER_DEFAULTS, StageConfig
 
-from .schema import build, read_yaml, to_plain
 from .sections import SEARCHED, Dataset, Protocol, Range, Resources, Search, Student, Teacher
+from .typed_yaml import build, read_yaml, to_plain
 
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
@@ -61,7 +62,6 @@ class Suite:
         protocol: how results are selected and judged (:class:`Protocol`).
         bit_options: named versions, e.g. ``{I: [3..10], II: [4..10]}``.
         avg_bits: budgets as average bits x L, for students without explicit ``budgets``.
-        modes: which pairs to search.
         search: the Optuna search.
         analyses: which analyses run on each cell's best pairs (:data:`dptq.analyses.ANALYSES`).
         analysis_examples: examples per split for the layer sweeps and corruptions (null: all).
@@ -101,7 +101,6 @@ class Suite:
         default_factory=lambda: {"I": tuple(range(3, 11))}
     )
     avg_bits: tuple[float, ...] = (4.0,)
-    modes: tuple[Literal["robust", "detrimental"], ...] = ("robust", "detrimental")
     search: Search = Search()
     analyses: tuple[Literal[tuple(ANALYSES)], ...] = tuple(ANALYSES)  # type: ignore[valid-type]
     analysis_examples: int | None = 512
@@ -123,7 +122,7 @@ class Suite:
                 f"name: {self.name!r} must be 1-64 letters, digits, '.', '_' or '-' "
                 "(it names the run folder and the records)"
             )
-        for name in ("students", "modes", "bit_options", "avg_bits"):
+        for name in ("students", "bit_options", "avg_bits"):
             if not getattr(self, name) and not (
                 name == "avg_bits" and all(s.budgets for s in self.students)
             ):
@@ -137,10 +136,6 @@ class Suite:
                 )
         if len({s.name for s in self.students}) != len(self.students):
             raise ConfigError("students: a student is listed twice")
-        if sorted(set(self.modes)) != ["detrimental", "robust"] or len(self.modes) != 2:
-            raise ConfigError(
-                "modes: a record compares a robust and a detrimental pair; list both, once each"
-            )
         if self.max_concurrent is not None and self.max_concurrent < 1:
             raise ConfigError(f"max_concurrent: must be >= 1 (or null), got {self.max_concurrent}")
         if not 0 <= self.retries <= 100:
@@ -196,8 +191,22 @@ class Suite:
             for holder in _holders(plain, parents):
                 if key in holder and holder[key] == default:
                     holder.pop(key)
+        _legacy_digest_fields(plain)
         blob = json.dumps(plain, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:12]
+
+
+def _legacy_digest_fields(plain: dict) -> None:
+    """Fields removed since records were first written, put back at the value they always had,
+    so a suite keeps its hash and its rows: ``modes`` (every cell trains both pairs) and
+    ``augment.mixup`` of the teacher and KD stages (never read; batch mixup is the stage's own
+    ``mixup``): true, except a teacher stage left at the teacher's default augmentation."""
+    plain["modes"] = ["robust", "detrimental"]
+    teacher_default = to_plain(TEACHER_DEFAULTS.augment)
+    for stage in ("teacher_stage", "kd_stage"):
+        aug = plain[stage].get("augment")
+        if isinstance(aug, dict):
+            aug["mixup"] = not (stage == "teacher_stage" and aug == teacher_default)
 
 
 _LATER_FIELDS = (
@@ -226,12 +235,20 @@ def _prepare(cls, data, path: str):
         data = {"name": data}
     if cls is Student and isinstance(data, dict) and isinstance(data.get("budgets"), list):
         data = {**data, "budgets": {"*": data["budgets"]}}
+    if cls is Suite and isinstance(data, dict) and "modes" in data:
+        raise ConfigError(
+            "modes: every cell trains a robust and a detrimental pair (a record compares them); "
+            "remove this key"
+        )
+    if cls is AugmentConfig and isinstance(data, dict) and "mixup" in data:
+        stage = path.rsplit(".", 1)[0]
+        raise ConfigError(f"{path}.mixup: batch mixup is the stage's own switch: set {stage}.mixup")
     if cls is PairConfig and isinstance(data, dict):
         defaults = to_plain(PairConfig())  # a saved (resolved) suite repeats the defaults
         for key in ("mode", "options", "budget", "avg_bits"):
             if key in data and data[key] != defaults[key]:
                 raise ConfigError(
-                    f"{path}.{key}: set by the plan for each cell (modes, bit_options, avg_bits, "
+                    f"{path}.{key}: set by the plan for each cell (bit_options, avg_bits, "
                     "students[].budgets); remove it here"
                 )
     if cls is StageConfig and path == "teacher_stage" and isinstance(data, dict):

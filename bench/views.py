@@ -4,7 +4,8 @@
 (older ones stay in the data as history) and adds the verdict of :mod:`bench.protocol`;
 :func:`groups` puts the seeds of one (suite, architecture, options, budget) together (mean, sd,
 n). Valid groups are ranked, most robust first (smallest mean gap); invalid ones are shown apart
-with their reasons, never ranked; failed entries last. Same records, same bytes.
+with their reasons, never ranked; failed entries last. Same records, same bytes. One job: the
+board's tables and figures from one frame of the records (the page is :mod:`bench.page`).
 """
 
 from __future__ import annotations
@@ -21,12 +22,37 @@ import pandas as pd  # noqa: E402
 
 from dptq.io import atomic_file  # noqa: E402
 
-from .protocol import invalid_reasons, is_stealthy  # noqa: E402
-from .store import NUMBERS, OPTIONAL_NUMBERS  # noqa: E402
+MEASURED = ("f_n_acc", "f_r_fp_acc", "f_r_q_acc", "f_r_drop", "f_d_fp_acc", "f_d_q_acc")
+MEASURED += ("f_d_drop", "gap", "fp_match", "f_d_random_acc")
 
-DEPLOYER = ("policy_only_drop", "transfer_gap_min", "transfer_gap_max", "best_defense_gap")
-NAMES = ("transfer_gap_min_scheme", "transfer_gap_max_scheme", "best_defense")  # text fields
-MEASURES = (*NUMBERS, *OPTIONAL_NUMBERS, "hidden_gap", "worst_non_own_drop", *DEPLOYER)
+
+def _transfer(r, which: str):
+    t = r.analysis("quantizer_transfer")
+    if t is None:
+        return None
+    scheme = t.gap_min_scheme if which == "min" else t.gap_max_scheme
+    return t.gap(scheme)
+
+
+# a view's column -> how it is read off a record (its derived scores, its analyses' fields)
+READ = {
+    **{k: (lambda r, k=k: getattr(r, k)) for k in MEASURED},
+    "transitory_rate_test": lambda r: r.analysis("transitory", "rate_of_test"),
+    "transitory_rate_both_correct": lambda r: r.analysis("transitory", "rate_of_both_correct"),
+    "hidden_gap": lambda r: r.hidden_gap,
+    "worst_non_own_drop": lambda r: r.worst_non_own_drop,
+    "policy_only_drop": lambda r: r.analysis("audit", "policy_only_drop"),
+    "transfer_gap_min": lambda r: _transfer(r, "min"),
+    "transfer_gap_max": lambda r: _transfer(r, "max"),
+    "best_defense_gap": lambda r: r.analysis("defenses", "best_gap"),
+}
+TEXTS = {
+    "transfer_gap_min_scheme": lambda r: r.analysis("quantizer_transfer", "gap_min_scheme"),
+    "transfer_gap_max_scheme": lambda r: r.analysis("quantizer_transfer", "gap_max_scheme"),
+    "best_defense": lambda r: r.analysis("defenses", "best"),
+}
+MEASURES = tuple(READ)
+NAMES = tuple(TEXTS)
 KEY = ["dataset", "suite", "suite_hash", "architecture", "options", "budget", "recipe"]
 COLUMNS = [  # (field, heading) of the ranked tables
     ("architecture", "architecture"),
@@ -55,43 +81,43 @@ COLUMNS = [  # (field, heading) of the ranked tables
 ]
 
 
-def frame(records: list[dict], roots: dict[str, Path] | None = None) -> pd.DataFrame:
+def frame(records: list, roots: dict[str, Path] | None = None) -> pd.DataFrame:
     """One row per current record (the latest of each (suite, arch, options, budget, seed)).
 
-    ``roots`` (id -> board folder) lets links point at each record's own board.
+    ``records``: :class:`bench.record.Record` (or schema-1 history); ``roots`` (id -> board
+    folder) lets links point at each record's own board.
     """
-    latest: dict[tuple, dict] = {}
-    for r in sorted(records, key=lambda r: (r["date"], r["id"])):
-        latest[(r["suite"], r["architecture"], r["bit_options"], r["budget"], r["seed"])] = r
+    latest: dict[tuple, object] = {}
+    for r in sorted(records, key=lambda r: (r.date, r.id)):
+        latest[(r.suite, r.architecture, r.bit_options, r.budget, r.seed)] = r
     rows = []
     for r in latest.values():
-        ok = r["error"] is None
-        reasons = invalid_reasons(r) if ok else []
+        ok = r.error is None
         row = {
-            "dataset": r["dataset"],
-            "suite": r["suite"],
-            "suite_hash": r["suite_hash"],
-            "architecture": r["architecture"],
-            "options": r["bit_options"],
-            "budget": r["budget"],
-            "recipe": r.get("recipe", "dptq-v1 (schema 1)"),
-            "seed": r["seed"],
-            "id": r["id"],
-            "error": r["error"] or "",
-            "valid": ok and not reasons,
-            "reasons": "; ".join(reasons),
-            "stealthy": ok and is_stealthy(r),
-            "degenerate": bool(r.get("degenerate")),
-            "retries": len(r.get("retries") or []),
-            "report": r.get("report") if ok else None,
-            "per_example": r.get("per_example") if ok else None,
-            "root": str((roots or {}).get(r["id"], "")),
+            "dataset": r.dataset,
+            "suite": r.suite,
+            "suite_hash": r.suite_hash,
+            "architecture": r.architecture,
+            "options": r.bit_options,
+            "budget": r.budget,
+            "recipe": r.recipe,
+            "seed": r.seed,
+            "id": r.id,
+            "error": r.error or "",
+            "valid": bool(ok and r.valid),
+            "reasons": "; ".join(r.invalid_reasons or []) if ok else "",
+            "stealthy": bool(ok and r.stealthy),
+            "degenerate": bool(r.degenerate),
+            "retries": len(r.retries or []),
+            "report": r.report if ok else None,
+            "per_example": r.per_example if ok else None,
+            "root": str((roots or {}).get(r.id, "")),
         }
-        for k in MEASURES:
-            v = r.get(k)
+        for k, read in READ.items():
+            v = read(r) if ok else None
             row[k] = float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
-        for k in NAMES:
-            row[k] = r.get(k) or ""
+        for k, read in TEXTS.items():
+            row[k] = (read(r) if ok else None) or ""
         rows.append(row)
     columns = [*KEY, "seed", "id", "error", "valid", "reasons", "stealthy", "degenerate"]
     columns += ["retries", "report", "per_example", "root", *MEASURES, *NAMES]

@@ -7,7 +7,9 @@ batch-norm statistic changes) to flip the model's own full-precision answer unde
 with the detrimental hinge of Eq. 8 on logits and the exact-budget knapsack (Eq. 11-14) as in a
 detrimental pair; the policy's gradient comes through the same per-layer taps
 (:class:`dptq.models.QuantizableModel`). It trains on the training split, reports each epoch on the
-validation split, and :func:`audit_scores` reads the test split once.
+validation split, and :func:`audit_scores` reads the test split once. One job: the adversary,
+trained (:func:`train_adversary`) or searched per example (:func:`oracle_bits`), and its scores;
+reading a model's weights from any checkpoint is :mod:`dptq.checkpoints`.
 """
 
 from __future__ import annotations
@@ -22,13 +24,15 @@ from accelerate import Accelerator
 from torch import nn
 from tqdm import tqdm
 
-from . import knapsack, metrics
+from . import knapsack
 from .data import DatasetPair, normalize, selection_split
-from .engine import ConfigError, Loop, RunOptions, check_positive, fit, seed_everything
+from .engine import Loop, RunOptions, fit, seed_everything
+from .errors import ConfigError, check_positive
 from .evaluate import (
     accuracy,
+    correct,
+    count,
     own_policy_bits,
-    predict,
     random_policy_bits,
     random_seeds,
     uniform_policy_bits,
@@ -138,7 +142,7 @@ def train_adversary(
 
     def evaluate():
         bits = own_policy_bits(policy, options, budget)
-        return {"split": split, "adv_acc": accuracy(model, data, acc, bits, split=split)}
+        return {"split": split, "adv_acc": accuracy(model, data, acc.device, bits, split=split)}
 
     loop = Loop(
         name="audit",
@@ -199,25 +203,21 @@ def oracle_bits(
     return torch.where(found[:, None], kept, bits)
 
 
-@torch.no_grad()
-def mean_bits(
-    model: QuantizableModel,
-    policy: nn.Module,
-    data: DatasetPair,
-    options,
-    budget: int,
-    acc: Accelerator,
-    split: str = "test",
-) -> list[float]:
-    """Mean bit-width per layer that ``policy`` gives the examples of ``split``."""
-    bits_fn = own_policy_bits(policy, options, budget)
-    total, n = torch.zeros(model.num_layers), 0
-    loader = torch.utils.data.DataLoader(getattr(data, split), batch_size=256, shuffle=False)
-    for images, _ in loader:
-        b = bits_fn(normalize(images.to(acc.device), data.mean, data.std))
-        total += b.float().sum(0).cpu()
-        n += b.shape[0]
-    return (total / max(n, 1)).tolist()
+class _Tally:
+    """A bits function that also sums the bits it hands out (the mean bits per layer of an
+    evaluation pass, without a second one)."""
+
+    def __init__(self, bits_fn, num_layers: int):
+        self.bits_fn, self.total, self.n = bits_fn, torch.zeros(num_layers), 0
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        b = self.bits_fn(x)
+        self.total += b.float().sum(0).cpu()
+        self.n += b.shape[0]
+        return b
+
+    def mean(self) -> list[float]:
+        return (self.total / max(self.n, 1)).tolist()
 
 
 @torch.no_grad()
@@ -227,40 +227,27 @@ def audit_scores(
     data: DatasetPair,
     options,
     budget: int,
-    acc: Accelerator,
+    device,
     seed: int = 0,
     random_allocations: int = 8,
     split: str = "test",
     cfg: AuditConfig | None = None,
 ) -> dict:
-    """The audit's numbers on ``split``: FP accuracy, accuracy under pi_A, the uniform allocation
-    and ``random_allocations`` random ones (mean, sd), the drop pi_A causes (``policy_only_drop``,
-    points), the flipped examples (right at FP, wrong under pi_A: the transitory points of a
-    single network) and the mean bits per layer under pi_A; with ``cfg.oracle_steps``, also the
-    per-example oracle's accuracy and drop (:func:`oracle_bits`)."""
-    fp, y = predict(model, data, acc, split=split)
-    adv = predict(model, data, acc, own_policy_bits(policy, options, budget), split=split)[0]
-    uni = uniform_policy_bits(model.num_layers, options, budget)
-    uniform = predict(model, data, acc, uni, split=split)[0]
+    """The audit's numbers on ``split``, as counts of ``total`` examples: right at full precision
+    (``fp``), under pi_A (``adversarial``), under the uniform allocation and under each of
+    ``random_allocations`` random ones, the flipped examples (right at FP, wrong under pi_A: the
+    transitory points of a single network) and the mean bits per layer under pi_A; with
+    ``cfg.oracle_steps``, also under the per-example oracle (:func:`oracle_bits`). Per example:
+    ``fp_correct``, ``adversarial_correct`` (bool tensors)."""
+    L = model.num_layers
+    fp = correct(model, data, device, split=split)
+    tally = _Tally(own_policy_bits(policy, options, budget), L)
+    adv = correct(model, data, device, tally, split=split)
+    uniform = count(model, data, device, uniform_policy_bits(L, options, budget), split=split)[0]
     rand = [
-        (
-            predict(
-                model,
-                data,
-                acc,
-                random_policy_bits(model.num_layers, options, budget, s),
-                split=split,
-            )[0]
-            == y
-        )
-        .float()
-        .mean()
-        .item()
-        * 100
+        count(model, data, device, random_policy_bits(L, options, budget, s), split=split)[0]
         for s in random_seeds(seed, random_allocations)
     ]
-    pct = lambda p: (p == y).float().mean().item() * 100  # noqa: E731
-    flipped = metrics.transitory_points((fp == y).tolist(), (fp == y).tolist(), (adv == y).tolist())
     extra = {}
     if cfg is not None and cfg.oracle_steps:
         flags = _freeze(model)
@@ -272,93 +259,27 @@ def audit_scores(
                 bar.update(x.shape[0])
                 return bits
 
-            pred = predict(model, data, acc, oracle, split=split, batch_size=cfg.batch_size)[0]
+            extra["oracle"] = count(
+                model, data, device, oracle, split=split, batch_size=cfg.batch_size
+            )[0]
         finally:
             bar.close()
             _restore(model, flags)
-        extra = {"oracle_acc": pct(pred), "oracle_drop": pct(fp) - pct(pred)}
     return {
-        **extra,
         "split": split,
         "options": list(options),
         "budget": budget,
-        "fp_acc": pct(fp),
-        "adv_acc": pct(adv),
-        "uniform_acc": pct(uniform),
-        "random_acc": rand,
-        "random_mean": sum(rand) / len(rand),
-        "random_sd": statistics.stdev(rand) if len(rand) > 1 else 0.0,
-        "policy_only_drop": pct(fp) - pct(adv),
-        "flipped": flipped["count"],
-        "flipped_rate_test": flipped["rate_of_test"],
-        "flipped_rate_fp_correct": flipped["rate_of_both_correct"],
-        "mean_bits": mean_bits(model, policy, data, options, budget, acc, split),
+        "total": len(fp),
+        "fp": int(fp.sum()),
+        "adversarial": int(adv.sum()),
+        "uniform": uniform,
+        "random": rand,
+        "oracle": extra.get("oracle"),
+        "flipped": int((fp & ~adv).sum()),
+        "mean_bits": tally.mean(),
+        "fp_correct": fp,
+        "adversarial_correct": adv,
     }
-
-
-STATE_KEYS = ("state_dict", "model", "model_state_dict", "module", "net", "weights")
-
-
-def _tensors(obj) -> bool:
-    return (
-        isinstance(obj, dict)
-        and bool(obj)
-        and all(isinstance(v, torch.Tensor) for v in obj.values())
-    )
-
-
-def state_dict_from(path: Path) -> dict[str, torch.Tensor]:
-    """The ``state_dict`` in a checkpoint file (``weights_only=True``): a plain one, one held under
-    a common key (``state_dict``, ``model``, ...), or a dptq KD/pair checkpoint's network. A
-    ``module.`` prefix (DataParallel/DDP) is removed. One-line ``ValueError`` otherwise."""
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise ValueError(f"{path}: no such checkpoint file") from None
-    except Exception as e:  # truncated, not a torch file, or pickled objects beyond tensors
-        raise ValueError(
-            f"{path}: not a readable weights-only checkpoint ({type(e).__name__})"
-        ) from None
-    candidates = [obj]
-    if isinstance(obj, dict):
-        candidates += [obj[k] for k in STATE_KEYS if k in obj]
-        mods = obj.get("modules")
-        if isinstance(mods, dict):
-            candidates += [mods.get("student"), mods.get("model")]
-    for c in candidates:
-        if _tensors(c):
-            if all(k.startswith("module.") for k in c):
-                c = {k[len("module.") :]: v for k, v in c.items()}
-            return c
-    keys = list(obj)[:5] if isinstance(obj, dict) else type(obj).__name__
-    raise ValueError(
-        f"{path}: no state_dict found (top-level keys {keys}); save model.state_dict() or "
-        f"a dict holding it under one of {list(STATE_KEYS)}"
-    )
-
-
-def load_weights(model: nn.Module, path: Path) -> nn.Module:
-    """Load ``path``'s state_dict into ``model``; a mismatch is one line naming the first keys."""
-    state = state_dict_from(path)
-    own = model.state_dict()
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    if missing or unexpected:
-        raise ValueError(
-            f"{path}: does not fit the model: missing keys {missing[:3]}"
-            f"{' ...' if len(missing) > 3 else ''} ({len(missing)}), unexpected keys "
-            f"{unexpected[:3]}{' ...' if len(unexpected) > 3 else ''} ({len(unexpected)}); "
-            "check --model and the dataset's class count"
-        )
-    shapes = [k for k in own if tuple(own[k].shape) != tuple(state[k].shape)]
-    if shapes:
-        k = shapes[0]
-        raise ValueError(
-            f"{path}: {k} has shape {list(state[k].shape)}, the model expects "
-            f"{list(own[k].shape)} ({len(shapes)} such keys); check --model and the class count"
-        )
-    model.load_state_dict(state)
-    return model
 
 
 def starved_layers(mean: list[float], names: list[str], k: int = 3) -> list[dict]:
@@ -369,15 +290,19 @@ def starved_layers(mean: list[float], names: list[str], k: int = 3) -> list[dict
 
 def audit_table(scores: dict) -> pd.DataFrame:
     """The audit's accuracies (%) as one table: FP, pi_A, the oracle (when run), uniform, random
-    (mean +- sd)."""
+    (mean +- sd over the random allocations)."""
     import pandas as pd
 
+    n = scores["total"]
+    pct = lambda c: 100 * c / n  # noqa: E731
+    rand = [pct(c) for c in scores["random"]]
     rows = {
-        "full precision": (scores["fp_acc"], 0.0),
-        "adversarial policy pi_A": (scores["adv_acc"], 0.0),
+        "full precision": (pct(scores["fp"]), 0.0),
+        "adversarial policy pi_A": (pct(scores["adversarial"]), 0.0),
     }
-    if "oracle_acc" in scores:
-        rows["per-example search (oracle)"] = (scores["oracle_acc"], 0.0)
-    rows["uniform"] = (scores["uniform_acc"], 0.0)
-    rows["random (mean)"] = (scores["random_mean"], scores["random_sd"])
+    if scores.get("oracle") is not None:
+        rows["per-example search (oracle)"] = (pct(scores["oracle"]), 0.0)
+    rows["uniform"] = (pct(scores["uniform"]), 0.0)
+    sd = statistics.stdev(rand) if len(rand) > 1 else 0.0
+    rows["random (mean)"] = (sum(rand) / len(rand), sd)
     return pd.DataFrame(rows, index=["accuracy (%)", "sd"]).T

@@ -19,7 +19,8 @@ from .data import DatasetPair, TensorImages
 
 @dataclass(frozen=True)
 class AugmentConfig:
-    """The paper's KD augmentation; each part can be switched off."""
+    """The paper's per-image KD augmentation; each part can be switched off (batch mixup is the
+    stage's own switch, :attr:`dptq.train.StageConfig.mixup`)."""
 
     random_resized_crop: bool = True
     randaugment: bool = True
@@ -28,7 +29,6 @@ class AugmentConfig:
     color_jitter: bool = True
     hflip: bool = True
     crop_padding: bool = True
-    mixup: bool = True
 
 
 def kd_augmentation(image_size: int, cfg: AugmentConfig = AugmentConfig()) -> v2.Transform:

@@ -21,8 +21,8 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from torch.utils.data import DataLoader
 
 from .data import DatasetPair, normalize
-from .engine import ConfigError
-from .metrics import _accuracy
+from .errors import ConfigError
+from .evaluate import count
 from .models import QUANTIZABLE_TYPES, ActQuantConfig, QuantizableModel, quantizer
 
 
@@ -112,16 +112,16 @@ def defense_table(
     seed: int = 0,
     split: str = "test",
 ) -> pd.DataFrame:
-    """One row per defense: each network's FP and quantized accuracy after it, the remaining gap
-    (f_D's drop - f_R's) and its full-precision cost to f_D (points lost against no defense).
+    """One row per defense: each network's FP and quantized correct counts after it (``<net> FP
+    correct``, ``<net> quantized correct`` of ``total``) and accuracies, the remaining gap (f_D's
+    drop - f_R's) and its full-precision cost to f_D (points lost against no defense).
 
     ``pairs``: ``{"f_R": (net, own bits_fn), "f_D": ...}``; ``uniform_bits``: the uniform
     allocation at the cell's budget.
     """
-    ds = getattr(data, split)
 
-    def acc(net, bits_fn):
-        return _accuracy(net, ds, data.mean, data.std, bits_fn, None, device)
+    def right(net, bits_fn):
+        return count(net, data, device, bits_fn, split=split)
 
     defenses: dict[str, Callable] = {"none": lambda net, bits: (net, None, bits)}
     if cfg.finetune_steps:
@@ -148,13 +148,15 @@ def defense_table(
         row = {"defense": name}
         for tag, (net, bits) in pairs.items():
             defended, act, bits_fn = defend(net, bits)
-            fp = acc(defended, None)
+            fp, n = right(defended, None)
             if act is None:
-                q = acc(defended, bits_fn)
+                q = right(defended, bits_fn)[0]
             else:
                 with quantizer(defended, act):
-                    q = acc(defended, bits_fn)
-            row |= {f"{tag} FP": fp, f"{tag} quantized": q, f"{tag} drop": fp - q}
+                    q = right(defended, bits_fn)[0]
+            row |= {f"{tag} FP": 100 * fp / n, f"{tag} quantized": 100 * q / n}
+            row |= {f"{tag} drop": 100 * (fp - q) / n, f"{tag} FP correct": fp}
+            row |= {f"{tag} quantized correct": q, "total": n}
         rows.append(row)
     table = pd.DataFrame(rows).set_index("defense")
     table["gap"] = table["f_D drop"] - table["f_R drop"]

@@ -1,11 +1,14 @@
-"""The training loop shared by every stage: Accelerate, cosine schedule, checkpoints, resume.
+"""The training engine shared by every stage (ConvNeXt's ``engine.py`` shape).
 
-A stage supplies ``step(batch) -> (loss, metrics)`` and ``evaluate() -> metrics``; :func:`fit` runs
-epochs of it under an ``accelerate.Accelerator`` (device placement, gradient accumulation, mixed
-precision, several processes under ``accelerate launch``), shows a progress bar, writes a
-checkpoint after every epoch (model states, optimiser, scheduler, epoch, RNG state, config,
-history) atomically, and resumes from it. Each epoch's data order depends only on (seed, epoch),
-so a resumed run sees the same batches as an uninterrupted one.
+A stage supplies a :class:`Loop`: ``step(batch) -> (loss, metrics)`` and ``evaluate() ->
+metrics``. :func:`train_one_epoch` runs one epoch of it under an ``accelerate.Accelerator``
+(device placement, gradient accumulation, mixed precision, several processes); :func:`fit` is
+the thin loop around it: resume from the checkpoint, then per epoch train, evaluate (the
+selection split, never the test split), write a checkpoint atomically (model states, optimiser,
+scheduler, epoch, RNG state, config, history) and report. Each epoch's data order depends only on
+(seed, epoch), so a resumed run sees the same batches as an uninterrupted one. The teacher, KD,
+pair and audit trainers (:mod:`dptq.train`, :mod:`dptq.audit`) differ only in their step and
+what they evaluate.
 """
 
 from __future__ import annotations
@@ -28,18 +31,6 @@ from .io import atomic_file
 
 class CheckpointError(RuntimeError):
     """A checkpoint that cannot be used (truncated, foreign, from another stage)."""
-
-
-class ConfigError(ValueError):
-    """A configuration value that cannot work; the message names the field."""
-
-
-def check_positive(cfg, *names: str) -> None:
-    """Raise :class:`ConfigError` naming the first field of ``cfg`` that is not > 0."""
-    for n in names:
-        v = getattr(cfg, n)
-        if not (isinstance(v, int | float) and v > 0):
-            raise ConfigError(f"{n}: must be a number > 0, got {v!r}")
 
 
 def cosine_lr(step: int, total_steps: int, base_lr: float, min_lr: float = 0.0) -> float:
@@ -93,6 +84,14 @@ def load_checkpoint(path: Path, stage: str) -> dict:
             f"{path}: checkpoint of stage {found!r}, expected {stage!r}; delete it or use another run folder"
         )
     return ckpt
+
+
+def checkpoint_epoch(path: Path) -> int:
+    """The epoch a stage's checkpoint reached (-1 when there is none or it cannot be read)."""
+    try:
+        return int(torch.load(path, map_location="cpu", weights_only=True)["epoch"])
+    except Exception:  # missing, half written by a kill, or not a checkpoint
+        return -1
 
 
 @dataclass(kw_only=True)
@@ -160,8 +159,65 @@ def _loader(loop: Loop, opts: RunOptions, epoch: int, acc: Accelerator) -> DataL
     return acc.prepare_data_loader(dl) if acc.num_processes > 1 else dl
 
 
+def train_one_epoch(
+    loop: Loop,
+    modules: dict[str, nn.Module],
+    optimizer: torch.optim.Optimizer,
+    scheduler,
+    loader,
+    acc: Accelerator,
+    epoch: int,
+    progress: bool,
+) -> float:
+    """One pass over ``loader``: the stage's step, backward, update, schedule; the mean loss.
+
+    A non-finite loss stops the stage (``FloatingPointError``, naming it and the epoch).
+    """
+    loop.train_mode()
+    bar = tqdm(
+        loader,
+        desc=f"{loop.name} {epoch + 1}/{loop.epochs}",
+        disable=not (progress and acc.is_main_process),
+        leave=False,
+        dynamic_ncols=True,
+    )
+    loss_sum, n_steps = 0.0, 0
+    for batch in bar:
+        with acc.accumulate(*modules.values()):
+            loss, metrics = loop.step(batch, modules)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(
+                    f"stage '{loop.name}': loss is {loss.item()} at epoch {epoch + 1}"
+                )
+            acc.backward(loss)
+            optimizer.step()
+            if acc.sync_gradients:
+                scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+        loss_sum, n_steps = loss_sum + float(loss.detach()), n_steps + 1
+        bar.set_postfix({k: f"{float(v):.3g}" for k, v in metrics.items()})
+    mean = acc.gather_for_metrics(torch.tensor([loss_sum / n_steps], device=acc.device))
+    return float(mean.mean())
+
+
+def _resume(loop: Loop, ckpt_path: Path, modules, optimizer, scheduler, acc) -> tuple:
+    """(start epoch, history, epochs resumed at) from the stage's checkpoint, loaded in place."""
+    ckpt = load_checkpoint(ckpt_path, loop.name)
+    for k, m in modules.items():
+        acc.unwrap_model(m).load_state_dict(ckpt["modules"][k])
+    optimizer.load_state_dict(ckpt["optimizer"])
+    scheduler.load_state_dict(ckpt["scheduler"])
+    _set_rng_state(ckpt["rng"])
+    start = ckpt["epoch"]
+    return start, ckpt["history"], [*ckpt.get("resumed_from", []), start]
+
+
 def fit(loop: Loop, ckpt_path: Path | None, opts: RunOptions, acc: Accelerator) -> dict:
-    """Train ``loop`` for its epochs (resuming from ``ckpt_path``); returns the last evaluation."""
+    """Train ``loop`` for its epochs (resuming from ``ckpt_path``); returns the last evaluation.
+
+    After each epoch (:func:`train_one_epoch`): the stage's evaluation, a checkpoint written
+    whole, ``opts.callback(stage, epoch, result)`` (or a printed line).
+    """
     steps_per_epoch = len(loop.dataset) // loop.batch_size // opts.grad_accum
     if steps_per_epoch < 1:
         raise ValueError(
@@ -175,14 +231,7 @@ def fit(loop: Loop, ckpt_path: Path | None, opts: RunOptions, acc: Accelerator) 
     optimizer = prepared[-1]
     start, history, resumed = 0, [], []
     if ckpt_path is not None and ckpt_path.exists():
-        ckpt = load_checkpoint(ckpt_path, loop.name)
-        for k in names:
-            acc.unwrap_model(modules[k]).load_state_dict(ckpt["modules"][k])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
-        _set_rng_state(ckpt["rng"])
-        start, history = ckpt["epoch"], ckpt["history"]
-        resumed = [*ckpt.get("resumed_from", []), start]  # provenance: the epochs resumed at
+        start, history, resumed = _resume(loop, ckpt_path, modules, optimizer, scheduler, acc)
         # the restored epoch is reported again: a caller killed between the save and its report
         # (a pre-empted Ray Tune driver) would otherwise never hear of it
         if history and opts.callback is not None:
@@ -190,31 +239,11 @@ def fit(loop: Loop, ckpt_path: Path | None, opts: RunOptions, acc: Accelerator) 
         if start >= loop.epochs:
             return history[-1] if history else loop.evaluate()
     for epoch in range(start, loop.epochs):
-        loop.train_mode()
-        bar = tqdm(
-            _loader(loop, opts, epoch, acc),
-            desc=f"{loop.name} {epoch + 1}/{loop.epochs}",
-            disable=not (opts.progress and acc.is_main_process),
-            leave=False,
-            dynamic_ncols=True,
+        loader = _loader(loop, opts, epoch, acc)
+        loss = train_one_epoch(
+            loop, modules, optimizer, scheduler, loader, acc, epoch, opts.progress
         )
-        loss_sum, n_steps = 0.0, 0
-        for batch in bar:
-            with acc.accumulate(*modules.values()):
-                loss, metrics = loop.step(batch, modules)
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(
-                        f"stage '{loop.name}': loss is {loss.item()} at epoch {epoch + 1}"
-                    )
-                acc.backward(loss)
-                optimizer.step()
-                if acc.sync_gradients:
-                    scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-            loss_sum, n_steps = loss_sum + float(loss.detach()), n_steps + 1
-            bar.set_postfix({k: f"{float(v):.3g}" for k, v in metrics.items()})
-        train_loss = acc.gather_for_metrics(torch.tensor([loss_sum / n_steps], device=acc.device))
-        result = {"epoch": epoch + 1, "train_loss": float(train_loss.mean()), **loop.evaluate()}
+        result = {"epoch": epoch + 1, "train_loss": loss, **loop.evaluate()}
         history.append(result)
         if ckpt_path is not None and acc.is_main_process:
             save_atomic(

@@ -17,6 +17,9 @@ identity "tap" on each quantized activation whose backward returns, per example 
 ``<dL/dx_hat, Q_o(x)>``: exactly the gradient that the surrogate ``x_hat = sum_o G_o Q_o(x)`` (the
 one-hot-weighted sum of every option's quantization) would give its weights G, without computing
 O quantizations in the forward pass.
+
+One job: a network run at per-example bit-widths (which layers, the hook, the policy's tap and
+the weights' static quantization are one mechanism), and building one by name.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from fnmatch import fnmatch
 import torch
 from torch import nn
 
-from .engine import ConfigError
+from .errors import ConfigError
 from .quant import (
     ScaleMode,
     fake_quantize,

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from . import knapsack
-from .engine import ConfigError, check_positive
+from .errors import ConfigError, check_positive
 from .losses import HingeSpace, Mode, pair_loss, score_penalty
 from .models import QuantizableModel
 

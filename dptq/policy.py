@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .engine import ConfigError
+from .errors import ConfigError
 
 
 class _Entry(NamedTuple):

@@ -16,7 +16,7 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
 from .io import atomic_file  # noqa: E402
-from .metrics import HIST_BIN, HIST_RANGE  # noqa: E402
+from .sweeps import HIST_BIN, HIST_RANGE  # noqa: E402
 
 COLORS = {"f_R": "tab:blue", "f_D": "tab:red", "f_N": "tab:gray"}
 

@@ -24,7 +24,8 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from .augment import AugmentConfig, kd_augmentation, mixup, with_train_transform
 from .data import DatasetPair, normalize, selection_split
-from .engine import ConfigError, Loop, RunOptions, check_positive, fit
+from .engine import Loop, RunOptions, fit
+from .errors import ConfigError, check_positive
 from .evaluate import accuracy, evaluate_pair
 from .losses import kd_loss
 from .models import QuantizableModel
@@ -77,7 +78,7 @@ TEACHER_DEFAULTS = StageConfig(
     min_lr=4e-7,
     weight_decay=0.05,
     label_smoothing=0.1,
-    augment=AugmentConfig(randaugment=False, color_jitter=False, crop_padding=False, mixup=False),
+    augment=AugmentConfig(randaugment=False, color_jitter=False, crop_padding=False),
     mixup=False,
 )
 
@@ -157,7 +158,10 @@ def _fit_stage(name, key, model, data, cfg: StageConfig, step, ckpt, opts, acc) 
         dataset=_train_split(data, cfg),
         batch_size=cfg.batch_size,
         step=step,
-        evaluate=lambda: {f"{split}_acc": accuracy(model, data, acc, split=split)},
+        evaluate=lambda: {
+            "split": split,
+            f"{split}_acc": accuracy(model, data, acc.device, split=split),
+        },
         train_mode=model.train,
         min_lr_ratio=cfg.min_lr / cfg.lr,
         config={"stage": asdict(cfg)},
@@ -221,8 +225,10 @@ def train_pair(
     split = selection_split(data)
 
     def evaluate():  # on the validation split: what the search's objective and selection see
-        res = evaluate_pair(student, policy, data, cfg.options, budget, acc, opts.seed, split)
-        return {"split": split, **{k: v for k, v in res.items() if not k.endswith("_correct")}}
+        res = evaluate_pair(
+            student, policy, data, cfg.options, budget, acc.device, opts.seed, split
+        )
+        return {"split": split, **res}
 
     loop = Loop(
         name=f"pair-{cfg.mode}",

@@ -17,7 +17,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from .data import DatasetPair, normalize
-from .metrics import _accuracy
+from .evaluate import count
 from .models import ActQuantConfig, QuantizableModel, calibrate_static, quantizer
 from .splits import subset
 
@@ -72,20 +72,21 @@ def transfer_matrix(
     seed: int = 0,
     split: str = "test",
 ) -> pd.DataFrame:
-    """Long table: network, scheme, FP accuracy, accuracy under its own bits, drop (points).
+    """Long table: network, scheme, FP and quantized (own bits) correct counts of ``total``, and
+    the same as accuracies and a drop (percent, points).
 
     ``nets``: ``{name: (network, its own policy's bits_fn)}``.
     """
-    ds = getattr(data, split)
     rows = []
     for name, (net, bits_fn) in nets.items():
-        fp = _accuracy(net, ds, data.mean, data.std, None, None, device)
+        fp, n = count(net, data, device, split=split)
         for scheme in schemes:
             q = scheme_quantizer(scheme, net, data, device, calib_examples, seed)
             with quantizer(net, q), torch.no_grad():
-                acc = _accuracy(net, ds, data.mean, data.std, bits_fn, None, device)
+                c = count(net, data, device, bits_fn, split=split)[0]
             rows.append(
-                {"network": name, "scheme": scheme, "fp_acc": fp, "q_acc": acc, "drop": fp - acc}
+                {"network": name, "scheme": scheme, "fp_correct": fp, "q_correct": c, "total": n}
+                | {"fp_acc": 100 * fp / n, "q_acc": 100 * c / n, "drop": 100 * (fp - c) / n}
             )
     return pd.DataFrame(rows)
 

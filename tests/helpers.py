@@ -39,6 +39,18 @@ def make_suite(base: str = "tiny", **changes):
     return parse_suite(suite_data(base, **changes), f"{base}.yaml")
 
 
+def tiny_suite(**changes):
+    """tests/suites/tiny.yaml, smaller, no search: one trial per mode."""
+    base = {
+        "dataset.options": {"image_size": 12, "max_train": 96, "max_test": 40},
+        "teacher_stage.epochs": 3,
+        "kd_stage.epochs": 2,
+        "search": {"num_samples": 1},
+        "analyses": ["pair_scores", "transitory", "cross_policy"],
+    }
+    return make_suite("tiny", **{**base, **changes})
+
+
 def write_suite(path: Path, base: str = "tiny", **changes) -> Path:
     path.write_text(yaml.safe_dump(suite_data(base, **changes)))
     return path

@@ -1,14 +1,19 @@
-"""Complete, consistent schema-2 records for the leaderboard tests (as a run would write them)."""
+"""Complete, consistent schema-3 records for the leaderboard tests (as a run would write them),
+built from counts on 1000 test examples, with the per-example files that prove them."""
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
-from bench.plan import cell_key
-from bench.protocol import invalid_reasons, is_stealthy, resolve
-from bench.store import SCHEMA_VERSION, per_example_rel, report_rel
-from dptq.io import write_json
+from bench.names import cell_key
+from bench.protocol import resolve
+from bench.record import SCHEMA_VERSION, per_example_bytes, per_example_rel, report_rel
+from bench.verify import make
+from dptq.io import write_atomic
 
+N = 1000
+K = 8
 PROTOCOL = {
     "val_fraction": 0.15,
     "split_seed": 0,
@@ -16,9 +21,45 @@ PROTOCOL = {
     "fp_drop_max": 2.0,
     "min_f_n_acc": None,
     "stealth_max": 5.0,
-    "random_allocations": 8,
+    "random_allocations": K,
     "allow_degenerate": False,
 }
+
+
+def _c(points: float) -> int:
+    """Examples of N that ``points`` percent are (the fixtures use multiples of 0.1)."""
+    c = round(points * N / 100)
+    assert abs(c - points * N / 100) < 1e-6, points
+    return c
+
+
+def counts(gap=50.0, f_d_fp=98.8, hidden=20.0) -> dict:
+    """f_N 99.0, f_R FP 99.0 and drop 0.5, f_D FP ``f_d_fp`` and drop ``gap`` + 0.5; f_D's drop
+    under pi_R is ``hidden`` below its own drop, 1.0 under the uniform and sampled allocations."""
+    d_fp, own = _c(f_d_fp), _c(gap + 0.5)
+    other = max(own - _c(hidden), d_fp - N)  # its count stays within 0..N
+    return {
+        "f_N": {"FP": 990, "pi_R": 989, "pi_D": 988, "uniform": 987, "random": [987] * K}
+        | {"heldout": [986] * K},
+        "f_R": {"FP": 990, "pi_R": 985, "pi_D": 984, "uniform": 986, "random": [985] * K}
+        | {"heldout": [985] * K},
+        "f_D": {"FP": d_fp, "pi_R": d_fp - other, "pi_D": d_fp - own, "uniform": d_fp - 10}
+        | {"random": [d_fp - 10] * K, "heldout": [d_fp - 10] * K},
+    }
+
+
+def per_example_of(ev: dict) -> dict:
+    """Per-example vectors with the given counts (the first c examples right)."""
+
+    def bits(c: int) -> str:
+        return "1" * c + "0" * (N - c)
+
+    out = {}
+    for net, by in ev.items():
+        out[net] = {
+            a: [bits(c) for c in v] if isinstance(v, list) else bits(v) for a, v in by.items()
+        }
+    return {"total": N, "evaluation": out}
 
 
 def record(
@@ -33,8 +74,8 @@ def record(
     date="2026-11-23T00:00:00+00:00",
     recipe="dptq-v1",
     hidden=20.0,
-) -> dict:
-    """A record of the given gap (f_R drop 0.5), FP accuracies 99.0 / ``f_d_fp``, f_N 99.0."""
+):
+    """A record (:class:`bench.record.Record`) of the given gap and verdict inputs."""
     rid = f"{suite}/abcdef012345/{cell_key(arch, 'I', budget, seed)}"
     base = {
         "schema_version": SCHEMA_VERSION,
@@ -59,17 +100,11 @@ def record(
         "skipped_images": [],
     }
     if error is not None:
-        return base
-    d_drop = gap + 0.5
-    own = d_drop
-    stealth = {
-        "f_R": {"own": 0.5, "other": 0.6, "uniform": 0.4, "random": [0.5] * 8},
-        "f_D": {"own": own, "other": own - hidden, "uniform": 1.0, "random": [1.0] * 8},
-    }
-    for s in stealth.values():
-        s["random_mean"], s["random_sd"] = sum(s["random"]) / 8, 0.0
-    worst = max(stealth["f_D"]["other"], 1.0)
-    rec = {
+        return make(base)
+    ev = counts(gap, f_d_fp, hidden)
+    pe = per_example_of(ev)
+    d_fp, d_q = ev["f_D"]["FP"], ev["f_D"]["pi_D"]
+    data = {
         **base,
         "selected_on": "val",
         "recipe_deviations": {},
@@ -78,55 +113,64 @@ def record(
         "degenerate": False,
         "allocations_log10": 10.8,
         "num_layers": 20,
-        "f_n_acc": 99.0,
         "f_n_val_acc": 98.5,
-        "f_r_fp_acc": 99.0,
-        "f_r_q_acc": 98.5,
-        "f_r_drop": 0.5,
-        "f_d_fp_acc": f_d_fp,
-        "f_d_q_acc": f_d_fp - d_drop,
-        "f_d_drop": d_drop,
-        "gap": gap,
-        "fp_match": abs(99.0 - f_d_fp),
-        "f_d_random_acc": 60.0,
-        "f_d_uniform_acc": 97.8,
-        "stealth": stealth,
-        "worst_non_own_drop": worst,
-        "hidden_gap": own - worst,
-        "transitory_rate_test": gap * 0.9,
-        "transitory_rate_both_correct": gap,
-        "cross_policy": {"f_N": {"FP": 99.0, "pi_R": 98.9, "pi_D": 98.8, "random": 98.7}},
+        "evaluation": {"split": "test", "total": N, **ev},
+        "analyses": {"transitory": {"count": max(0, d_fp - d_q), "both_correct": d_fp, "total": N}},
         "best": {"robust": {"delta": 2.0, "alpha": 0.5, "beta": 1.0}},
         "trials": {"robust": 1, "detrimental": 1},
         "per_example": per_example_rel(rid),
+        "per_example_sha256": hashlib.sha256(per_example_bytes(pe)).hexdigest(),
         "report": report_rel(rid),
     }
-    rec["invalid_reasons"] = invalid_reasons(rec)
-    rec["valid"] = not rec["invalid_reasons"]
-    rec["stealthy"] = is_stealthy(rec)
-    return rec
+    return make(data)
 
 
-def per_example(rec: dict) -> dict:
-    """Per-example results that give ``rec``'s accuracies on 1000 examples (to 0.1 points)."""
-
-    def bits(acc):
-        n = round(acc * 10)
-        return [True] * n + [False] * (1000 - n)
-
-    return {
-        "robust": {"fp_correct": bits(rec["f_r_fp_acc"]), "q_correct": bits(rec["f_r_q_acc"])},
-        "detrimental": {"fp_correct": bits(rec["f_d_fp_acc"]), "q_correct": bits(rec["f_d_q_acc"])},
-    }
+def per_example(rec) -> dict:
+    """The per-example file that proves ``rec``'s counts."""
+    ev = rec.evaluation
+    return per_example_of({n: getattr(ev, n).__dict__ for n in ("f_N", "f_R", "f_D")})
 
 
-def source(folder: Path, records: list[dict]) -> Path:
+def source(folder: Path, records: list) -> Path:
     """A run folder holding the per-example files and a one-file report of ``records``."""
     for rec in records:
-        if rec["error"] is None:
-            write_json(folder / rec["per_example"], per_example(rec), indent=None)
-            report = folder / Path(rec["report"]).parent
+        if rec.error is None:
+            write_atomic(folder / rec.per_example, per_example_bytes(per_example(rec)))
+            report = folder / Path(rec.report).parent
             report.mkdir(parents=True, exist_ok=True)
-            (report / "report.md").write_text(f"# {rec['id']}\n")
-            (report / "report.html").write_text(f"<h1>{rec['id']}</h1>\n")
+            (report / "report.md").write_text(f"# {rec.id}\n")
+            (report / "report.html").write_text(f"<h1>{rec.id}</h1>\n")
     return folder
+
+
+def changed(rec, **nets):
+    """``rec`` with some of its counts replaced (``f_D={"FP": 950}``), re-proved: what a run
+    with those counts would have written."""
+    from bench.record import DERIVED
+
+    data = {k: v for k, v in rec.to_json().items() if k not in DERIVED}
+    for net, by in nets.items():
+        data["evaluation"][net] = {**data["evaluation"][net], **by}
+    ev = {n: data["evaluation"][n] for n in ("f_N", "f_R", "f_D")}
+    pe = per_example_of(ev)
+    data["per_example_sha256"] = hashlib.sha256(per_example_bytes(pe)).hexdigest()
+    return make(data)
+
+
+def sample_records() -> list:
+    return [
+        record("resnet18", 80, 58.0),
+        record("regnetx_016", 236, 12.5),
+        record("mobilenetv4_conv_medium", 308, 31.0),
+        record("resnet34", 80, error="trial failed: loss is nan at epoch 2"),
+        record("resnet18", 80, 3.0, dataset="cifar10", suite="c"),
+    ]
+
+
+def board_with(tmp_path: Path, records, name="board") -> Path:
+    """A board holding ``records`` (added from a run folder with their files)."""
+    from bench.store import add
+
+    src = source(tmp_path / f"{name}-src", records)
+    add(records, tmp_path / name, source=src)
+    return tmp_path / name

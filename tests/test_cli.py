@@ -5,7 +5,7 @@ import pytest
 from bench.__main__ import main
 from tests.helpers import write_suite
 
-NET = "tests.test_train:small_net"
+NET = "tests.nets:small_net"
 
 
 def test_help_lists_commands(capsys):

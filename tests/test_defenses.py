@@ -8,11 +8,11 @@ import pytest
 import torch
 
 from dptq.defenses import DefenseConfig, best_defense, defense_table, finetune, weight_noise
-from dptq.engine import ConfigError
+from dptq.errors import ConfigError
 from dptq.evaluate import uniform_policy_bits
 from dptq.models import QuantizableModel
 from tests.fragile import fragile_data, fragile_net
-from tests.test_train import small_net
+from tests.nets import small_net
 
 
 def test_weight_noise_touches_only_conv_and_linear_weights():

@@ -7,21 +7,16 @@ import torch
 
 from bench import plan, stages
 from bench.leaderboard import results_section
-from bench.protocol import is_stealthy
 from bench.runner import run_suite
 from bench.suite import SuiteError
-from dptq import knapsack, metrics
+from dptq import knapsack
 from dptq.data import DATASETS, DigitsOptions, register_dataset
 from dptq.recipes import RECIPES, deviations
 from tests.helpers import make_suite
 from tests.records import record
 
 ROOT = Path(__file__).resolve().parent.parent
-NET = "tests.test_train:small_net"
-
-
-def quiet(*_):
-    pass
+NET = "tests.nets:small_net"
 
 
 class Counting(torch.utils.data.Dataset):
@@ -74,20 +69,15 @@ def test_search_never_reads_the_test_split(tmp_path, counting_digits, monkeypatc
         },
         **{"teacher_stage.epochs": 2, "kd_stage.epochs": 2, "pair.epochs": 2},
     )
-    [rec] = run_suite(suite, tmp_path, local=True, out=quiet)["records"]
+    [rec] = run_suite(suite, tmp_path, local=True).records
     assert reads_at_analysis == [0]  # every stage and both searches: not one test image
-    assert Counting.reads > 0 and rec["selected_on"] == "val"
+    assert Counting.reads > 0 and rec.selected_on == "val"
 
 
-def test_f_n_reference_accuracy_is_the_validation_one(tmp_path):
-    from dptq.engine import save_atomic
-
-    kd = tmp_path / "kd.pt"
-    save_atomic({"stage": "kd", "history": [{"val_acc": 91.0, "epoch": 1}]}, kd)
-    assert stages.f_n_accuracy(kd) == 91.0
-    save_atomic({"stage": "kd", "history": [{"test_acc": 91.0, "epoch": 1}]}, kd)
+def test_f_n_reference_accuracy_is_the_validation_one():
+    assert stages.f_n_accuracy({"metrics": {"val_acc": 91.0, "epoch": 1}, "split": "val"}) == 91.0
     with pytest.raises(KeyError):  # a KD run without a validation split is not a reference
-        stages.f_n_accuracy(kd)
+        stages.f_n_accuracy({"metrics": {"test_acc": 91.0, "epoch": 1}, "split": "test"})
 
 
 def test_a_one_allocation_cell_is_refused_unless_allowed():
@@ -132,23 +122,15 @@ def test_recipes_and_their_deviations():
     assert RECIPES["dptq-v1"].pair.hinge_space == "logit"
 
 
-def test_hidden_gap_hand_computed():
-    # the paper's f_D: 24.4 under pi_D, 1.0 under pi_R, 5.6 under random
-    paper = {"own": 24.4, "other": 1.0, "uniform": 3.0, "random_mean": 5.6}
-    assert metrics.worst_non_own_drop(paper) == 5.6
-    assert metrics.hidden_gap(paper) == pytest.approx(18.8)
-    ours = {"own": 93.1, "other": 44.6, "uniform": 53.0, "random_mean": 58.4}  # fails anyway
-    assert metrics.hidden_gap(ours) == pytest.approx(34.7)
-
-
 def test_stealthy_needs_a_failure_under_pi_d_and_none_elsewhere():
-    def rec(own, worst):
-        return {**record(), "f_d_drop": own, "worst_non_own_drop": worst}
+    def rec(own, worst):  # f_D's drop under pi_D and its worst other (uniform, samplers: 1.0)
+        return record(gap=own - 0.5, hidden=own - worst)
 
-    assert is_stealthy(rec(own=24.4, worst=5.0))  # the paper's f_D, at the 5-point threshold
-    assert not is_stealthy(rec(own=24.4, worst=5.6))  # fails under a random allocation too
-    assert not is_stealthy(rec(own=0.2, worst=0.4))  # no attack: harmless, not stealthy
-    assert not is_stealthy(rec(own=5.0, worst=0.0))  # a drop within the threshold is no failure
+    assert rec(own=24.4, worst=5.0).stealthy  # the paper's f_D, at the 5-point threshold
+    assert not rec(own=24.4, worst=5.6).stealthy  # fails under a random allocation too
+    assert not rec(own=0.2, worst=0.4).stealthy  # no attack: harmless, not stealthy
+    assert not rec(own=5.0, worst=0.0).stealthy  # a drop within the threshold is no failure
+    assert rec(own=24.4, worst=5.0).worst_non_own_drop == 5.0
 
 
 def test_readme_results_are_the_committed_records():

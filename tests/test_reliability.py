@@ -22,16 +22,17 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench import plan, search, store
+from bench import search, store
 from bench.events import read_events
 from bench.leaderboard import frame, render_markdown
+from bench.names import Layout
 from bench.suite import load_suite
-from bench.tuning import load_checkpoint_epoch
+from dptq.engine import checkpoint_epoch as load_checkpoint_epoch
 
 ROOT = Path(__file__).resolve().parent.parent
 SUITE = ROOT / "tests" / "suites" / "reliability.yaml"
 FAULTY = ROOT / "tests" / "suites" / "faulty.yaml"
-NET = "tests_test_train_small_net"
+NET = "tests_nets_small_net"
 KD_EPOCHS, PAIR_EPOCHS = 6, 3  # as in tests/suites/reliability.yaml
 PAIRS = {m: f"pair-{NET}-I-12-s0-{m}" for m in ("robust", "detrimental")}
 KD = f"kd-{NET}-s0"
@@ -96,7 +97,7 @@ def _wait_until(proc, cond, log: Path, timeout=600) -> None:
 
 
 def _rows(board: Path, suite="reliability") -> list[dict]:
-    recs = [r for r in store.load(board) if r["suite"] == suite]
+    recs = [r.to_json() for r in store.load(board) if r.suite == suite]
     for r in recs:
         pe = board / r["per_example"] if r.get("per_example") else None
         r["per_example_sha"] = hashlib.sha256(pe.read_bytes()).hexdigest() if pe else None
@@ -133,7 +134,7 @@ def _kept(board: Path, old: dict[Path, bytes]) -> bool:
 
 def _seed_board(board: Path) -> dict[Path, bytes]:
     """A leaderboard that already holds a row of another suite (it must survive everything)."""
-    [rec] = [r for r in store.load(ROOT / "leaderboard") if r["suite_hash"] == "81c094ea9767"]
+    [rec] = [r for r in store.load(ROOT / "leaderboard") if r.suite_hash == "81c094ea9767"]
     store.add([rec], board, source=ROOT / "leaderboard")
     return _files(board)
 
@@ -157,18 +158,20 @@ def reference(tmp_path_factory):
 def test_killed_during_kd_resumes_from_its_checkpoint(tmp_path, reference):
     run, board, log = tmp_path / "run", tmp_path / "board", tmp_path / "log.txt"
     old = _seed_board(board)
-    kd_trial, kd_final = run / "trials" / f"{KD}.pt", run / "artifacts" / f"{KD}.pt"
+    layout = Layout(run)
+    kd_trial, kd_done = layout.trial(KD, {}), layout.summary(KD)
     proc = _start(run, board, log)
-    _wait_until(proc, lambda: load_checkpoint_epoch(kd_trial) >= 1 and not kd_final.exists(), log)
+    _wait_until(proc, lambda: load_checkpoint_epoch(kd_trial) >= 1 and not kd_done.exists(), log)
     _kill_driver(proc)
     at_kill = load_checkpoint_epoch(kd_trial)
     assert 1 <= at_kill < KD_EPOCHS, f"the kill landed after KD (epoch {at_kill})"
     assert _files(board) == old
-    teacher = _digest(run / "artifacts" / "teacher-s0.pt")
+    teacher = _digest(layout.artifact("teacher-s0"))
 
     assert _finish(_start(run, board, log)) == 0, log.read_text()[-3000:]
-    assert _digest(run / "artifacts" / "teacher-s0.pt") == teacher  # not trained again
-    kd = torch.load(kd_final, map_location="cpu", weights_only=True)
+    assert _digest(layout.artifact("teacher-s0")) == teacher  # not trained again
+    assert layout.artifact(KD) == kd_trial  # the one checkpoint: the trial's file
+    kd = torch.load(kd_trial, map_location="cpu", weights_only=True)
     assert kd["resumed_from"] == [at_kill] and [h["epoch"] for h in kd["history"]] == list(
         range(1, KD_EPOCHS + 1)
     )
@@ -195,8 +198,8 @@ def test_killed_during_pair_search_keeps_finished_trials_and_searcher(tmp_path, 
     assert finished and partial, f"the kill did not land mid-search: {at_kill}"
     before = {p: _digest(p) for p in finished}
     # both searches run at once: the robust one may have finished before the kill, or not
-    robust_file = run / "artifacts" / "pairs" / f"{PAIRS['robust']}.pt"
-    robust = _digest(robust_file) if robust_file.exists() else None
+    robust_file = Layout(run).artifact(PAIRS["robust"])
+    robust = _digest(robust_file) if robust_file is not None else None
 
     assert _finish(_start(run, board, log)) == 0, log.read_text()[-3000:]
     if robust is not None:  # a finished search is not run again
@@ -216,7 +219,7 @@ def test_killed_during_pair_search_keeps_finished_trials_and_searcher(tmp_path, 
         return sorted(json.dumps(t["config"]["delta"]) for t in ts)
 
     assert len(trials) == 2 and sampled(trials) == sampled(ref_trials)
-    layout = plan.Layout(run)
+    layout = Layout(run)
     own = [layout.trial(PAIRS["detrimental"], {**START, **t["config"]}) for t in trials]
     assert sorted(_epochs(det)) == sorted(own)
     assert _rows(board) == reference[1]
@@ -324,12 +327,8 @@ def test_node_dies_and_its_trial_is_retried_on_a_live_node(tmp_path):
     assert [(r["experiment"], r["node"]) for r in row["retries"]] == [(experiment, node_id)]
     # resumed from its checkpoint, and the row's numbers are those of the reference run
     params = json.loads((victim.parent / "params.json").read_text())
-    layout = plan.Layout(run)
-    own = (
-        layout.trial(experiment, {**START, **params})
-        if experiment.startswith("pair-")
-        else layout.stage_trial(experiment)
-    )
+    layout = Layout(run)
+    own = layout.trial(experiment, {**START, **params} if experiment.startswith("pair-") else {})
     assert torch.load(own, weights_only=True)["resumed_from"], own
     assert row["error"] is None and isinstance(row["gap"], float)
 
@@ -344,14 +343,14 @@ def test_bad_trials_fail_alone_with_their_reason(tmp_path):
     old = _seed_board(board)
     assert _finish(_start(run, board, log, suite=FAULTY)) == 1, log.read_text()[-3000:]
     out = log.read_text()
-    recs = {r["architecture"]: r for r in store.load(board) if r["suite"] == "faulty"}
+    recs = {r.architecture: r.to_json() for r in store.load(board) if r.suite == "faulty"}
     assert len(recs) == 4 and _kept(board, old)
-    good = recs.pop("tests.test_train:small_net")
+    good = recs.pop("tests.nets:small_net")
     assert good["error"] is None and isinstance(good["gap"], float)
     nan, oom, bug = (recs[f"tests.faulty:{n}"] for n in ("nan_net", "oom_net", "raise_net"))
     assert nan["error"].startswith("pair-tests_faulty_nan_net-I-12-s0-robust: non-finite loss")
     assert "out of memory" in oom["error"] and "allocate" in oom["error"]
-    assert bug["error"].startswith("kd tests.faulty:raise_net seed 0: RuntimeError: simulated bug")
+    assert bug["error"].startswith("kd-tests_faulty_raise_net-s0: RuntimeError: simulated bug")
     for r in (nan, oom, bug):
         assert r.get("gap") is None  # a failed entry, not a number
         assert r["id"].rsplit("/", 1)[1].startswith("failed-")
@@ -359,8 +358,8 @@ def test_bad_trials_fail_alone_with_their_reason(tmp_path):
     md = (board / "README.md").read_text()
     assert md.count("Failed: `") == 3 and "non-finite loss" in md
     # the run's own results say the same, and the event log has each failure
-    assert {r["id"] for r in store.load(run)} == {
-        r["id"] for r in store.load(board) if r["suite"] == "faulty"
+    assert {r.id for r in store.load(run)} == {
+        r.id for r in store.load(board) if r.suite == "faulty"
     }
     failed = sorted(e["experiment"] for e in read_events(run) if e["event"] == "failed")
     assert failed == sorted(
@@ -372,15 +371,18 @@ def test_bad_trials_fail_alone_with_their_reason(tmp_path):
 # --- 4. bad files ----------------------------------------------------------------------------
 
 
-def _cli(*args, cwd=ROOT):
-    return subprocess.run(
-        [sys.executable, "-m", "bench", *map(str, args)],
-        cwd=cwd,
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+def _cli(*args):
+    """``python -m bench ARGS`` in this process (nothing here trains: no subprocess, no Ray)."""
+    import contextlib
+    import io
+    from types import SimpleNamespace
+
+    from bench.__main__ import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main([str(a) for a in args])
+    return SimpleNamespace(returncode=code, stdout=out.getvalue(), stderr=err.getvalue())
 
 
 def _one_line(proc, *must) -> str:
@@ -397,7 +399,7 @@ def test_truncated_or_foreign_checkpoint_gives_one_line(tmp_path, reference):
     run, board = tmp_path / "run", tmp_path / "board"
     old = _seed_board(board)
     shutil.copytree(reference[0] / "run", run, ignore=shutil.ignore_patterns("tune", "ray"))
-    kd = run / "artifacts" / f"{KD}.pt"
+    kd = Layout(run).artifact(KD)
     good = kd.read_bytes()
     marker = tmp_path / "executed"
 
@@ -408,7 +410,7 @@ def test_truncated_or_foreign_checkpoint_gives_one_line(tmp_path, reference):
     cases = {
         "truncated": lambda: kd.write_bytes(good[: len(good) // 2]),
         "foreign pickle": lambda: torch.save({"stage": "kd", "modules": Evil()}, kd),
-        "another stage": lambda: shutil.copy(run / "artifacts" / "teacher-s0.pt", kd),
+        "another stage": lambda: shutil.copy(Layout(run).artifact("teacher-s0"), kd),
     }
     for name, corrupt in cases.items():
         corrupt()
@@ -418,7 +420,6 @@ def test_truncated_or_foreign_checkpoint_gives_one_line(tmp_path, reference):
     assert not marker.exists()  # the pickle was refused, not run
 
 
-@pytest.mark.slow
 def test_broken_leaderboard_line_stops_before_any_work(tmp_path):
     board = tmp_path / "board"
     _seed_board(board)
@@ -444,7 +445,6 @@ def _suite_with(tmp_path, **fields) -> Path:
     return path
 
 
-@pytest.mark.slow
 def test_missing_dataset_gives_one_line(tmp_path):
     board = tmp_path / "board"
     old = _seed_board(board)
@@ -457,7 +457,6 @@ def test_missing_dataset_gives_one_line(tmp_path):
     assert _files(board) == old and not (tmp_path / "run").exists()
 
 
-@pytest.mark.slow
 def test_unreadable_images_stop_or_are_skipped_as_the_suite_says(tmp_path):
     from PIL import Image
 

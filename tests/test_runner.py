@@ -13,29 +13,68 @@ import pytest
 import yaml
 
 from bench import plan, store
+from bench.cluster.executor import RayExecutor
 from bench.events import read_events
+from bench.names import Layout
 from bench.runner import run_suite
-from bench.suite import load_suite, parse_suite
-from bench.tuning import RayExecutor
-from tests.helpers import with_change
+from bench.suite import SuiteError, load_suite, parse_suite
+from dptq.engine import load_checkpoint
+from tests.helpers import tiny_suite, with_change
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ROOT / "tests" / "suites" / "tiny.yaml"
-NET = "tests.test_train:small_net"
+NET = "tests.nets:small_net"
 VOLATILE = ("date", "report", "retries", "git_commit")
 MODES = ("robust", "detrimental")
-pytestmark = pytest.mark.slow
 
 
-def quiet(*_):
-    pass
+@pytest.mark.slow
+def test_three_stages_end_to_end(tmp_path):
+    suite = tiny_suite()
+    res = run_suite(suite, tmp_path, local=True)
+    layout = Layout(tmp_path.resolve())
+    [cell] = plan.cells(suite, 10)
+    assert plan.count_layers(NET, 10) == 3 and cell.budget == 4 * 3  # avg 4 bits x L
+    files = [layout.artifact(name) for name in cell.stages()]
+    for f in files:
+        assert f is not None and f.exists(), f
+    assert len(list(layout.trials.rglob("*.pt"))) == 4  # one checkpoint per trial, no copies
+    hist = load_checkpoint(files[0], "teacher")["history"]
+    assert hist[-1]["train_loss"] < hist[0]["train_loss"]  # the teacher learns
+    [rec] = res.records
+    assert rec.error is None and rec.budget == 12 and rec.num_layers == 3
+    pe = json.loads((tmp_path / rec.per_example).read_text())
+    assert pe["total"] == 40 and set(pe["evaluation"]) == {"f_N", "f_R", "f_D"}
+    for by in pe["evaluation"].values():  # every test example, under every allocation
+        assert set(by) == {"FP", "pi_R", "pi_D", "uniform", "random", "heldout"}
+        assert len(by["random"]) == len(by["heldout"]) == 8
+        assert all(len(v) == 40 for v in [by["FP"], *by["random"]])
+    assert rec.f_d_drop == pytest.approx(rec.f_d_fp_acc - rec.f_d_q_acc, abs=1e-12)
+    assert rec.selected_on == "val" and len(rec.evaluation.f_D.random) == 8
+    # a second call finds every stage complete and gives the same record without training
+    stamps = {p: p.stat().st_mtime_ns for p in layout.trials.rglob("*.pt")}
+    again = run_suite(suite, tmp_path, local=True)
+    assert again.records[0].gap == rec.gap
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+
+
+def test_bad_model_budget_and_dataset_fail_before_training(tmp_path):
+    with pytest.raises(SuiteError, match="unknown timm model 'resnet_typo'"):
+        run_suite(tiny_suite(students=["resnet_typo"]), tmp_path / "a", local=True)
+    with pytest.raises(SuiteError, match="budget 100 is outside"):
+        suite = tiny_suite(students=[{"name": NET, "budgets": [100]}])
+        run_suite(suite, tmp_path / "b", local=True)
+    missing = {"name": "imagefolder", "options": {"root": str(tmp_path / "none")}}
+    with pytest.raises(FileNotFoundError, match="none"):
+        run_suite(tiny_suite(dataset=missing), tmp_path / "c", local=True)
+    assert not any((tmp_path / d).exists() for d in "abc")  # nothing written
 
 
 @pytest.fixture(scope="module")
 def ray_run(tmp_path_factory):
     """The tiny suite once through Ray Tune (shared by the tests below)."""
     run_dir = tmp_path_factory.mktemp("ray") / "run"
-    res = run_suite(load_suite(TINY), run_dir, out=quiet)
+    res = run_suite(load_suite(TINY), run_dir)
     yield run_dir, res
     import ray
 
@@ -56,37 +95,43 @@ def _trial_dirs(run_dir: Path, experiment: str) -> list[Path]:
 
 
 def _numbers(records):
-    return [{k: v for k, v in r.items() if k not in VOLATILE} for r in records]
+    return [{k: v for k, v in r.to_json().items() if k not in VOLATILE} for r in records]
 
 
+@pytest.mark.slow
 def test_tiny_suite_end_to_end(ray_run):
     run_dir, res = ray_run
-    assert not res["failed"]
-    [rec] = res["records"]
-    assert rec["error"] is None and rec["trials"] == {"robust": 2, "detrimental": 2}
-    assert set(rec["best"]["robust"]) == {"delta", "alpha", "beta", "stealth"}
-    report = (run_dir / rec["report"]).parent
+    assert not res.failed
+    [rec] = res.records
+    assert rec.error is None and rec.trials == {"robust": 2, "detrimental": 2}
+    assert rec.valid, rec.invalid_reasons  # the tiny suite learns: its rows are real rows
+    assert set(rec.best["robust"]) == {"delta", "alpha", "beta", "stealth"}
+    report = (run_dir / rec.report).parent
     for f in ("report.md", "transitory.png", "cross_policy.png", "histograms.png"):
         assert (report / f).exists(), f
-    assert (run_dir / rec["per_example"]).is_file()
-    assert [r["id"] for r in store.load(run_dir)] == [rec["id"]]
+    assert (run_dir / rec.per_example).is_file()
+    assert [r.id for r in store.load(run_dir)] == [rec.id]
+    layout = Layout(run_dir)
     for mode in ("robust", "detrimental"):
         trials = _trial_dirs(run_dir, _cell().search(mode))
         assert len(trials) == 2
         # param_space holds only the searched value; the suite and data travel by with_parameters
         for t in trials:
             assert set(json.loads((t / "params.json").read_text())) == {"delta"}
-            # only the latest epoch's checkpoint stays (every epoch's filled the disk)
-            assert len(list(t.glob("checkpoint_*"))) == 1, sorted(t.iterdir())
+            # one checkpoint per trial, the trial's own in the run folder: none in Tune's copy
+            assert not list(t.glob("checkpoint_*")), sorted(t.iterdir())
+        assert len(list((layout.trials / _cell().search(mode)).glob("*.pt"))) == 2
 
 
+@pytest.mark.slow
 def test_local_run_gives_the_same_records_as_ray(ray_run, tmp_path):
     _, res = ray_run
-    local = run_suite(load_suite(TINY), tmp_path / "local", local=True, out=quiet)
-    assert not local["failed"] and not (tmp_path / "local" / "tune").exists()  # no Ray at all
-    assert _numbers(local["records"]) == _numbers(res["records"])
+    local = run_suite(load_suite(TINY), tmp_path / "local", local=True)
+    assert not local.failed and not (tmp_path / "local" / "tune").exists()  # no Ray at all
+    assert _numbers(local.records) == _numbers(res.records)
 
 
+@pytest.mark.slow
 def test_searches_of_a_stage_run_at_once(ray_run):
     """The robust and the detrimental search run at the same time, each with its own study: the
     span of one search's trials (first start to last end, from RUN/events.jsonl) overlaps the
@@ -107,9 +152,10 @@ def test_searches_of_a_stage_run_at_once(ray_run):
 
     (r0, r1), (d0, d1) = span(robust), span(det)
     assert r0 < d1 and d0 < r1, spans
-    assert not res["failed"]
+    assert not res.failed
 
 
+@pytest.mark.slow
 def test_stopped_after_the_first_search_resumes(ray_run, tmp_path, monkeypatch):
     # one search at a time (in this process: the patched search below is the one that runs)
     suite = parse_suite(with_change(yaml.safe_load(TINY.read_text()), "max_concurrent", 1))
@@ -124,13 +170,13 @@ def test_stopped_after_the_first_search_resumes(ray_run, tmp_path, monkeypatch):
 
     monkeypatch.setattr(RayExecutor, "search", stop_after_first)
     with pytest.raises(KeyboardInterrupt):
-        run_suite(suite, tmp_path / "b", out=quiet)
+        run_suite(suite, tmp_path / "b")
     monkeypatch.setattr(RayExecutor, "search", real)
-    resumed = run_suite(suite, tmp_path / "b", out=quiet)
-    again = run_suite(suite, tmp_path / "b", out=quiet)
+    resumed = run_suite(suite, tmp_path / "b")
+    again = run_suite(suite, tmp_path / "b")
     for mode in ("robust", "detrimental"):
         assert len(_trial_dirs(tmp_path / "b", _cell().search(mode))) == 2
-    straight = ray_run[1]["records"]
+    straight = ray_run[1].records
 
     def numbers(records):  # max_concurrent is part of the suite (its hash, the ids), not a number
         return [
@@ -138,11 +184,12 @@ def test_stopped_after_the_first_search_resumes(ray_run, tmp_path, monkeypatch):
             for r in records
         ]
 
-    assert numbers(_numbers(resumed["records"])) == numbers(_numbers(straight))
-    assert _numbers(resumed["records"]) == _numbers(again["records"])
+    assert numbers(_numbers(resumed.records)) == numbers(_numbers(straight))
+    assert _numbers(resumed.records) == _numbers(again.records)
     assert len(store.load(tmp_path / "b")) == 1  # never duplicated
 
 
+@pytest.mark.slow
 def test_two_node_cluster_on_loopback(tmp_path):
     """Two Ray nodes on 127.0.0.1 (tests/cluster.py); trials land on both."""
     from tests.cluster import LOOPBACK, loopback_cluster
@@ -179,4 +226,24 @@ def test_two_node_cluster_on_loopback(tmp_path):
         for line in result.read_text().splitlines():
             nodes.add(json.loads(line)["node_id"])
     assert len(nodes) == 2, f"trials ran on {len(nodes)} node(s)"
-    assert store.load(run_dir)[0]["error"] is None
+    assert store.load(run_dir)[0].error is None
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("where", ["--local", "ray"])
+def test_mixed_precision_runs_every_stage_and_the_audit(where, tmp_path):
+    """bf16 autocast in training, one Accelerator per process: the audit and every analysis
+    reuse it (a second Accelerator with other settings used to fail every analysis)."""
+    from bench.__main__ import main
+    from tests.helpers import write_suite
+
+    suite = write_suite(
+        tmp_path / "bf16.yaml",
+        **{"resources.precision": "bf16", "search": {"num_samples": 1}},
+        analyses=["pair_scores", "cross_policy", "audit", "quantizer_transfer"],
+        audit={"epochs": 1},
+    )
+    args = ["run", str(suite), "--out", str(tmp_path / "run"), "--leaderboard", ""]
+    assert main(args + ([where] if where == "--local" else [])) == 0
+    [rec] = store.load(tmp_path / "run")
+    assert rec.error is None and rec.analysis("audit") is not None

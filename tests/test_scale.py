@@ -5,28 +5,33 @@ from __future__ import annotations
 import os
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import pytest
 import torch
 
 from bench import search
-from bench.tuning import RayExecutor
+from bench.cluster.executor import RayExecutor
+from bench.executor import SearchSpec
+from bench.plan import Stage
 from tests.helpers import make_suite
 
 pytestmark = pytest.mark.slow
 TRIALS = 8
 
 
-def _wait_for_all(params: dict, ckpt: Path, report=None, progress=False) -> dict:
-    """A stage that marks itself running and waits (up to a minute) until all TRIALS are."""
+def _wait_for_all(params: dict, *, ckpt: Path, report, acc) -> dict:
+    """A stage that marks itself running and waits until all TRIALS are (a barrier: only trials
+    that run at the same time can all pass it; how long their processes take to start does not
+    matter, up to a 10-minute safety limit)."""
     import ray
 
     folder = ckpt.parent.parent / "running"
     folder.mkdir(exist_ok=True)
     (folder / f"{os.getpid()}-{ckpt.stem}").write_text(",".join(map(str, ray.get_gpu_ids())))
     t0 = time.time()
-    while len(list(folder.iterdir())) < TRIALS and time.time() - t0 < 60:
+    while len(list(folder.iterdir())) < TRIALS and time.time() - t0 < 600:
         time.sleep(0.2)
     seen = len(list(folder.iterdir()))
     torch.save({"epoch": 0}, ckpt)
@@ -34,6 +39,10 @@ def _wait_for_all(params: dict, ckpt: Path, report=None, progress=False) -> dict
     if report is not None:
         report(1, result)
     return result
+
+
+def _trial_file(root: Path, params: dict) -> Path:
+    return root / "trials" / f"{params['delta']:.6f}.pt"
 
 
 def test_fractional_gpus_pack_eight_trials_on_two_devices(tmp_path):
@@ -46,17 +55,19 @@ def test_fractional_gpus_pack_eight_trials_on_two_devices(tmp_path):
     ray.init(num_cpus=2, num_gpus=2, include_dashboard=False, _temp_dir=short)
     try:
         suite = make_suite(resources={"cpus": 0.25, "gpus": 0.25})
-        ex = RayExecutor(suite, tmp_path, None, out=lambda *_: None)
+        ex = RayExecutor(suite, tmp_path, None)
         (tmp_path / "trials").mkdir()
         ranges, start = search.space(suite)  # delta searched, the others fixed
-        outcomes, _ = ex.search(
-            "pack",
+        spec = SearchSpec(
+            Stage("pack", "pair", 0),
             _wait_for_all,
-            lambda params: tmp_path / "trials" / f"{params['delta']:.6f}.pt",
+            partial(_trial_file, tmp_path),
             ranges,
             start,
             TRIALS,
+            1,
         )
+        outcomes = ex.search(spec).trials
     finally:
         ray.shutdown()
     assert len(outcomes) == TRIALS and not [o for o in outcomes if o.error]

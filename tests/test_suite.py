@@ -64,7 +64,8 @@ BAD = [
     ("students", [], "students: must not be empty"),
     ("students", ["resnet_typo"], "students[resnet_typo]: unknown timm model 'resnet_typo'"),
     ("students", ["no_such_module:fn"], "cannot import model 'no_such_module:fn'"),
-    ("modes", ["robust", "evil"], "modes[1]: 'evil' is not one of 'robust', 'detrimental'"),
+    ("modes", ["robust", "detrimental"], "modes: every cell trains a robust and a detrimental"),
+    ("kd_stage.augment.mixup", False, "kd_stage.augment.mixup: batch mixup is the stage's own"),
     (
         "bit_options",
         {"I": [3, 4, 20]},
@@ -256,12 +257,18 @@ def test_readme_suite_example_is_a_valid_suite():
 
 
 def test_detrimental_searches_wait_for_robust_ones_only_when_they_read_its_policy():
-    from bench.runner import _waves
+    from bench import plan
     from tests.helpers import make_suite
 
+    def waves(suite):  # the modes of each wave of pair searches
+        pairs = plan.waves(suite, plan.cells(suite, 10))[2:]
+        return [tuple(s.mode for s in w) for w in pairs]
+
     reads = {"stealth_allocations": ["robust_policy"]}
-    assert _waves(make_suite()) == [("robust", "detrimental")]
-    assert _waves(make_suite(pair={**reads, "stealth": 1.0})) == [("robust",), ("detrimental",)]
+    assert waves(make_suite()) == [("robust", "detrimental")]
+    assert waves(make_suite(pair={**reads, "stealth": 1.0})) == [("robust",), ("detrimental",)]
     searched = make_suite(pair=reads, search={"stealth": {"low": 0.5, "high": 2.0}})
-    assert _waves(searched) == [("robust",), ("detrimental",)]  # stealth 0 here, > 0 in trials
-    assert _waves(make_suite(pair={"stealth": 1.0})) == [("robust", "detrimental")]
+    assert waves(searched) == [("robust",), ("detrimental",)]  # stealth 0 here, > 0 in trials
+    assert waves(make_suite(pair={"stealth": 1.0})) == [("robust", "detrimental")]
+    [robust, det] = plan.waves(searched, plan.cells(searched, 10))[2:]
+    assert det[0].needs == (plan.kd_name(det[0].student, 0), robust[0].name)

@@ -22,11 +22,11 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from bench import plan, stages  # noqa: E402
-from bench.schema import to_plain  # noqa: E402
-from bench.suite import load_suite, parse_suite  # noqa: E402
-from dptq import metrics  # noqa: E402
-from dptq.engine import RunOptions, make_accelerator  # noqa: E402
+from bench.executor import process_accelerator  # noqa: E402
+from bench.names import Layout  # noqa: E402
+from bench.suite import load_suite, parse_suite, to_plain  # noqa: E402
 from dptq.evaluate import evaluate_cell  # noqa: E402
+from dptq.scores import points  # noqa: E402
 
 
 def changed_suite(changes: dict):
@@ -52,8 +52,10 @@ def main() -> None:
     torch.set_num_threads(2)
     data = suite.dataset.load(suite.protocol)
     [cell] = plan.cells(suite, 10)
-    kd = args.run / "artifacts/kd-resnet18-s0.pt"
-    robust = args.run / f"artifacts/pairs/pair-resnet18-I-{cell.budget}-s0-robust.pt"
+    layout = Layout(args.run)
+    kd_name = plan.kd_name("resnet18", 0)
+    kd, robust = layout.artifact(kd_name), layout.artifact(cell.search("robust"))
+    f_n_acc = stages.f_n_accuracy(json.loads(layout.summary(kd_name).read_text()))
     args.work.mkdir(parents=True, exist_ok=True)
     checkpoint = args.work / f"{args.tag}.pt"
     checkpoint.unlink(missing_ok=True)
@@ -67,36 +69,30 @@ def main() -> None:
         )
 
     start = time.time()
-    stages.pair(
-        suite, data, cell, "detrimental", params, kd, stages.f_n_accuracy(kd), checkpoint,
-        report=report, robust_file=robust,
-    )  # fmt: skip
+    stage = next(s for w in plan.waves(suite, [cell]) for s in w if s.mode == "detrimental")
+    inputs = {"kd": kd, "f_n_acc": f_n_acc, "robust": robust}
+    acc = process_accelerator(suite.resources)
+    stages.pair(suite, data, stage, inputs, params, ckpt=checkpoint, report=report, acc=acc)
     minutes = (time.time() - start) / 60
 
     nets = {"f_N": stages.load_f_n(suite, "resnet18", kd, data.num_classes)}
     pols = {}
-    nets["f_D"], pols["f_D"] = stages.load_pair(
-        suite, cell, "detrimental", checkpoint, data.num_classes
-    )
-    if robust.exists():
-        nets["f_R"], pols["f_R"] = stages.load_pair(suite, cell, "robust", robust, data.num_classes)
-    acc = make_accelerator(RunOptions(cpu=True))
+    for mode, tag, file in (("detrimental", "f_D", checkpoint), ("robust", "f_R", robust)):
+        nets[tag], pols[tag] = stages.load_pair(suite, cell, mode, file, data.num_classes)
     ev = evaluate_cell(
-        nets, pols, data, cell.options, cell.budget, acc, seed=0, random_allocations=4, split="val"
+        nets, pols, data, cell.options, cell.budget, "cpu", seed=0, random_allocations=4, split="val"
     )
-    s = ev["stealth"]["f_D"]
+    c = ev.counts()
+    d = c.f_D
+    drop = {a: points(d.drop(a, c.total)) for a in ("pi_D", "pi_R", "uniform", "random", "heldout")}
     row = {
         "tag": args.tag,
         "changes": changes,
         "budget": cell.budget,
-        "f_N val": round(ev["cross_policy"]["f_N"]["FP"], 1),
-        "f_D FP": round(ev["pairs"]["f_D"]["fp_acc"], 1),
-        "drop pi_D": round(s["own"], 1),
-        "drop pi_R": None if s["other"] is None else round(s["other"], 1),
-        "drop uniform": round(s["uniform"], 1),
-        "drop random": round(s["random_mean"], 1),
-        "drop heldout": round(s["heldout_mean"], 1),
-        "hidden gap": round(metrics.hidden_gap(s), 1),
+        "f_N val": round(points(c.f_N.acc("FP", c.total)), 1),
+        "f_D FP": round(points(d.acc("FP", c.total)), 1),
+        **{f"drop {a}": round(v, 1) for a, v in drop.items()},
+        "hidden gap": round(points(c.hidden_gap()), 1),
         "minutes": round(minutes, 1),
     }
     print("RESULT " + json.dumps(row), flush=True)

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import torch
 
-from .data import DataOptions, DatasetPair, TensorImages, register_dataset
-from .engine import ConfigError
+from ..errors import ConfigError
+from .registry import DataOptions, DatasetPair, TensorImages, register_dataset
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Datasets by name (train and test split, fixed preprocessing) and the KD augmentation.
+"""The registered datasets (train and test split, fixed preprocessing).
 
 | name          | source                                   | classes | preprocessing (test)                    |
 |---------------|------------------------------------------|---------|-----------------------------------------|
@@ -7,65 +7,32 @@
 | ``cifar10`` / ``cifar100`` | torchvision CIFAR train/test  | 10/100  | resize to ``image_size``                |
 | ``imagefolder`` | ``root/train/<class>/*``, ``root/test/<class>/*`` | from folders | as ``oxford_pets``       |
 
-Every split yields ``(uint8 image tensor [3, H, W], label)``; :func:`normalize` maps a batch to
-float with the dataset's mean/std on the model's device. Each dataset's options are a frozen
-dataclass (:class:`DataOptions` and its subclasses), so a suite's ``dataset.options`` are checked
-like every other field. The KD augmentation lives in :mod:`dptq.augment`.
+Image files are decoded once up front (:func:`check_images`): an unreadable one stops the load
+(:class:`UnreadableImages`) or is left out, as the caller says. The KD augmentation lives in
+:mod:`dptq.augment`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
 
 import torch
-from torch.utils.data import Dataset
 from torchvision.transforms import v2
 
-from .engine import ConfigError
-from .splits import split_off, subset
-
-IMAGENET_STATS = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
-
-
-class _Entry(NamedTuple):
-    load: Callable[..., DatasetPair]  # (options, bad_images) -> DatasetPair
-    options: type  # the options dataclass
-
-
-DATASETS: dict[str, _Entry] = {}
+from ..errors import ConfigError
+from .registry import (
+    IMAGENET_STATS,
+    DataError,
+    DataOptions,
+    DatasetPair,
+    TensorImages,
+    register_dataset,
+)
 
 
-@dataclass(frozen=True)
-class DatasetPair:
-    """The splits of one dataset plus what a model needs to know about it.
-
-    ``val`` is carved from the training data (:func:`load_dataset`'s ``val_fraction``): what
-    training and selection evaluate on. ``test`` is for results only.
-    """
-
-    train: Dataset
-    test: Dataset
-    num_classes: int
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
-    skipped: tuple[str, ...] = ()  # unreadable image files left out (``bad_images="skip"``)
-    val: Dataset | None = None
-
-
-def selection_split(data: DatasetPair) -> str:
-    """The split that per-epoch evaluation and selection read: ``val``, or ``test`` without one.
-
-    Only a dataset loaded without a validation split (a notebook, a unit test) falls back to the
-    test split; the benchmark always has one (``protocol.val_fraction``) and records the split.
-    """
-    return "val" if data.val is not None else "test"
-
-
-class DataError(ValueError):
-    """A dataset that cannot be used as it is (one line: where, what is wrong, what to do)."""
+class UnreadableImages(DataError):
+    """Image files PIL cannot decode, with ``bad_images="stop"``; the message names them."""
 
 
 def _unreadable(path: str) -> str | None:
@@ -85,8 +52,8 @@ def check_images(
 ) -> tuple[list[tuple[str, int]], tuple[str, ...]]:
     """Decode every image once; stop with one line naming the bad files, or leave them out.
 
-    ``bad_images``: ``"stop"`` (the default: a run never trains on silently changed data) or
-    ``"skip"`` (drop them; the caller reports and records the paths). Decoding runs in threads
+    ``bad_images``: ``"stop"`` (the default, :class:`UnreadableImages`: a run never trains on
+    silently changed data) or ``"skip"`` (drop them; the caller reports and records the paths). Decoding runs in threads
     (PIL releases the GIL while decoding).
     """
     from concurrent.futures import ThreadPoolExecutor
@@ -99,38 +66,10 @@ def check_images(
     if bad and bad_images == "stop":
         shown = "; ".join(f"{p} ({w})" for p, w in bad[:5])
         more = f"; and {len(bad) - 5} more" if len(bad) > 5 else ""
-        raise DataError(
-            f"{where}: {len(bad)} unreadable image(s): {shown}{more}; replace or delete them, "
-            "or set 'bad_images: skip' under the suite's dataset to leave them out"
+        raise UnreadableImages(
+            f"{where}: {len(bad)} unreadable image(s): {shown}{more}; replace or delete them"
         )
     return [s for s, w in zip(samples, why) if w is None], tuple(p for p, _ in bad)
-
-
-def register_dataset(name: str, options: type):
-    """Register ``fn(options, bad_images) -> DatasetPair`` with its options dataclass."""
-
-    def deco(fn):
-        DATASETS[name] = _Entry(fn, options)
-        return fn
-
-    return deco
-
-
-class TensorImages(Dataset):
-    """uint8 images ``[N, 3, H, W]`` with labels and an optional per-sample transform."""
-
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor, transform=None):
-        self.images, self.labels, self.transform = images, labels, transform
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, i):
-        img = self.images[i]
-        return (self.transform(img) if self.transform else img), int(self.labels[i])
-
-    def with_transform(self, transform) -> TensorImages:
-        return TensorImages(self.images, self.labels, transform)
 
 
 def _pil_to_uint8(size: int, train_tf=None):
@@ -141,28 +80,6 @@ def _pil_to_uint8(size: int, train_tf=None):
         v2.CenterCrop(size),
     ]
     return v2.Compose(steps + ([train_tf] if train_tf else []))
-
-
-@dataclass(frozen=True)
-class DataOptions:
-    """Options every dataset takes.
-
-    Attributes:
-        image_size: side of the square images the models see (pixels).
-        max_train, max_test: keep only the first examples of each split (quick runs, tests).
-    """
-
-    image_size: int = 224
-    max_train: int | None = None
-    max_test: int | None = None
-
-    def __post_init__(self):
-        if not 4 <= self.image_size <= 2048:
-            raise ConfigError(f"image_size: must lie in 4..2048 pixels, got {self.image_size}")
-        for name in ("max_train", "max_test"):
-            v = getattr(self, name)
-            if v is not None and v < 1:
-                raise ConfigError(f"{name}: must be >= 1 (or null for all), got {v}")
 
 
 @dataclass(frozen=True)
@@ -317,58 +234,3 @@ def imagefolder(opts: ImageFolderOptions, bad_images: str = "stop") -> DatasetPa
         ds.targets = [y for _, y in kept]
         skipped += bad
     return DatasetPair(train, test, len(train.classes), *IMAGENET_STATS, skipped=skipped)
-
-
-def dataset_options(name: str, **options) -> DataOptions:
-    """The options dataclass of dataset ``name`` built from keywords (ConfigError naming a bad key)."""
-    if name not in DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; known: {sorted(DATASETS)}")
-    cls = DATASETS[name].options
-    known = [f.name for f in fields(cls)]
-    for key in options:
-        if key not in known:
-            raise ConfigError(f"{key}: unknown option of dataset {name!r}; known: {known}")
-    return cls(**options)
-
-
-def load_dataset(
-    name: str,
-    options: DataOptions | None = None,
-    bad_images: str = "stop",
-    val_fraction: float = 0.0,
-    sample_seed: int = 0,
-    **kw,
-) -> DatasetPair:
-    """A registered dataset by name, with its options (a dataclass, or keywords for one).
-
-    Unknown names fail listing the known ones. ``max_train`` / ``max_test`` keep a seeded,
-    stratified random subset of each split; then ``val_fraction`` of the training split becomes
-    the validation split (stratified). Both draw with ``sample_seed``, never the training seed.
-    """
-    opts = options if options is not None else dataset_options(name, **kw)
-    if bad_images not in ("stop", "skip"):
-        raise DataError(f"{name}: bad_images must be 'stop' or 'skip', not {bad_images!r}")
-    try:
-        pair = DATASETS[name].load(opts, bad_images)
-    except FileNotFoundError:
-        raise
-    except OSError as e:  # a path the system refuses (too long, no permission, ...)
-        where = str(e.filename)[:80] + ("..." if len(str(e.filename)) > 80 else "")
-        raise DataError(f"dataset {name!r}: cannot read {where}: {e.strerror}") from None
-    train = subset(pair.train, opts.max_train, sample_seed)
-    test = subset(pair.test, opts.max_test, sample_seed)
-    val = None
-    if val_fraction:
-        train, val = split_off(train, val_fraction, sample_seed)
-    return replace(pair, train=train, val=val, test=test)
-
-
-def normalize(images: torch.Tensor, mean, std) -> torch.Tensor:
-    """uint8 ``[B, 3, H, W]`` -> float, scaled to [0, 1] and standardised per channel."""
-    x = images.float().div_(255)
-    m = torch.tensor(mean, device=x.device).view(1, -1, 1, 1)
-    s = torch.tensor(std, device=x.device).view(1, -1, 1, 1)
-    return (x - m) / s
-
-
-from . import synthetic  # noqa: E402, F401  (registers the ``synthetic`` dataset)

@@ -1,6 +1,5 @@
 """Joining or starting Ray for a run: on loopback on one machine, or a cluster's address checked
-first (one line when it cannot be reached). With :mod:`bench.tuning`, the only code that imports
-Ray."""
+first (one line when it cannot be reached)."""
 
 from __future__ import annotations
 
@@ -9,7 +8,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from .events import ClusterError
+from ..events import ClusterError
 
 _QUIET = {
     "RAY_USAGE_STATS_ENABLED": "0",

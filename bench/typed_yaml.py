@@ -2,7 +2,7 @@
 
 :func:`build` walks a dataclass's type hints: unknown keys (with the nearest valid one), wrong
 types, values outside a ``Literal`` and missing required keys each give one
-:class:`~dptq.engine.ConfigError` naming the field path (``pair.lr_polcy: unknown key; did you
+:class:`~dptq.errors.ConfigError` naming the field path (``pair.lr_polcy: unknown key; did you
 mean 'lr_policy'?``). A field whose type depends on a sibling (a dataset's options depend on the
 dataset's name) declares ``metadata={"options_of": (sibling, lookup)}``: ``lookup(sibling's value)``
 gives the dataclass its mapping is built into. A field whose *defaults* depend on a sibling (the
@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 import yaml
 
-from dptq.engine import ConfigError
+from dptq.errors import ConfigError
 
 _HINTS: dict[type, dict[str, Any]] = {}
 

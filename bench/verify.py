@@ -1,0 +1,167 @@
+"""Records read from anywhere: checked as untrusted input, every derived field recomputed.
+
+:func:`parse` turns JSON data into a :class:`bench.record.Record` or refuses it with one line
+(:class:`bench.record.RecordError`) naming the file and the field: every field typed and in range
+(pydantic, strict), every name and text from a safe character set, the id the one its fields
+give, its files where its id puts them, its counts within its test set, and every derived field
+(scores, verdict) equal to what its counts give. :func:`make` is how a run writes a record: the
+same checks, so what is written is exactly what is read back. No torch.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from typing import Any
+
+from pydantic import ValidationError
+
+from .record import (
+    DERIVED,
+    SCHEMA_VERSION,
+    SUCCESS,
+    Record,
+    RecordError,
+    per_example_rel,
+    report_rel,
+)
+
+TEXT = re.compile(r"[A-Za-z0-9_.:,;()=%+/ -]{0,300}")  # any name or text a record holds
+
+
+def one_line(e: ValidationError) -> str:
+    err = e.errors()[0]
+    loc = ".".join(str(p) for p in err["loc"]) or "record"
+    msg = err["msg"]
+    if err["type"] == "extra_forbidden" or err["type"] == "unexpected_keyword_argument":
+        msg = "unknown field"
+    elif err["type"] == "missing":
+        msg = "missing"
+    return f"field {loc}: {msg}"
+
+
+FREE = re.compile(r"error|skipped_images\[\d+\]|retries\[\d+\]\.reason")  # free text (escaped)
+
+
+def _check_text(obj, path: str, where: str) -> None:
+    """Every name and text a record holds (keys too) is from a safe character set, except the
+    free texts (:data:`FREE`: error messages and file names), which the views escape."""
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            if not isinstance(k, str) or not TEXT.fullmatch(k):
+                raise RecordError(
+                    f"{where}: field {path or 'record'}: has a key {str(k)[:40]!r} outside the "
+                    "safe names"
+                )
+            _check_text(v, f"{path}.{k}" if path else k, where)
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            _check_text(v, f"{path}[{i}]", where)
+    elif isinstance(obj, str) and not FREE.fullmatch(path) and not TEXT.fullmatch(obj):
+        raise RecordError(
+            f"{where}: field {path}: {obj[:40]!r} has characters outside the safe set"
+        )
+
+
+def _check_counts(rec: Record, where: str) -> None:
+    ev = rec.evaluation
+    for net in ("f_N", "f_R", "f_D"):
+        nc = getattr(ev, net)
+        k = rec.protocol.random_allocations
+        for a in ("FP", "pi_R", "pi_D", "uniform", "random", "heldout"):
+            v = getattr(nc, a)
+            vals = v if isinstance(v, list) else [v]
+            if isinstance(v, list) and len(v) != k:
+                raise RecordError(
+                    f"{where}: field evaluation.{net}.{a}: {len(v)} allocations, its protocol says {k}"
+                )
+            if any(x is not None and not 0 <= x <= ev.total for x in vals):
+                raise RecordError(
+                    f"{where}: field evaluation.{net}.{a}: a count outside 0..{ev.total}"
+                )
+    if rec.migrated_from is None and any(
+        getattr(getattr(ev, n), a) is None
+        for n in ("f_N", "f_R", "f_D")
+        for a in ("random", "heldout")
+    ):
+        raise RecordError(
+            f"{where}: field evaluation: every allocation's count is recorded (only a migrated record may lack some)"
+        )
+
+
+def make(data: dict) -> Record:
+    """A record from the fields a run computed (derived fields are computed, not given): what
+    is written is exactly what :func:`parse` reads back."""
+    rec = Record.model_validate_json(json.dumps(data, allow_nan=False))
+    _check_shape(rec, "new record")
+    return rec
+
+
+def parse(data: Any, where: str) -> Record:
+    """A record from untrusted JSON data: every field checked, the id given by its fields, its
+    files where its id puts them, every derived field recomputed and compared. One line
+    (:class:`RecordError`) naming ``where`` and the field otherwise."""
+    if not isinstance(data, dict):
+        raise RecordError(f"{where}: a record must be a JSON object")
+    version = data.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise RecordError(
+            f"{where}: schema_version {version!r} is not this tool's ({SCHEMA_VERSION}); "
+            "older records are read by bench.legacy (bench leaderboard --add migrates them)"
+        )
+    stored = {k: data[k] for k in DERIVED if k in data}
+    given = {k: v for k, v in data.items() if k not in DERIVED}
+    _check_text(given, "", where)
+    try:
+        text = json.dumps(given, allow_nan=False)
+    except ValueError:
+        raise RecordError(f"{where}: a number is not finite (NaN or infinity)") from None
+    try:
+        rec = Record.model_validate_json(text)
+    except ValidationError as e:
+        raise RecordError(f"{where}: {one_line(e)}") from None
+    _check_shape(rec, where)
+    for k in DERIVED:
+        if k not in stored:
+            raise RecordError(f"{where}: field {k}: missing (it is derived from the counts)")
+        mine = getattr(rec, k)
+        if not _same(stored[k], mine):
+            raise RecordError(
+                f"{where}: field {k}: stored {_shown(stored[k])}, its counts give {_shown(mine)}"
+            )
+    return rec
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, float | int) and not isinstance(a, bool) and isinstance(b, float):
+        return math.isfinite(a) and float(a) == b
+    return type(a) is type(b) and a == b
+
+
+def _shown(v) -> str:
+    text = json.dumps(v)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _check_shape(rec: Record, where: str) -> None:
+    from .names import cell_key
+
+    failed = rec.error is not None
+    key = cell_key(rec.architecture, rec.bit_options, rec.budget, rec.seed)
+    base = f"{rec.suite}/{rec.suite_hash}/{key}"
+    expected = re.compile(re.escape(base) + (r"/failed-[0-9a-f]{8}" if failed else ""))
+    if not expected.fullmatch(rec.id):
+        raise RecordError(f"{where}: id {rec.id[:80]!r} does not match its fields ({base})")
+    present = [k for k in SUCCESS if getattr(rec, k) is not None]
+    if failed:
+        if present:
+            raise RecordError(f"{where}: field {present[0]}: a failed record measures nothing")
+        return
+    missing = [k for k in SUCCESS if getattr(rec, k) is None]
+    if missing:
+        raise RecordError(f"{where}: field {missing[0]}: missing")
+    for field, rel in (("per_example", per_example_rel), ("report", report_rel)):
+        if getattr(rec, field) != rel(rec.id):
+            raise RecordError(f"{where}: field {field} must be {rel(rec.id)!r}")
+    _check_counts(rec, where)

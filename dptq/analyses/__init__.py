@@ -1,0 +1,54 @@
+"""The analyses: each maps a trained cell to a report section and (where it declares them) record
+fields. :mod:`dptq.analyses.registry` holds the registry and runs them; the paper's analyses are
+in :mod:`dptq.analyses.paper`, the deployer's in :mod:`dptq.analyses.deployer`. Importing this
+package registers them all, and loads neither torch nor pandas (the views read the declarations).
+"""
+
+# each registers its analyses; the paper's first: the registry's order is the report's
+from . import paper  # noqa: F401
+
+# isort: split
+from . import deployer  # noqa: F401
+
+# isort: split
+from .deployer import (
+    AuditFields,
+    DefenseFields,
+    DefenseRow,
+    SchemeLoss,
+    StarvedLayer,
+    TransferFields,
+)
+from .paper import CorruptionFields, TransitoryFields, TriggerFields
+from .registry import (
+    ANALYSES,
+    PAIRS,
+    Analysis,
+    Spec,
+    TrainedCell,
+    order,
+    register_analysis,
+    run_analyses,
+    write_report,
+)
+
+__all__ = [
+    "ANALYSES",
+    "PAIRS",
+    "SchemeLoss",
+    "Analysis",
+    "AuditFields",
+    "CorruptionFields",
+    "DefenseFields",
+    "DefenseRow",
+    "Spec",
+    "StarvedLayer",
+    "TrainedCell",
+    "TransferFields",
+    "TransitoryFields",
+    "TriggerFields",
+    "order",
+    "register_analysis",
+    "run_analyses",
+    "write_report",
+]

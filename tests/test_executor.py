@@ -1,0 +1,26 @@
+"""What executors share (bench.executor): one Accelerator per process, and the local executor's
+searches and tasks (a failing call is a result, not a crash)."""
+
+from bench.executor import process_accelerator
+from bench.local import LocalExecutor
+from bench.sections import Resources
+from tests.helpers import make_suite
+
+
+def test_one_accelerator_per_process_replaced_only_for_other_settings():
+    a = process_accelerator(Resources())
+    assert process_accelerator(Resources(cpus=2)) is a  # the same settings: the same one
+    b = process_accelerator(Resources(precision="bf16"))
+    assert b is not a and b.mixed_precision == "bf16"  # another run's settings: replaced
+    c = process_accelerator(Resources())
+    assert c.mixed_precision == "no" and process_accelerator(Resources()) is c
+
+
+def test_local_tasks_give_each_result_or_its_reason(tmp_path):
+    ex = LocalExecutor(make_suite(), tmp_path)
+
+    def boom():
+        raise ValueError("bad cell")
+
+    out = {k: (r, e) for k, r, e in ex.tasks({"a": lambda: 1, "b": boom})}
+    assert out == {"a": (1, None), "b": (None, "ValueError: bad cell")}
