@@ -18,9 +18,10 @@ from dptq.io import write_atomic
 
 from . import store
 from .page import render_html
+from .results import RESULTS_BEGIN, RESULTS_END
+from .results import results_section as _results_section
 from .store import RecordError
-from .views import RESULTS_BEGIN, RESULTS_END, frame, render_csv, render_markdown, render_pngs
-from .views import results_section as _results_section
+from .views import frame, render_csv, render_markdown, render_pngs
 
 LEADERBOARD = Path("leaderboard")
 # the suites README.md's results section reports
@@ -73,23 +74,30 @@ def submit(source: Path, board: Path = LEADERBOARD) -> int:
 
 
 def migrate(board: Path = LEADERBOARD) -> int:
-    """Rewrite ``board``'s schema-2 records as schema 3 in place (:func:`bench.legacy.migrate_v2`:
-    their counts, their per-example files in the new layout); returns how many. Each file is
-    replaced whole; the numbers are unchanged."""
+    """Rewrite ``board``'s older records in place; returns how many. Schema 2 becomes schema 3
+    (:func:`bench.legacy.migrate_v2`: their counts, their per-example files in the new layout);
+    a schema-3 record written before a derived field existed (:data:`LATER_DERIVED`) gets it.
+    Each file is replaced whole; the numbers are unchanged."""
     import json
 
     from dptq.io import write_atomic as write
 
-    from .record import Record, per_example_bytes, per_example_rel, record_rel
+    from .record import LATER_DERIVED, Record, per_example_bytes, per_example_rel, record_rel
 
     migrated: dict = {}
     records = store.load(board, migrated)
+    done = 0
     for rec in records:
-        if isinstance(rec, Record) and rec.id in migrated:
+        if not isinstance(rec, Record):
+            continue
+        path = Path(board) / record_rel(rec.id)
+        if rec.id in migrated:
             write(Path(board) / per_example_rel(rec.id), per_example_bytes(migrated[rec.id]))
-            text = json.dumps(rec.to_json(), indent=1, sort_keys=True) + "\n"
-            write(Path(board) / record_rel(rec.id), text)
-    return len(migrated)
+        elif all(k in json.loads(path.read_text()) for k in LATER_DERIVED):
+            continue
+        write(path, json.dumps(rec.to_json(), indent=1, sort_keys=True) + "\n")
+        done += 1
+    return done
 
 
 def results_section(board: Path = LEADERBOARD, suites=README_SUITES) -> str:

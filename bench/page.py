@@ -1,8 +1,9 @@
 """The leaderboard's page (``index.html``): a static file generated from the records.
 
-Figures on the page; one row per (suite, architecture, options, budget) with mean ± sd and n;
-each row links to its seeds' reports (Tables 1-3, Figs. 2-4) and per-example files; filters for
-dataset, options, budget, recipe and validity; click a heading to sort. Invalid rows carry their
+Figures on the page; one row per (suite, architecture, options, budget), scored over its valid
+seeds (:mod:`bench.groups`: worst case, attack success, mean ± 95% interval); each row links
+to its seeds' reports (Tables 1-3, Figs. 2-4) and per-example files; filters for dataset,
+options, budget, recipe and validity; click a heading to sort. Invalid rows carry their
 reason and no rank. Everything shown is escaped (names and error texts come from records, which
 may come from anyone). A hash ``#selftest-...`` drives it for the browser test and reports the
 visible rows in the title.

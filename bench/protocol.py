@@ -14,6 +14,9 @@ test set), so a rule never turns on float rounding (9 examples of 450 are 2.0 po
   mean of each sampler's K allocations, at most ``stealth_max``): a deployer's ordinary
   quantization checks would pass it, and there is a failure to hide. A pair with no attack is not
   stealthy, only harmless.
+- **attacked**: f_D's drop under pi_D above ``attack_min`` (default 10 points): the search found
+  an attack. A seed without one is the attacker's failure, not the architecture's robustness:
+  the board counts it in the attack success (k of n seeds), never as a small gap.
 
 Standard library only (the views import this without torch).
 """
@@ -29,6 +32,7 @@ class Verdict:
     valid: bool
     reasons: list[str]
     stealthy: bool
+    attacked: bool
 
 
 def default_min_f_n_acc(num_classes: int) -> float:
@@ -62,6 +66,6 @@ def judge(rec) -> Verdict:
     if f_n < Fraction(p.min_f_n_acc):
         chance = 100.0 / rec.num_classes
         reasons.append(f"f_N {float(f_n):.1f}% < {p.min_f_n_acc:.1f}% (chance {chance:.1f}%)")
-    limit = Fraction(p.stealth_max)
-    stealthy = c.own_drop("f_D") > limit and c.worst_non_own_drop("f_D") <= limit
-    return Verdict(not reasons, reasons, stealthy)
+    limit, own = Fraction(p.stealth_max), c.own_drop("f_D")
+    stealthy = own > limit and c.worst_non_own_drop("f_D") <= limit
+    return Verdict(not reasons, reasons, stealthy, own > Fraction(p.attack_min))

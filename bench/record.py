@@ -5,12 +5,14 @@ is measured: the exact counts of its evaluation (:class:`dptq.scores.NetCounts` 
 ``evaluation.total`` test examples), the record fields each analysis declares
 (:data:`dptq.analyses.ANALYSES`: ``analyses.<name>``), how it was obtained (suite, recipe,
 protocol, selection split, environment). What it *shows* is derived: the scores (gap, drops,
-hidden gap, ...) and the verdict (``valid``, ``invalid_reasons``, ``stealthy``:
-:func:`bench.protocol.judge`) are computed from the counts and written beside them for readers,
-and a record read from anywhere (:func:`bench.verify.parse`) has every one of them recomputed: a
-stored value that differs is refused with one line naming the field. A failed cell is a record too, with
-``error`` set and nothing measured.
+hidden gap, specificity, ...) and the verdict (``valid``, ``invalid_reasons``, ``stealthy``,
+``attacked``: :func:`bench.protocol.judge`) are computed from the counts and written beside them
+for readers, and a record read from anywhere (:func:`bench.verify.parse`) has every one of them
+recomputed: a stored value that differs is refused with one line naming the field. A failed cell
+is a record too, with ``error`` set and nothing measured.
 
+One job: what a record is (its fields, their types and bounds, what is derived from what); the
+checks of a submission are :mod:`bench.verify`'s, the files :mod:`bench.store`'s.
 ``leaderboard/schema.json`` is :func:`json_schema` (a test keeps it current). Standard library,
 pydantic and :mod:`dptq`'s torch-free modules only: the views import this without torch.
 """
@@ -81,6 +83,7 @@ class Rules(_Model):
     stealth_max: float
     random_allocations: int
     allow_degenerate: bool
+    attack_min: float = 10.0  # added after the first schema-3 records: their protocol's value
 
 
 Analyses = create_model(
@@ -235,6 +238,22 @@ class Record(_Model):
         """f_D fails under pi_D and under no other allocation (:func:`bench.protocol.judge`)."""
         return None if self.evaluation is None else protocol.judge(self).stealthy
 
+    @computed_field
+    @property
+    def attacked(self) -> bool | None:
+        """f_D drops by more than ``protocol.attack_min`` under pi_D: the search found an attack."""
+        return None if self.evaluation is None else protocol.judge(self).attacked
+
+    @computed_field
+    @property
+    def specificity(self) -> float | None:
+        """f_D's worst drop under another allocation / its drop under pi_D
+        (:meth:`dptq.scores.CellCounts.specificity`); None without a drop under pi_D."""
+        if self.evaluation is None:
+            return None
+        s = self.counts().specificity()
+        return None if s is None else float(s)
+
     def analysis(self, name: str, attribute: str | None = None):
         """An analysis' fields (or one attribute or property of them); None where it did not run."""
         section = None if self.analyses is None else getattr(self.analyses, name, None)
@@ -249,6 +268,9 @@ class Record(_Model):
 
 
 DERIVED = tuple(Record.model_computed_fields)
+# derived fields added after the first schema-3 records were written: a stored record may lack
+# them (they are recomputed like every derived field; `bench leaderboard --migrate` writes them)
+LATER_DERIVED = ("attacked", "specificity")
 SUCCESS = ("selected_on", "recipe_deviations", "searched", "protocol", "degenerate")
 SUCCESS += ("allocations_log10", "num_layers", "f_n_val_acc", "evaluation", "analyses", "best")
 SUCCESS += ("trials", "per_example", "per_example_sha256", "report")

@@ -94,6 +94,8 @@ class Protocol:
         stealth_max: a detrimental pair is *stealthy* when it drops by more than this under
             its own policy and by at most this under every allocation that is not (points).
         random_allocations: K random budget-respecting allocations every pair is evaluated under.
+        attack_min: a seed *found an attack* when f_D drops by more than this under pi_D
+            (points); the board's attack success counts those seeds.
         allow_degenerate: admit cells whose budget leaves exactly one allocation (no policy has a
             choice there); their rows are marked.
     """
@@ -106,11 +108,12 @@ class Protocol:
     stealth_max: float = 5.0
     random_allocations: int = 8
     allow_degenerate: bool = False
+    attack_min: float = 10.0
 
     def __post_init__(self):
         if not 0 < self.val_fraction <= 0.5:
             raise ConfigError(f"val_fraction: must lie in (0, 0.5], got {self.val_fraction}")
-        for name in ("fp_match_max", "fp_drop_max", "stealth_max"):
+        for name in ("fp_match_max", "fp_drop_max", "stealth_max", "attack_min"):
             if not 0 <= getattr(self, name) <= 100:
                 raise ConfigError(f"{name}: must lie in 0..100 points, got {getattr(self, name)}")
         if self.min_f_n_acc is not None and not 0 <= self.min_f_n_acc <= 100:

@@ -215,6 +215,7 @@ _LATER_FIELDS = (
     (("corruption_degrees",), None),
     (("resources", "precision"), "no"),
     (("resources", "loader_workers"), 0),
+    (("protocol", "attack_min"), 10.0),
     (("teacher", "options"), {}),
     (("students", "*", "options"), {}),
     (("students", "*", "pretrained"), False),

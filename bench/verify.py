@@ -19,6 +19,7 @@ from pydantic import ValidationError
 
 from .record import (
     DERIVED,
+    LATER_DERIVED,
     SCHEMA_VERSION,
     SUCCESS,
     Record,
@@ -123,6 +124,8 @@ def parse(data: Any, where: str) -> Record:
         raise RecordError(f"{where}: {one_line(e)}") from None
     _check_shape(rec, where)
     for k in DERIVED:
+        if k not in stored and k in LATER_DERIVED:
+            continue
         if k not in stored:
             raise RecordError(f"{where}: field {k}: missing (it is derived from the counts)")
         mine = getattr(rec, k)

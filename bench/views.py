@@ -21,6 +21,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from dptq.io import atomic_file  # noqa: E402
+from dptq.scores import points  # noqa: E402
+
+from . import groups as cell_groups  # noqa: E402
+from .groups import ARCH_COLUMNS, KEY, architecture_view  # noqa: E402
 
 MEASURED = ("f_n_acc", "f_r_fp_acc", "f_r_q_acc", "f_r_drop", "f_d_fp_acc", "f_d_q_acc")
 MEASURED += ("f_d_drop", "gap", "fp_match", "f_d_random_acc")
@@ -39,7 +43,9 @@ READ = {
     **{k: (lambda r, k=k: getattr(r, k)) for k in MEASURED},
     "transitory_rate_test": lambda r: r.analysis("transitory", "rate_of_test"),
     "transitory_rate_both_correct": lambda r: r.analysis("transitory", "rate_of_both_correct"),
+    "f_d_random_drop": lambda r: points(r.counts().f_D.drop("random", r.evaluation.total)),
     "hidden_gap": lambda r: r.hidden_gap,
+    "specificity": lambda r: r.specificity,
     "worst_non_own_drop": lambda r: r.worst_non_own_drop,
     "policy_only_drop": lambda r: r.analysis("audit", "policy_only_drop"),
     "transfer_gap_min": lambda r: _transfer(r, "min"),
@@ -53,23 +59,25 @@ TEXTS = {
 }
 MEASURES = tuple(READ)
 NAMES = tuple(TEXTS)
-KEY = ["dataset", "suite", "suite_hash", "architecture", "options", "budget", "recipe"]
-COLUMNS = [  # (field, heading) of the ranked tables
+COLUMNS = [  # (field, heading) of the ranked tables: accuracies at FP, then drops (points)
     ("architecture", "architecture"),
     ("options", "options"),
     ("budget", "budget"),
     ("recipe", "recipe"),
-    ("n", "seeds"),
+    ("seeds", "valid seeds"),
     ("f_n_acc", "f_N acc"),
-    ("f_r_fp_acc", "f_R FP"),
-    ("f_r_drop", "f_R drop"),
-    ("f_d_fp_acc", "f_D FP"),
-    ("f_d_drop", "f_D drop"),
-    ("gap", "gap"),
-    ("hidden_gap", "hidden gap"),
+    ("f_r_fp_acc", "f_R FP acc"),
+    ("f_d_fp_acc", "f_D FP acc"),
     ("fp_match", "FP match"),
+    ("gap_worst", "worst-case gap"),
+    ("attack_success", "attack success"),
+    ("gap", "gap"),
+    ("hidden_gap_worst", "worst hidden gap"),
+    ("f_r_drop", "f_R drop"),
+    ("f_d_drop", "f_D drop"),
+    ("f_d_random_drop", "f_D random drop"),
+    ("specificity_best", "specificity"),
     ("stealthy", "stealthy"),
-    ("f_d_random_acc", "f_D random"),
     ("transitory_rate_test", "transitory %"),
     ("policy_only_drop", "policy-only attack"),
     ("transfer_gap_min", "gap, best quantizer"),
@@ -107,6 +115,8 @@ def frame(records: list, roots: dict[str, Path] | None = None) -> pd.DataFrame:
             "valid": bool(ok and r.valid),
             "reasons": "; ".join(r.invalid_reasons or []) if ok else "",
             "stealthy": bool(ok and r.stealthy),
+            "attacked": bool(ok and r.attacked),
+            "num_layers": r.num_layers if ok else None,
             "degenerate": bool(r.degenerate),
             "retries": len(r.retries or []),
             "report": r.report if ok else None,
@@ -119,53 +129,21 @@ def frame(records: list, roots: dict[str, Path] | None = None) -> pd.DataFrame:
         for k, read in TEXTS.items():
             row[k] = (read(r) if ok else None) or ""
         rows.append(row)
-    columns = [*KEY, "seed", "id", "error", "valid", "reasons", "stealthy", "degenerate"]
+    columns = [*KEY, "seed", "id", "error", "valid", "reasons", "stealthy", "attacked"]
+    columns += ["num_layers", "degenerate"]
     columns += ["retries", "report", "per_example", "root", *MEASURES, *NAMES]
     df = pd.DataFrame(rows, columns=columns)
     return df.sort_values(["dataset", "id"], kind="mergesort").reset_index(drop=True)
 
 
 def groups(df: pd.DataFrame) -> pd.DataFrame:
-    """The seeds of each (suite, architecture, options, budget) together: mean and sd per number,
-    ``n``, the verdict of every seed (valid only when all are), ranked within each dataset."""
-    ok = df[df.error == ""]
-    rows = []
-    for key, g in ok.groupby(KEY, sort=True):
-        row = dict(zip(KEY, key))
-        row["n"] = len(g)
-        for k in MEASURES:
-            vals = [v for v in g[k] if v is not None and not math.isnan(v)]
-            row[k] = sum(vals) / len(vals) if vals else None
-            row[f"{k}_sd"] = pd.Series(vals).std() if len(vals) > 1 else None
-        for k in NAMES:  # the seeds' choices, each once
-            row[k] = "/".join(dict.fromkeys(v for v in g[k] if v)) or None
-        row["valid"] = bool(g.valid.all())
-        row["reasons"] = "; ".join(
-            f"seed {s}: {r}" if len(g) > 1 else r for s, r in zip(g.seed, g.reasons) if r
-        )
-        row["stealthy"] = bool(g.stealthy.all())
-        row["degenerate"] = bool(g.degenerate.any())
-        row["retries"] = int(g.retries.sum())
-        row["links"] = [
-            (int(s), rep, pe, root)
-            for s, rep, pe, root in zip(g.seed, g.report, g.per_example, g.root)
-        ]
-        rows.append(row)
-    out = pd.DataFrame(rows)
-    if out.empty:
-        return out
-    out["_invalid"] = ~out.valid
-    out = out.sort_values(
-        ["dataset", "_invalid", "gap", "architecture", "budget"], kind="mergesort"
-    )
-    out["rank"] = None
-    for _, g in out[out.valid].groupby("dataset"):
-        out.loc[g.index, "rank"] = range(1, len(g) + 1)
-    return out.drop(columns="_invalid").reset_index(drop=True)
+    """The seeds of each cell together, scored by their worst case (:func:`bench.groups.groups`)."""
+    return cell_groups.groups(df, MEASURES, NAMES)
 
 
 def fmt(row, key: str, digits: int = 2) -> str:
-    """A cell's text: ``mean +- sd`` over several seeds, ``-`` when absent."""
+    """A cell's text: ``mean ± half width`` of its 95% interval over the seeds where it has one,
+    ``-`` when absent."""
     v = row.get(key) if isinstance(row, dict) else row[key]
     if isinstance(v, bool):
         return "yes" if v else "no"
@@ -173,7 +151,7 @@ def fmt(row, key: str, digits: int = 2) -> str:
         return "-"
     if not isinstance(v, float):
         return str(v)
-    sd = row.get(f"{key}_sd") if isinstance(row, dict) else row.get(f"{key}_sd", None)
+    sd = row.get(f"{key}_ci")
     if sd is not None and not (isinstance(sd, float) and math.isnan(sd)):
         return f"{v:.{digits}f} ± {sd:.{digits}f}"
     return f"{v:.{digits}f}"
@@ -191,13 +169,22 @@ def render_markdown(df: pd.DataFrame) -> str:
         "# dptq-bench leaderboard",
         "",
         "Catastrophic failure under dynamic post-training quantization, per architecture, bit "
-        "options and budget (mean ± sd over seeds). **gap** = quantized drop of the detrimental "
-        "pair minus that of the robust pair (points); **hidden gap** = f_D's drop under its own "
-        "policy minus its worst drop under any other allocation (pi_R, uniform, random): large "
-        "when the failure is triggered by pi_D alone; **FP match** = |FP f_R - FP f_D|. A row is "
-        "ranked only when it is *valid* (selected on the validation split, FP match and both FP "
-        "drops within the protocol's bounds, f_N well above chance); invalid rows are listed "
-        "apart with the reason. The deployer's columns (analyses `audit`, `quantizer_transfer`, "
+        "options and budget, over seeds. **gap** = quantized drop of the detrimental pair minus "
+        "that of the robust pair (points); a cell is scored by what an attacker can reach: its "
+        "**worst-case gap** (the largest gap among its valid seeds; the rank, most robust first) "
+        "and its **attack success** (valid seeds whose f_D dropped by more than the protocol's "
+        "`attack_min`, 10 points, under its own policy: a seed whose search found no attack is "
+        "the attacker's failure, not the architecture's robustness); other numbers are means "
+        "over the valid seeds ± the half width of their 95% interval (Student's t). **hidden "
+        "gap** = f_D's drop under its own policy minus its worst drop under any other allocation "
+        "(pi_R, uniform, random, held-out); **specificity** = that worst other drop / the drop "
+        "under pi_D (0: only pi_D breaks f_D; the paper's Table 3 pair: 0.23), of the most "
+        "specific attack among the valid seeds; **FP match** = |FP f_R - FP f_D|. Accuracy "
+        "columns (acc) are at full precision; every other column is a drop in points. A cell is "
+        "ranked when at least one seed is *valid* (selected on the validation split, FP match and "
+        "both FP drops within the protocol's bounds, f_N above the protocol's minimum); invalid "
+        "seeds are named with their reason and enter no score; cells without a valid seed are "
+        "listed apart. The deployer's columns (analyses `audit`, `quantizer_transfer`, "
         "`defenses`; `-` where a suite did not run them): **policy-only attack** = f_N's drop "
         "under an adversarial bit allocation alone, its weights frozen; **gap, best / worst "
         "quantizer** = the gap under the activation quantizer (of six) that shrinks / widens it "
@@ -212,15 +199,17 @@ def render_markdown(df: pd.DataFrame) -> str:
         return "\n".join(lines + ["No records yet.", ""])
     head = "| rank | " + " | ".join(h for _, h in COLUMNS) + " |"
     rule = "|---:|" + "---|" * len(COLUMNS)
+    arch = architecture_view(g) if not g.empty else g
     for dataset in sorted(df.dataset.unique()):
         lines += [f"## {md_cell(dataset)}", ""]
+        lines += _architecture_rows(arch[arch.dataset == dataset] if not arch.empty else arch)
         sub = g[g.dataset == dataset] if not g.empty else g
         valid, invalid = (
             sub[sub.valid] if not sub.empty else sub,
             sub[~sub.valid] if not sub.empty else sub,
         )
         if len(valid):
-            lines += [head, rule]
+            lines += ["Every cell, ranked by its worst-case gap:", "", head, rule]
             for _, row in valid.iterrows():
                 mark = " (degenerate)" if row.degenerate else ""
                 cells = [md_cell(fmt(row, k)) for k, _ in COLUMNS]
@@ -239,6 +228,24 @@ def render_markdown(df: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def _architecture_rows(arch: pd.DataFrame) -> list[str]:
+    """The architecture view of one dataset (:func:`bench.groups.architecture_view`)."""
+    if arch.empty:
+        return []
+    lines = [
+        f"**Architectures** at the common cell ({md_cell(arch.iloc[0].cell)}: the bit options and "
+        "bits per layer the most architectures share), most robust first:",
+        "",
+        "| " + " | ".join(h for _, h in ARCH_COLUMNS) + " | valid |",
+        "|" + "---|" * (len(ARCH_COLUMNS) + 1),
+    ]
+    for _, row in arch.iterrows():
+        verdict = "yes" if row.valid else f"no: {md_cell(row.reasons)}"
+        cells = [md_cell(fmt(row, k, 1)) for k, _ in ARCH_COLUMNS]
+        lines.append("| " + " | ".join(cells) + f" | {verdict} |")
+    return [*lines, ""]
+
+
 def render_csv(df: pd.DataFrame) -> str:
     return df.drop(columns=["root"]).to_csv(index=False, float_format="%.4f")
 
@@ -252,19 +259,29 @@ def render_pngs(df: pd.DataFrame, out: Path) -> list[Path]:
             f"{a}\n{o} / {b}\n{s}"
             for a, o, b, s in zip(g.architecture, g.options, g.budget, g.suite)
         ]
-        x = range(len(g))
-        err = [v if v is not None and v == v else 0 for v in g.get("gap_sd", [0] * len(g))]
+        x = list(range(len(g)))
         hatch = ["" if v else "//" for v in g.valid]
-        bars = ax.bar([i - 0.2 for i in x], g.gap, 0.4, yerr=err, color="tab:red", label="gap")
-        hid = [v if v is not None else 0 for v in g.hidden_gap]
-        bars2 = ax.bar([i + 0.2 for i in x], hid, 0.4, color="tab:purple", label="hidden gap")
+        worst = [v if v is not None and v == v else 0 for v in g.gap_worst]
+        bars = ax.bar([i - 0.2 for i in x], worst, 0.4, color="tab:red", label="worst-case gap")
+        hid = [v if v is not None and v == v else 0 for v in g.hidden_gap_worst]
+        bars2 = ax.bar([i + 0.2 for i in x], hid, 0.4, color="tab:purple", label="worst hidden gap")
         for b, h in zip([*bars, *bars2], hatch * 2):
             b.set_hatch(h)
-        ax.set_xticks(list(x), labels, fontsize=7)
-        ax.legend(fontsize=8, title="hatched: invalid", title_fontsize=7)
+        ci = [v if v is not None and v == v else 0 for v in g.gap_ci]
+        ax.errorbar(
+            [i - 0.2 for i in x],
+            g.gap,
+            yerr=ci,
+            fmt="o",
+            color="black",
+            ms=3,
+            label="mean gap, 95% interval",
+        )
+        ax.set_xticks(x, labels, fontsize=7)
+        ax.legend(fontsize=8, title="hatched: no valid seed", title_fontsize=7)
     ax.axhline(0, color="black", lw=0.5)
     ax.set_ylabel("points")
-    ax.set_title("Gap and hidden gap per architecture (bit options / budget, suite), mean ± sd")
+    ax.set_title("Worst-case gap and hidden gap per cell (bit options / budget, suite)")
     paths.append(_save(fig, out / "gap.png"))
     fig, ax = plt.subplots(figsize=(5.5, 4))
     ok = df[df.error == ""]
@@ -293,78 +310,3 @@ def link(root: str, rel: str | None, out: Path) -> str | None:
         return None
     target = Path(root or out) / rel
     return os.path.relpath(target, out).replace(os.sep, "/")
-
-
-RESULTS_BEGIN = "<!-- results: generated by `python -m bench leaderboard --readme README.md` -->"
-RESULTS_END = "<!-- results: end -->"
-
-
-def results_section(df: pd.DataFrame, suites: tuple[str, ...]) -> str:
-    """README's results: the groups of ``suites``, every number from the committed records."""
-    g = groups(df)
-    lines = [RESULTS_BEGIN, ""]
-    cols = [
-        ("architecture", "architecture"),
-        ("options", "options"),
-        ("budget", "budget"),
-        ("n", "seeds"),
-        ("f_n_acc", "f_N"),
-        ("f_r_fp_acc", "f_R FP"),
-        ("f_r_drop", "f_R drop"),
-        ("f_d_fp_acc", "f_D FP"),
-        ("f_d_drop", "f_D drop"),
-        ("gap", "gap"),
-        ("hidden_gap", "hidden gap"),
-        ("fp_match", "FP match"),
-        ("worst_non_own_drop", "f_D worst other drop"),
-        ("stealthy", "stealthy"),
-    ]
-    for suite in suites:
-        sub = g[g.suite == suite] if not g.empty else g
-        if sub.empty:
-            continue
-        # read in budget order here (the board ranks)
-        sub = sub.sort_values(["architecture", "options", "budget"], kind="mergesort")
-        lines += [f"**Suite `{suite}`** (test split; mean ± sd over seeds):", ""]
-        lines += [
-            "| " + " | ".join(h for _, h in cols) + " | valid |",
-            "|" + "---|" * (len(cols) + 1),
-        ]
-        for _, row in sub.iterrows():
-            verdict = "yes" if row.valid else f"no: {md_cell(row.reasons)}"
-            lines.append(
-                "| " + " | ".join(md_cell(fmt(row, k, 1)) for k, _ in cols) + f" | {verdict} |"
-            )
-        lines.append("")
-        lines += _deployer_rows(sub)
-    return "\n".join([*lines, RESULTS_END])
-
-
-def _deployer_rows(sub: pd.DataFrame) -> list[str]:
-    """The deployer's analyses of a suite's groups, when it ran them (README's results)."""
-    if all(v is None or v != v for v in sub.get("policy_only_drop", [])):
-        return []
-
-    def named(row, value: str, name: str) -> str:
-        text = fmt(row, value, 1)
-        return f"{text} ({row[name]})" if row[name] else text
-
-    lines = [
-        "The deployer's analyses (audit, quantizer transfer, defenses):",
-        "",
-        "| architecture | options | budget | policy-only attack on f_N | gap, best quantizer | "
-        "gap, worst quantizer | gap after best defense |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for _, row in sub.iterrows():
-        cells = [
-            row.architecture,
-            row.options,
-            str(row.budget),
-            fmt(row, "policy_only_drop", 1),
-            named(row, "transfer_gap_min", "transfer_gap_min_scheme"),
-            named(row, "transfer_gap_max", "transfer_gap_max_scheme"),
-            named(row, "best_defense_gap", "best_defense"),
-        ]
-        lines.append("| " + " | ".join(md_cell(c) for c in cells) + " |")
-    return [*lines, ""]

@@ -119,6 +119,14 @@ class CellCounts:
         quantization check would already catch."""
         return self.own_drop("f_D") - self.worst_non_own_drop("f_D")
 
+    def specificity(self) -> Fraction | None:
+        """How specific f_D's failure is to pi_D: ``worst_non_own_drop / drop under pi_D``
+        (issue 24's measure; the paper's Table 3 pair: 5.59 / 24.39 = 0.23). 0: only pi_D breaks
+        f_D; 1 or more: some other allocation breaks it as much. None when f_D does not drop
+        under pi_D (no failure to be specific about)."""
+        own = self.own_drop("f_D")
+        return self.worst_non_own_drop("f_D") / own if own > 0 else None
+
     def cross_policy(self) -> dict[str, dict[str, float | None]]:
         """Table 3: accuracy (%) of every network under FP, pi_R, pi_D, uniform, random and
         held-out (the means over their K allocations)."""

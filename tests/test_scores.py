@@ -30,6 +30,17 @@ def test_hidden_gap_hand_computed():
     assert c.worst_non_own_drop() == 60  # the held-out sampler counts too
 
 
+def test_specificity_hand_computed():
+    # the paper's Table 3 pair: 5.59 under random (its worst other drop) / 24.39 under pi_D = 0.23
+    fp = 8809
+    f_d = NetCounts(FP=fp, pi_R=fp - 100, pi_D=fp - 2439, uniform=fp - 300, random=[fp - 559] * 4)
+    same = NetCounts(8809, 8809, 8809, 8809)
+    c = CellCounts(10000, same, same, f_d)
+    assert c.specificity() == Fraction(559, 2439) and round(points(c.specificity()), 2) == 0.23
+    no_drop = NetCounts(FP=fp, pi_R=fp - 100, pi_D=fp + 5, uniform=fp, random=[fp] * 4)
+    assert CellCounts(10000, same, same, no_drop).specificity() is None  # nothing to be specific
+
+
 def test_an_exact_bound_is_exact():
     # 9 of 450 examples are 2 points, exactly (a float32 mean gave 2.0000041)
     assert percent(9, 450) == 2 and points(percent(9, 450)) == 2.0

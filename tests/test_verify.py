@@ -30,6 +30,8 @@ def _hostile():
         "an id its fields do not give": {**r, "id": "s/abcdef012345/other-I-80-s0"},
         "a forged verdict": {**record(f_d_fp=90.0).to_json(), "valid": True, "invalid_reasons": []},
         "a forged stealth verdict": {**record(hidden=-30.0).to_json(), "stealthy": True},
+        "a forged attack verdict": {**record(gap=2.0).to_json(), "attacked": True},
+        "a specificity lowered": {**r, "specificity": 0.01},
         "another record's per-example file": {
             **r,
             "per_example_sha256": other.per_example_sha256,
@@ -45,6 +47,8 @@ FORGED_FIELD = {  # the field each forgery's one line names
     "a hidden gap raised": "field hidden_gap: stored",
     "a forged verdict": "field valid: stored true",
     "a forged stealth verdict": "field stealthy: stored true",
+    "a forged attack verdict": "field attacked: stored true",
+    "a specificity lowered": "field specificity: stored 0.01",
     "another record's per-example file": "field per_example_sha256",
 }
 
@@ -61,6 +65,25 @@ def test_hostile_submissions_are_refused_and_nothing_is_written(tmp_path, case):
     if case in FORGED_FIELD:
         assert FORGED_FIELD[case] in str(e.value), str(e.value)
     assert not (tmp_path / "board").exists() or not any((tmp_path / "board").rglob("*.json"))
+
+
+def test_a_record_from_before_a_derived_field_loads_and_migrates(tmp_path):
+    """Schema-3 records written before ``attacked`` and ``specificity`` existed load with both
+    recomputed; ``bench leaderboard --migrate`` writes them into the file, numbers unchanged."""
+    from bench.leaderboard import migrate
+    from bench.record import LATER_DERIVED, record_rel
+
+    rec = record()
+    board = board_with(tmp_path, [rec], "board")
+    path = board / record_rel(rec.id)
+    old = {k: v for k, v in json.loads(path.read_text()).items() if k not in LATER_DERIVED}
+    old["protocol"] = {k: v for k, v in old["protocol"].items() if k != "attack_min"}
+    path.write_text(json.dumps(old))
+    [back] = load(board)
+    assert back.attacked is True and back.specificity == rec.specificity == 30.5 / 50.5
+    assert migrate(board) == 1 and migrate(board) == 0
+    now = json.loads(path.read_text())
+    assert now["specificity"] == rec.specificity and now["gap"] == old["gap"]
 
 
 def test_schema_versions_and_malformed(tmp_path):

@@ -10,6 +10,7 @@ import pytest
 
 from bench.leaderboard import compare, regenerate
 from bench.store import RecordError
+from bench.groups import architecture_view
 from bench.views import frame, groups, render_markdown
 from tests.records import board_with, record, sample_records
 
@@ -19,7 +20,8 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_invalid_rows_are_shown_apart_with_their_reason_and_never_ranked(tmp_path):
     recs = [record("resnet18", 80, 1.0, f_d_fp=95.0), record("vgg11", 80, 50.0)]
     md = render_markdown(frame(recs))
-    ranked, apart = md.split("Not ranked (invalid):")
+    board = md[md.index("Every cell, ranked") :]
+    ranked, apart = board.split("Not ranked (invalid):")
     assert "| 1 | vgg11" in ranked and "resnet18" not in ranked  # smallest gap, but invalid
     assert "FP match 4.00 &gt; 2" in apart and "resnet18" in apart  # ">" escaped
 
@@ -30,7 +32,49 @@ def test_seeds_are_aggregated_and_older_records_are_history():
     g = groups(frame(recs))
     assert len(g) == 1 and g.iloc[0].n == 3 and g.iloc[0].gap == pytest.approx(50.0)
     assert g.iloc[0].gap_sd == pytest.approx(10.0)  # the 2020 row of seed 0 is history
-    assert "50.00 ± 10.00" in render_markdown(frame(recs))
+    assert g.iloc[0].gap_worst == pytest.approx(60.0)
+    # 95% interval of the mean: t(0.975, 2 df) x sd / sqrt(3), t from the table: 4.302653
+    half = 4.302653 * 10.0 / 3**0.5
+    assert g.iloc[0].gap_ci == pytest.approx(half, abs=1e-5)
+    assert f"50.00 ± {half:.2f}" in render_markdown(frame(recs))
+
+
+def test_a_failed_attack_does_not_make_a_cell_robust():
+    """Ranked by the worst case over valid seeds: a cell whose seed found no attack (gap 0.5) and
+    whose others reached 60 and 70 is less robust than one at 40-50, though its mean is lower."""
+    a = [record("resnet18", 80, g, seed=s) for s, g in ((0, 0.5), (1, 60.0), (2, 70.0))]
+    b = [record("vgg11", 80, g, seed=s) for s, g in ((0, 40.0), (1, 45.0), (2, 50.0))]
+    g = groups(frame(a + b)).set_index("architecture")
+    assert g.loc["resnet18", "gap"] < g.loc["vgg11", "gap"]  # by the mean resnet18 would win
+    assert (g.loc["vgg11", "rank"], g.loc["resnet18", "rank"]) == (1, 2)
+    assert g.loc["resnet18", "gap_worst"] == pytest.approx(70.0)
+    assert g.loc["resnet18", "attack_success"] == "2/3" and g.loc["vgg11", "attacks"] == 3
+    # its most specific attack: gap 60 (pi_D drop 60.5, pi_R 20 less: 40.5), not gap 70 (50.5 / 70.5)
+    assert g.loc["resnet18", "specificity_best"] == pytest.approx(40.5 / 60.5)
+
+
+def test_an_invalid_seed_enters_no_score_and_is_named():
+    recs = [record("resnet18", 80, 40.0, seed=0), record("resnet18", 80, 90.0, seed=1, f_d_fp=95)]
+    [row] = groups(frame(recs)).to_dict("records")
+    assert row["valid"] and row["seeds"] == "1/2" and row["rank"] == 1
+    assert row["gap_worst"] == pytest.approx(40.0) and row["gap"] == pytest.approx(40.0)
+    assert row["reasons"].startswith("seed 1: FP match")
+    none_valid = groups(frame([record("vgg11", 80, 9.0, f_d_fp=95)])).iloc[0]
+    assert not none_valid.valid and none_valid.gap_worst is None and none_valid["rank"] is None
+
+
+def test_architecture_view_reads_the_common_cell():
+    """One row per architecture at the bit options and bits per layer most architectures share
+    (here 6.5 x L: budget 130 of 20 layers), valid rows by worst-case gap; an invalid one shown."""
+    recs = [record(a, 130, g) for a, g in (("resnet18", 30.0), ("vgg11", 20.0), ("regnet", 40.0))]
+    recs += [record("resnet18", 80, 5.0), record("convnext", 130, 10.0, f_d_fp=95.0)]
+    view = architecture_view(groups(frame(recs)))
+    assert list(view.architecture) == ["vgg11", "resnet18", "regnet", "convnext"]
+    assert set(view.budget) == {130} and set(view.cell) == {"I, 6.5 bits x L"}
+    assert list(view.valid) == [True, True, True, False]
+    md = render_markdown(frame(recs))
+    assert "**Architectures** at the common cell (I, 6.5 bits x L" in md
+    assert md.index("| vgg11 | 20 |") < md.index("| resnet18 | 20 |")
 
 
 def test_markdown_cells_stay_in_their_column():
@@ -46,6 +90,7 @@ def test_views_regenerate_byte_for_byte(tmp_path):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
     md = (tmp_path / "a" / "README.md").read_text()
     digits = md[md.index("## digits") :]
+    digits = digits[digits.index("Every cell, ranked") :]
     order = [a for a in ("regnetx_016", "mobilenetv4_conv_medium", "resnet18") if a in digits]
     assert [digits.index(a) for a in order] == sorted(
         digits.index(a) for a in order

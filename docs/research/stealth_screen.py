@@ -68,10 +68,29 @@ def main() -> None:
             flush=True,
         )
 
-    start = time.time()
-    stage = next(s for w in plan.waves(suite, [cell]) for s in w if s.mode == "detrimental")
-    inputs = {"kd": kd, "f_n_acc": f_n_acc, "robust": robust}
     acc = process_accelerator(suite.resources)
+    stage_of = {s.mode: s for w in plan.waves(suite, [cell]) for s in w if s.mode}
+    if robust is None:  # a cell the default run has not got: its robust pair, trained once here
+        robust = args.work / f"robust-{cell.key}-{suite.digest()}.pt"
+        if not robust.exists():
+            part = robust.with_name(robust.stem + "-part.pt")
+            params = {k: getattr(suite.pair, k) for k in ("delta", "alpha", "beta", "stealth")}
+            inputs = {"kd": kd, "f_n_acc": f_n_acc}
+            stages.pair(
+                suite,
+                data,
+                stage_of["robust"],
+                inputs,
+                params,
+                ckpt=part,
+                report=lambda e, r: None,
+                acc=acc,
+            )
+            part.rename(robust)
+
+    start = time.time()
+    stage = stage_of["detrimental"]
+    inputs = {"kd": kd, "f_n_acc": f_n_acc, "robust": robust}
     stages.pair(suite, data, stage, inputs, params, ckpt=checkpoint, report=report, acc=acc)
     minutes = (time.time() - start) / 60
 
@@ -80,7 +99,15 @@ def main() -> None:
     for mode, tag, file in (("detrimental", "f_D", checkpoint), ("robust", "f_R", robust)):
         nets[tag], pols[tag] = stages.load_pair(suite, cell, mode, file, data.num_classes)
     ev = evaluate_cell(
-        nets, pols, data, cell.options, cell.budget, "cpu", seed=0, random_allocations=4, split="val"
+        nets,
+        pols,
+        data,
+        cell.options,
+        cell.budget,
+        "cpu",
+        seed=0,
+        random_allocations=4,
+        split="val",
     )
     c = ev.counts()
     d = c.f_D
