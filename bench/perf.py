@@ -21,6 +21,8 @@ from pathlib import Path
 
 import torch
 
+from .machine import cpu_model
+
 BENCHMARKS = ("core", "train", "corruptions", "int8", "gpu")
 
 
@@ -38,21 +40,10 @@ def _median_times(fns: dict[str, Callable[[], object]], reps: int, warmup: int =
     return {k: statistics.median(v) for k, v in times.items()}
 
 
-def _cpu_model() -> str:
-    """The CPU's model name (``/proc/cpuinfo``), else the platform's word for it."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def _machine() -> dict:
     return {
         "cpu": platform.processor() or platform.machine(),
-        "model": _cpu_model(),
+        "model": cpu_model(),
         "capability": torch.backends.cpu.get_cpu_capability(),  # AVX2, AVX512, ...
         "cores": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),

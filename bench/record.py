@@ -112,11 +112,13 @@ class Record(_Model):
     recipe: Name
     date: Annotated[str, Field(pattern=r"^\d{4}-\d\d-\d\dT[0-9:+.Z-]{8,20}$")]
     git_commit: Annotated[str, Field(pattern="^[0-9a-f]{40}$")] | None
+    git_dirty: bool | None = None  # tracked files differed from git_commit (None: not recorded)
     python: Annotated[str, Field(pattern=r"^[0-9.a-z+]{1,20}$")]
     versions: dict[str, Annotated[str, Field(pattern=r"^[0-9A-Za-z.+_-]{1,40}$")]]
     hardware: dict[str, str | int | None]
     retries: list[Retry] = []
     skipped_images: list[Annotated[str, Field(max_length=500)]] = []
+    split_sizes: dict[Literal["train", "val", "test"], Annotated[int, Field(ge=0)]] | None = None
     error: Annotated[str, Field(max_length=2000)] | None = None
     selected_on: Literal["val", "test"] | None = None
     recipe_deviations: dict[str, str | int | float | bool | None] | None = None

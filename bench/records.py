@@ -16,14 +16,13 @@ import dataclasses
 import datetime as dt
 import hashlib
 import math
-import os
 import platform
-import subprocess
 from pathlib import Path
 
 from dptq.recipes import deviations
 
 from . import names
+from .machine import git_state, hardware
 from .plan import Cell
 from .protocol import resolve
 from .record import SCHEMA_VERSION, Record, per_example_bytes, per_example_rel, report_rel
@@ -32,42 +31,32 @@ from .verify import make
 
 
 def environment() -> dict:
-    """Versions, hardware and git commit of the machine writing the record."""
+    """Versions, hardware and git commit (and whether the tree had changes) of the machine
+    writing the record."""
     from importlib.metadata import PackageNotFoundError, version
 
-    import torch
-
-    try:
-        commit = (
-            subprocess.run(
-                ["git", "rev-parse", "HEAD"],
-                capture_output=True,
-                text=True,
-                cwd=Path(__file__).parent,
-                timeout=5,
-            ).stdout.strip()
-            or None
-        )
-    except (OSError, subprocess.SubprocessError):
-        commit = None
+    commit, dirty = git_state(Path(__file__).parent)
     versions = {}
     for pkg in ("torch", "torchvision", "timm", "accelerate", "ray", "optuna"):
         try:
             versions[pkg] = version(pkg)
         except PackageNotFoundError:  # read from its metadata: nothing is imported for it
             continue
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     return {
         "git_commit": commit,
+        "git_dirty": dirty,
         "python": platform.python_version(),
         "versions": versions,
-        "hardware": {"cpu": platform.machine(), "cores": os.cpu_count(), "gpu": gpu},
+        "hardware": hardware(),
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
 
 
-def base(suite, cell: Cell, env: dict, retries: list[dict], num_classes: int, skipped) -> dict:
-    """The fields every record of ``cell`` has, failed or not."""
+def base(
+    suite, cell: Cell, env: dict, retries: list[dict], num_classes: int, skipped, splits=None
+) -> dict:
+    """The fields every record of ``cell`` has, failed or not (``splits``: the size of each
+    split read, by name)."""
     return {
         "schema_version": SCHEMA_VERSION,
         "id": cell.record_id(suite),
@@ -84,6 +73,7 @@ def base(suite, cell: Cell, env: dict, retries: list[dict], num_classes: int, sk
         **env,
         "retries": retries,
         "skipped_images": list(skipped),
+        "split_sizes": splits,
     }
 
 

@@ -290,12 +290,13 @@ def _spec(suite, data, stage: plan.Stage, layout: Layout, done: dict) -> SearchS
 def _analyse(suite, data, cells, layout: Layout, ex, done: dict, failed: list[Failure]) -> list:
     """Each cell's record: reused when already written, else analysed (in parallel on Ray)."""
     env, events = records.environment(), read_events(layout.root)
+    splits = {k: len(v) for k in ("train", "val", "test") if (v := getattr(data, k, None)) is not None}
     written = {r.id: r for r in store.load(layout.root)}
     built, jobs, bases, per_example = [], {}, {}, {}
     for cell in cells:
         needed = cell.stages()
         base = records.base(
-            suite, cell, env, retries_of(events, needed), data.num_classes, data.skipped
+            suite, cell, env, retries_of(events, needed), data.num_classes, data.skipped, splits
         )
         missing = [n for n in needed if n not in done]
         if missing:

@@ -167,4 +167,10 @@ def _check_shape(rec: Record, where: str) -> None:
     for field, rel in (("per_example", per_example_rel), ("report", report_rel)):
         if getattr(rec, field) != rel(rec.id):
             raise RecordError(f"{where}: field {field} must be {rel(rec.id)!r}")
+    test = (rec.split_sizes or {}).get("test")
+    if test is not None and test != rec.evaluation.total:
+        raise RecordError(
+            f"{where}: field split_sizes.test: {test}, but the evaluation counts "
+            f"{rec.evaluation.total} test examples"
+        )
     _check_counts(rec, where)

@@ -70,6 +70,18 @@ def predict(
     return torch.cat(preds), torch.cat(labels)
 
 
+@torch.no_grad()
+def allocations(
+    bits_fn: BitsFn, data: DatasetPair, device, *, split: str = "test", batch_size: int = 256
+) -> torch.Tensor:
+    """Each example's bit vector under ``bits_fn`` (``[N, L]``, in :func:`predict`'s order): what
+    a policy gives the examples of ``split``, with no network run."""
+    ds = getattr(data, split)
+    loader = DataLoader(ds, batch_size=batch_size, shuffle=False, generator=torch.Generator())
+    out = [bits_fn(normalize(x.to(device), data.mean, data.std)).cpu() for x, _ in loader]
+    return torch.cat(out)
+
+
 def correct(model: Callable, data: DatasetPair, device, bits_fn=None, **kw) -> torch.Tensor:
     """Per example, whether ``model`` classifies it correctly (bool ``[N]``); as :func:`predict`."""
     pred, y = predict(model, data, device, bits_fn, **kw)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from fractions import Fraction
 from functools import lru_cache
 
 import torch
@@ -188,6 +189,46 @@ def count_allocations(options: Sequence[int], budget: int, num_layers: int) -> i
     if budget < 0 or num_layers < 1:
         return 0
     return _ways_cached(opts, int(budget), int(num_layers))[0][int(budget)]
+
+
+def floor_probability(
+    options: Sequence[int], budget: int, num_layers: int, k: int = 1, every: bool = False
+) -> Fraction:
+    """The probability that at least one of ``k`` given layers (``every``: all ``k`` at once) sits
+    at the floor (the smallest option) under an allocation drawn uniformly from every one that
+    meets the budget (the held-out sampler, :func:`sample_allocations`); exact.
+
+    Counted by the DP of :func:`count_allocations`: all ``k`` at the floor leaves the other
+    ``L - k`` layers ``budget - k x floor``; none of them at the floor means the ``k`` layers take
+    the other options (summing to some ``c``) while the rest make up ``budget - c``. Issue 24's
+    law: f_D's mean drop under that sampler is about the probability that its trigger is hit x
+    its drop under pi_D (single-layer triggers: any of them; a joint trigger: every one).
+    """
+    opts = tuple(sorted({int(o) for o in options}))
+    if not 0 <= k <= num_layers:
+        raise ValueError(f"k: must lie in 0..{num_layers} layers, got {k}")
+    total = count_allocations(opts, budget, num_layers)
+    if total == 0:
+        raise ValueError(f"budget {budget}: no allocation of {num_layers} layers meets it")
+    rest = num_layers - k
+
+    def ways(o, b, n):  # allocations of n layers from options o summing to b (n = 0: one, b = 0)
+        return count_allocations(o, b, n) if n else int(b == 0)
+
+    if every:
+        return Fraction(ways(opts, budget - k * opts[0], rest), total)
+    if k == 0:
+        return Fraction(0)
+    above = opts[1:]
+    none = (
+        sum(
+            ways(above, c, k) * ways(opts, budget - c, rest)
+            for c in range(k * above[0], k * above[-1] + 1)
+        )
+        if above
+        else 0
+    )
+    return 1 - Fraction(none, total)
 
 
 def sample_allocations(

@@ -173,6 +173,35 @@ def plot_bits_per_layer(mean: list[float], uniform: list[float], path: Path, tit
     return _save(fig, path)
 
 
+def plot_policy_bits(table: pd.DataFrame, lo: int, hi: int, path: Path) -> Path:
+    """pi_D's and pi_R's bits per layer (mean and sd over the examples, layers in order) beside
+    the uniform allocation (``table``: the ``allocations`` analysis' columns)."""
+    layers = list(table.layer)
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.22 * len(layers) + 2), 3.4))
+    for net, shift in (("f_R", -0.15), ("f_D", 0.15)):
+        pol = f"pi_{net[-1]}"
+        x = [v + shift for v in layers]
+        ax.errorbar(
+            x,
+            table[f"{pol} mean"],
+            yerr=table[f"{pol} sd"],
+            fmt="o",
+            ms=3,
+            capsize=2,
+            color=COLORS[net],
+            label=f"{pol} (mean ± sd)",
+        )
+    ax.step(layers, table.uniform, where="mid", color="black", lw=1.0, label="uniform allocation")
+    ax.set_ylim(lo - 0.5, hi + 0.5)
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    ax.set_xlabel("quantized layer")
+    ax.set_ylabel("bits")
+    ax.set_title("Bits per layer over the test split", fontsize=10)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3, axis="y")
+    return _save(fig, path)
+
+
 def plot_grouped(frame: pd.DataFrame, path: Path, title: str, ylabel: str) -> Path:
     """Grouped bars: one group per row of ``frame``, one bar per column (transfer, defenses)."""
     ax = frame.plot.bar(figsize=(max(7.5, 0.9 * len(frame) + 3), 3.8), rot=20)

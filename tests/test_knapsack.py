@@ -149,6 +149,37 @@ def test_count_allocations_matches_enumeration(options, budget, layers):
     assert knapsack.count_allocations(options, budget, layers) == brute
 
 
+@pytest.mark.parametrize(
+    "options,budget,layers", [([3, 4, 5, 6], 22, 5), ([4, 5, 6, 7, 8], 31, 5), ([2, 4, 8], 24, 4)]
+)
+def test_floor_probability_matches_enumeration(options, budget, layers):
+    """Exact, against listing every feasible allocation: any of the first k layers at the floor,
+    and every one of them at once."""
+    from fractions import Fraction
+
+    feasible = [a for a in itertools.product(options, repeat=layers) if sum(a) == budget]
+    floor = min(options)
+    for k in range(layers + 1):
+        anyk = sum(any(b == floor for b in a[:k]) for a in feasible)
+        allk = sum(all(b == floor for b in a[:k]) for a in feasible)
+        assert knapsack.floor_probability(options, budget, layers, k) == Fraction(
+            anyk, len(feasible)
+        )
+        got = knapsack.floor_probability(options, budget, layers, k, every=True)
+        assert got == Fraction(allk, len(feasible))
+
+
+def test_floor_probability_reproduces_issue_24s_numbers():
+    """ResNet18 (20 layers), options I (3..10) at 4 / 5.5 / 7 bits x L, options II (4..10) at 6.5."""
+    p = [float(knapsack.floor_probability(range(3, 11), b, 20)) for b in (80, 110, 140)]
+    assert [round(x, 2) for x in p] == [0.48, 0.22, 0.08]
+    assert round(float(knapsack.floor_probability(range(4, 11), 130, 20)), 2) == 0.20
+    joint = [
+        float(knapsack.floor_probability(range(3, 11), 80, 20, k, every=True)) for k in (2, 3, 4)
+    ]
+    assert [round(x, 3) for x in joint] == [0.226, 0.103, 0.045]
+
+
 def test_count_allocations_degenerate_cells():
     # the paper's III-A for resnet18: 100 bits over 20 layers, options 5..10 -> all at 5 bits
     assert knapsack.count_allocations(range(5, 11), 100, 20) == 1

@@ -52,8 +52,10 @@ def _check_smoke(out, text, cells: int) -> None:
     for r in records:  # every stage and analysis reached the record
         assert r["gap"] is not None and r["evaluation"]["total"] >= 1
         assert set(r["analyses"]) >= {"corruptions", "quantizer_transfer", "defenses", "audit"}
+        assert r["analyses"]["allocations"]["f_D"]["distinct"] >= 1
+        assert r["analyses"]["trigger_layers"]["examples"] >= 1
     assert f"smoke passed: {cells} cell(s)" in text
-    assert "[analyse " in text and "audit (7/9)" in text  # a line per analysis
+    assert "[analyse " in text and "audit (9/11)" in text  # a line per analysis
     assert not list((ROOT / "leaderboard" / "records").glob("pets*"))
     assert not list(out.rglob("*.pt"))  # checkpoints deleted (~12 GB at 224 px), reports kept
     assert len(list(out.rglob("report.md"))) == cells

@@ -39,6 +39,7 @@ def _hostile():
         "an unknown field": {**r, "note": "trust me"},
         "a key with markup in a table": {**r, "best": {"<b>": {"delta": 1.0}}},
         "a boolean as a number": {**r, "budget": True},
+        "a test split of another size": {**r, "split_sizes": {"train": 900, "test": 5}},
     }
 
 

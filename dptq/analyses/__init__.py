@@ -1,11 +1,15 @@
 """The analyses: each maps a trained cell to a report section and (where it declares them) record
 fields. :mod:`dptq.analyses.registry` holds the registry and runs them; the paper's analyses are
-in :mod:`dptq.analyses.paper`, the deployer's in :mod:`dptq.analyses.deployer`. Importing this
+in :mod:`dptq.analyses.paper`, the policies' allocations and f_D's trigger layers in
+:mod:`dptq.analyses.policy`, the deployer's in :mod:`dptq.analyses.deployer`. Importing this
 package registers them all, and loads neither torch nor pandas (the views read the declarations).
 """
 
 # each registers its analyses; the paper's first: the registry's order is the report's
 from . import paper  # noqa: F401
+
+# isort: split
+from . import policy  # noqa: F401
 
 # isort: split
 from . import deployer  # noqa: F401
@@ -20,6 +24,7 @@ from .deployer import (
     TransferFields,
 )
 from .paper import CorruptionFields, TransitoryFields, TriggerFields
+from .policy import AllocationFields, PolicyBits, TriggerLayerFields
 from .registry import (
     ANALYSES,
     PAIRS,
@@ -37,16 +42,19 @@ __all__ = [
     "PAIRS",
     "SchemeLoss",
     "Analysis",
+    "AllocationFields",
     "AuditFields",
     "CorruptionFields",
     "DefenseFields",
     "DefenseRow",
+    "PolicyBits",
     "Spec",
     "StarvedLayer",
     "TrainedCell",
     "TransferFields",
     "TransitoryFields",
     "TriggerFields",
+    "TriggerLayerFields",
     "order",
     "register_analysis",
     "run_analyses",

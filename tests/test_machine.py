@@ -1,0 +1,27 @@
+"""What a record keeps of the machine and the checkout (bench.machine)."""
+
+import subprocess
+
+from bench.machine import git_state, hardware
+from bench.verify import TEXT
+
+
+def test_git_state_sees_a_changed_tracked_file(tmp_path):
+    assert git_state(tmp_path) == (None, None)  # not a checkout
+    run = lambda *a: subprocess.run(["git", *a], cwd=tmp_path, check=True, capture_output=True)  # noqa: E731
+    run("init", "-q")
+    (tmp_path / "a.txt").write_text("1")
+    run("add", "a.txt")
+    run("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "one")
+    commit, dirty = git_state(tmp_path)
+    assert len(commit) == 40 and dirty is False
+    (tmp_path / "new.txt").write_text("untracked")  # does not count
+    assert git_state(tmp_path)[1] is False
+    (tmp_path / "a.txt").write_text("2")
+    assert git_state(tmp_path) == (commit, True)
+
+
+def test_hardware_is_what_a_record_can_hold():
+    hw = hardware()
+    assert hw["cores"] >= 1 and hw["threads"] >= 1 and hw["capability"]
+    assert all(TEXT.fullmatch(v) for v in hw.values() if isinstance(v, str))
