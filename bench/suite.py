@@ -52,7 +52,8 @@ class Suite:
         name: the run folder's and the records' name (letters, digits, ``.``, ``_``, ``-``).
         seed: seeds every stage; the same seed on the CPU gives the same numbers.
         seeds: several seeds (replaces ``seed``): every cell is run once per seed, teacher and
-            KD included unless ``share_stages``; the views show mean +- sd and n.
+            KD included unless ``share_stages``; the views score a cell over its valid seeds
+            (:mod:`bench.groups`: worst case, attack success, mean +- 95% interval).
         share_stages: train the teacher and KD once (with the first seed), the pairs per seed.
         recipe: the method's named recipe (:mod:`dptq.recipes`: ``paper`` or ``dptq-v1``); it
             gives ``pair`` and ``kd_stage.tau_squared`` their defaults, and every record lists

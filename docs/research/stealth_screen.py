@@ -11,6 +11,7 @@ Trains one detrimental pair on a finished default-suite run's f_N (and its robus
 """
 
 import argparse
+import hashlib
 import json
 import sys
 import time
@@ -71,7 +72,10 @@ def main() -> None:
     acc = process_accelerator(suite.resources)
     stage_of = {s.mode: s for w in plan.waves(suite, [cell]) for s in w if s.mode}
     if robust is None:  # a cell the default run has not got: its robust pair, trained once here
-        robust = args.work / f"robust-{cell.key}-{suite.digest()}.pt"
+        # keyed by the changes a robust pair reads (not the stealth term: detrimental pairs only)
+        kept = {k: v for k, v in sorted(changes.items()) if "stealth" not in k}
+        key = hashlib.sha256(json.dumps(kept, sort_keys=True).encode()).hexdigest()[:12]
+        robust = args.work / f"robust-{cell.key}-{key}.pt"
         if not robust.exists():
             part = robust.with_name(robust.stem + "-part.pt")
             params = {k: getattr(suite.pair, k) for k in ("delta", "alpha", "beta", "stealth")}
