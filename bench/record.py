@@ -86,6 +86,19 @@ class Rules(_Model):
     attack_min: float = 10.0  # added after the first schema-3 records: their protocol's value
 
 
+class TrialRow(_Model):
+    """One trial of a stage's search: its searched settings, its last validation score, the
+    epochs it trained and its wall seconds (training and evaluation, over every resume)."""
+
+    config: dict[Literal["delta", "alpha", "beta", "stealth"], float]
+    score: float | None
+    epochs: Annotated[int, Field(ge=0)] | None
+    seconds: Annotated[float, Field(ge=0)] | None
+    failed: bool
+
+
+Stage = Literal["teacher", "kd", "robust", "detrimental", "analyses"]
+
 Analyses = create_model(
     "Analyses",
     __config__=ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, frozen=True),
@@ -119,6 +132,11 @@ class Record(_Model):
     retries: list[Retry] = []
     skipped_images: list[Annotated[str, Field(max_length=500)]] = []
     split_sizes: dict[Literal["train", "val", "test"], Annotated[int, Field(ge=0)]] | None = None
+    # the suite as run (YAML; its hash must be suite_hash), each stage's wall seconds (a search:
+    # its trials' sum) and every trial of both searches; None on records written before them
+    suite_text: Annotated[str, Field(max_length=50_000)] | None = None
+    stage_seconds: dict[Stage, Annotated[float, Field(ge=0)]] | None = None
+    searches: dict[Literal["robust", "detrimental"], list[TrialRow]] | None = None
     error: Annotated[str, Field(max_length=2000)] | None = None
     selected_on: Literal["val", "test"] | None = None
     recipe_deviations: dict[str, str | int | float | bool | None] | None = None

@@ -56,7 +56,9 @@ def base(
     suite, cell: Cell, env: dict, retries: list[dict], num_classes: int, skipped, splits=None
 ) -> dict:
     """The fields every record of ``cell`` has, failed or not (``splits``: the size of each
-    split read, by name)."""
+    split read, by name); the suite's own text, resolved (its hash is the record's)."""
+    import yaml
+
     return {
         "schema_version": SCHEMA_VERSION,
         "id": cell.record_id(suite),
@@ -74,6 +76,7 @@ def base(
         "retries": retries,
         "skipped_images": list(skipped),
         "split_sizes": splits,
+        "suite_text": yaml.safe_dump(to_plain(suite), sort_keys=False),
     }
 
 
@@ -94,13 +97,20 @@ def success(
     chosen: dict[str, dict],
     f_n: dict,
     allocations: int,
+    teacher: dict | None = None,
+    analyse_seconds: float | None = None,
 ) -> tuple[Record, dict]:
     """(record, per-example file) of a cell from :func:`bench.stages.analyse`'s result.
 
     ``chosen``: each mode's stage summary (:func:`bench.search.summary`); ``f_n``: the KD
-    stage's (its validation accuracy is f_N's reference); ``allocations``: how many bit vectors
-    the cell's budget admits.
+    stage's (its validation accuracy is f_N's reference); ``teacher``: the teacher stage's;
+    ``allocations``: how many bit vectors the cell's budget admits; ``analyse_seconds``: the
+    analyses' wall time.
     """
+    stages = {"teacher": teacher, "kd": f_n, **chosen}
+    seconds = {k: float(v["seconds"]) for k, v in stages.items() if v and "seconds" in v}
+    if analyse_seconds is not None:
+        seconds["analyses"] = round(analyse_seconds, 2)
     splits = {f_n.get("split"), *(s.get("split") for s in chosen.values())}
     counts = result.counts
     data = {
@@ -122,6 +132,8 @@ def success(
         "analyses": {k: _plain(v) for k, v in result.fields.items()},
         "best": {m: s["config"] for m, s in chosen.items()},
         "trials": {m: s["trials"] for m, s in chosen.items()},
+        "stage_seconds": seconds or None,
+        "searches": {m: s["history"] for m, s in chosen.items() if "history" in s} or None,
         "per_example": per_example_rel(base_["id"]),
         "per_example_sha256": hashlib.sha256(per_example_bytes(result.per_example)).hexdigest(),
         "report": report_rel(base_["id"]),

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -290,7 +291,9 @@ def _spec(suite, data, stage: plan.Stage, layout: Layout, done: dict) -> SearchS
 def _analyse(suite, data, cells, layout: Layout, ex, done: dict, failed: list[Failure]) -> list:
     """Each cell's record: reused when already written, else analysed (in parallel on Ray)."""
     env, events = records.environment(), read_events(layout.root)
-    splits = {k: len(v) for k in ("train", "val", "test") if (v := getattr(data, k, None)) is not None}
+    splits = {
+        k: len(v) for k in ("train", "val", "test") if (v := getattr(data, k, None)) is not None
+    }
     written = {r.id: r for r in store.load(layout.root)}
     built, jobs, bases, per_example = [], {}, {}, {}
     for cell in cells:
@@ -329,9 +332,9 @@ def _analyse(suite, data, cells, layout: Layout, ex, done: dict, failed: list[Fa
             built.append(records.failed(bases[cell], f"analyse {cell.key}: {error}"))
             continue
         chosen = {m: done[cell.search(m)] for m in plan.MODES}
-        f_n = done[cell.stages()[1]]
+        teacher, f_n = (done[n] for n in cell.stages()[:2])
         rec, per_example[bases[cell]["id"]] = records.success(
-            suite, bases[cell], result, chosen, f_n, cell.allocations
+            suite, bases[cell], result, chosen, f_n, cell.allocations, teacher, result.seconds
         )
         built.append(rec)
         verdict = "valid" if rec.valid else f"INVALID ({'; '.join(rec.invalid_reasons)})"
@@ -349,7 +352,10 @@ def _analyse_cell(suite, data, cell, kd_file, f_n_acc, pair_files, out):
     """One cell's analysis, in whichever process the executor runs it (its Accelerator)."""
     from .events import printing
 
+    began = time.perf_counter()
     acc = process_accelerator(suite.resources)
-    return stages.analyse(
+    result = stages.analyse(
         suite, data, cell, kd_file, f_n_acc, pair_files, out, acc, progress=printing()
     )
+    result.seconds = time.perf_counter() - began
+    return result

@@ -57,7 +57,10 @@ def best_of(outcomes: list[TrialOutcome]) -> TrialOutcome | None:
 
 def summary(best: TrialOutcome, outcomes: list[TrialOutcome], root: Path) -> dict:
     """What a finished stage keeps (``artifacts/<stage>.json``): the winning trial's file
-    (relative to the run folder), settings, last metrics and the split they were measured on."""
+    (relative to the run folder), settings, last metrics and the split they were measured on;
+    every trial's searched settings, last score, epochs, wall seconds (or its failure), in the
+    order run; the search's wall seconds (its trials' sum)."""
+    rows = [trial_row(t) for t in outcomes]
     return {
         "file": str(best.file.relative_to(root)),
         "metrics": {k: v for k, v in best.metrics.items() if isinstance(v, int | float)},
@@ -65,4 +68,19 @@ def summary(best: TrialOutcome, outcomes: list[TrialOutcome], root: Path) -> dic
         "config": {k: best.params[k] for k in SEARCHED if k in best.params},
         "trials": len(outcomes),
         "failed_trials": sum(t.error is not None for t in outcomes),
+        "history": rows,
+        "seconds": round(sum(r["seconds"] or 0.0 for r in rows), 2),
+    }
+
+
+def trial_row(t: TrialOutcome) -> dict:
+    """One trial as a record lists it (:class:`bench.record.TrialRow`)."""
+    number = lambda k: float(t.metrics[k]) if isinstance(t.metrics.get(k), int | float) else None  # noqa: E731
+    epoch = t.metrics.get("epoch")
+    return {
+        "config": {k: float(t.params[k]) for k in SEARCHED if k in t.params},
+        "score": number("score"),
+        "epochs": int(epoch) if isinstance(epoch, int | float) else None,
+        "seconds": number("seconds"),
+        "failed": t.error is not None,
     }

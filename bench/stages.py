@@ -171,6 +171,7 @@ class CellResult:
     per_example: dict
     fields: dict
     num_layers: int
+    seconds: float | None = None  # the analyses' wall time (set by the runner)
 
 
 def analyse(

@@ -42,7 +42,7 @@ def one_line(e: ValidationError) -> str:
     return f"field {loc}: {msg}"
 
 
-FREE = re.compile(r"error|skipped_images\[\d+\]|retries\[\d+\]\.reason")  # free text (escaped)
+FREE = re.compile(r"error|skipped_images\[\d+\]|retries\[\d+\]\.reason|suite_text")  # free text
 
 
 def _check_text(obj, path: str, where: str) -> None:
@@ -62,6 +62,26 @@ def _check_text(obj, path: str, where: str) -> None:
     elif isinstance(obj, str) and not FREE.fullmatch(path) and not TEXT.fullmatch(obj):
         raise RecordError(
             f"{where}: field {path}: {obj[:40]!r} has characters outside the safe set"
+        )
+
+
+def _check_suite_text(rec: Record, where: str) -> None:
+    """A record's suite text must be a valid suite whose hash is the record's ``suite_hash``."""
+    if rec.suite_text is None:
+        return
+    import yaml
+
+    from .suite import parse_suite
+
+    try:
+        suite = parse_suite(yaml.safe_load(rec.suite_text), "suite_text")
+    except Exception as e:  # a hostile text: any parse error is the submitter's, in one line
+        why = " ".join(str(e).split())[:120]
+        raise RecordError(f"{where}: field suite_text: not a suite ({why})") from None
+    if suite.digest() != rec.suite_hash or suite.name != rec.suite:
+        raise RecordError(
+            f"{where}: field suite_text: its suite is {suite.name!r} with hash {suite.digest()}, "
+            f"not the record's {rec.suite!r} {rec.suite_hash}"
         )
 
 
@@ -167,6 +187,7 @@ def _check_shape(rec: Record, where: str) -> None:
     for field, rel in (("per_example", per_example_rel), ("report", report_rel)):
         if getattr(rec, field) != rel(rec.id):
             raise RecordError(f"{where}: field {field} must be {rel(rec.id)!r}")
+    _check_suite_text(rec, where)
     test = (rec.split_sizes or {}).get("test")
     if test is not None and test != rec.evaluation.total:
         raise RecordError(

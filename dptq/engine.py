@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -239,11 +240,15 @@ def fit(loop: Loop, ckpt_path: Path | None, opts: RunOptions, acc: Accelerator) 
         if start >= loop.epochs:
             return history[-1] if history else loop.evaluate()
     for epoch in range(start, loop.epochs):
+        began = time.perf_counter()
         loader = _loader(loop, opts, epoch, acc)
         loss = train_one_epoch(
             loop, modules, optimizer, scheduler, loader, acc, epoch, opts.progress
         )
         result = {"epoch": epoch + 1, "train_loss": loss, **loop.evaluate()}
+        # wall seconds of training and evaluation so far, over every resume (metadata, not a score)
+        before = history[-1].get("seconds", 0.0) if history else 0.0
+        result["seconds"] = round(before + time.perf_counter() - began, 2)
         history.append(result)
         if ckpt_path is not None and acc.is_main_process:
             save_atomic(

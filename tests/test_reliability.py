@@ -36,7 +36,7 @@ NET = "tests_nets_small_net"
 KD_EPOCHS, PAIR_EPOCHS = 6, 3  # as in tests/suites/reliability.yaml
 PAIRS = {m: f"pair-{NET}-I-12-s0-{m}" for m in ("robust", "detrimental")}
 KD = f"kd-{NET}-s0"
-VOLATILE = ("date", "per_example")  # when, and where its file is, not what it found
+VOLATILE = ("date", "per_example", "stage_seconds", "searches")  # when, how long, where its file is
 START = search.space(load_suite(SUITE))[1]  # the pair settings every trial starts from
 
 

@@ -24,7 +24,7 @@ from tests.helpers import tiny_suite, with_change
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ROOT / "tests" / "suites" / "tiny.yaml"
 NET = "tests.nets:small_net"
-VOLATILE = ("date", "report", "retries", "git_commit")
+VOLATILE = ("date", "report", "retries", "git_commit", "git_dirty", "stage_seconds", "searches")
 MODES = ("robust", "detrimental")
 
 
@@ -111,6 +111,18 @@ def test_tiny_suite_end_to_end(ray_run):
         assert (report / f).exists(), f
     assert (run_dir / rec.per_example).is_file()
     assert [r.id for r in store.load(run_dir)] == [rec.id]
+    # what a reader needs to trust and rerun it: the suite itself, each stage's wall time, every
+    # trial of both searches (the winner among them), the split sizes
+    assert parse_suite(yaml.safe_load(rec.suite_text)).digest() == rec.suite_hash
+    assert set(rec.stage_seconds) == {"teacher", "kd", "robust", "detrimental", "analyses"}
+    assert all(v > 0 for v in rec.stage_seconds.values())
+    for mode in ("robust", "detrimental"):
+        rows = rec.searches[mode]
+        assert len(rows) == 2 and not any(r.failed for r in rows)
+        assert rec.best[mode] in [r.config for r in rows]
+        assert rec.stage_seconds[mode] == pytest.approx(sum(r.seconds for r in rows), abs=0.02)
+    assert rec.split_sizes["test"] == rec.evaluation.total and rec.split_sizes["val"] > 0
+    assert rec.hardware["threads"] >= 1 and rec.git_dirty in (True, False)
     layout = Layout(run_dir)
     for mode in ("robust", "detrimental"):
         trials = _trial_dirs(run_dir, _cell().search(mode))

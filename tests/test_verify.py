@@ -40,6 +40,8 @@ def _hostile():
         "a key with markup in a table": {**r, "best": {"<b>": {"delta": 1.0}}},
         "a boolean as a number": {**r, "budget": True},
         "a test split of another size": {**r, "split_sizes": {"train": 900, "test": 5}},
+        "a suite text of another suite": {**r, "suite_text": "name: other\n"},
+        "a suite text that is not a suite": {**r, "suite_text": "epochs: [1, {"},
     }
 
 
@@ -50,6 +52,8 @@ FORGED_FIELD = {  # the field each forgery's one line names
     "a forged stealth verdict": "field stealthy: stored true",
     "a forged attack verdict": "field attacked: stored true",
     "a specificity lowered": "field specificity: stored 0.01",
+    "a suite text of another suite": "field suite_text: its suite is 'other'",
+    "a suite text that is not a suite": "field suite_text: not a suite",
     "another record's per-example file": "field per_example_sha256",
 }
 

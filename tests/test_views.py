@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from bench.groups import architecture_view
 from bench.leaderboard import compare, regenerate
 from bench.store import RecordError
-from bench.groups import architecture_view
 from bench.views import frame, groups, render_markdown
 from tests.records import board_with, record, sample_records
 
