@@ -202,7 +202,7 @@ def render_markdown(df: pd.DataFrame) -> str:
     arch = architecture_view(g) if not g.empty else g
     for dataset in sorted(df.dataset.unique()):
         lines += [f"## {md_cell(dataset)}", ""]
-        lines += _architecture_rows(arch[arch.dataset == dataset] if not arch.empty else arch)
+        lines += architecture_rows(arch[arch.dataset == dataset] if not arch.empty else arch)
         sub = g[g.dataset == dataset] if not g.empty else g
         valid, invalid = (
             sub[sub.valid] if not sub.empty else sub,
@@ -228,7 +228,7 @@ def render_markdown(df: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def _architecture_rows(arch: pd.DataFrame) -> list[str]:
+def architecture_rows(arch: pd.DataFrame) -> list[str]:
     """The architecture view of one dataset (:func:`bench.groups.architecture_view`)."""
     if arch.empty:
         return []

@@ -153,3 +153,28 @@ def test_page_sorts_and_filters_in_headless_chromium(tmp_path):
     assert rows("filter~validity~invalid") == ["vgg11"]
     assert rows("filter~dataset~cifar10") == ["resnet18"]
     assert sorted(rows("filter~budget~80")) == ["resnet18", "resnet18", "vgg11"]
+
+
+def test_table1_sets_the_papers_row_beside_ours():
+    """The paper's numbers come from leaderboard/paper/table1.csv (checked against its text);
+    ours from the records: Δ = minus the drop under the own policy; the nearest paper budget."""
+    from bench.paper_table import paper_rows, table1, table1_markdown
+
+    paper = paper_rows()
+    assert len(paper) == 27 and set(paper.budget) == {"A", "B", "C"}
+    rn18_ii_b = paper[(paper.architecture == "resnet18") & (paper.version == "II")]
+    assert rn18_ii_b[rn18_ii_b.budget == "B"].iloc[0].tolist()[5:] == [
+        130,
+        88.17,
+        -0.22,
+        88.09,
+        -24.39,
+    ]
+    recs = [record("resnet18", 112, 50.0, suite="digits-paper-cell", seed=s) for s in (0, 1)]
+    recs.append(record("vgg11", 112, 50.0, suite="digits-paper-cell"))  # not in the paper
+    [row] = table1(groups(frame(recs)), "digits-paper-cell").to_dict("records")
+    assert row["budget"] == "B (110 / 112)" and row["paper D Δ"] == -26.11
+    assert row["D Δ"] == pytest.approx(-50.5) and row["R Δ"] == pytest.approx(-0.5)
+    assert row["seeds"] == "2/2" and row["paper f_N"] == 88.03
+    md = "\n".join(table1_markdown(table1(groups(frame(recs)), "digits-paper-cell"), "x"))
+    assert "| resnet18 | I | B (110 / 112) | 88.03 | 99.00 |" in md
