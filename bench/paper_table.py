@@ -65,7 +65,7 @@ def table1_markdown(t: pd.DataFrame, suite: str) -> list[str]:
     lines = [
         f"**Table 1 beside the paper** (suite `{suite}`, digits; the paper: Oxford-IIIT Pets; "
         "budget: the paper's letter (its bits / ours); Δ = accuracy change under the pair's own "
-        "policy, ours the mean over valid seeds):",
+        "policy, ours the mean over the valid seeds, or over all where none is valid (seeds: valid / run)):",
         "",
         "| " + " | ".join(t.columns) + " |",
         "|" + "---|" * len(t.columns),
