@@ -78,6 +78,9 @@ class RecordV1(_Model):
     recipe: str = "dptq-v1 (schema 1)"
     valid: bool = False
     stealthy: bool = False
+    attacked: bool = False  # schema 1 is never scored: the fields later schemas derive are empty
+    specificity: None = None
+    num_layers: int | None = None
     invalid_reasons: list[str] = ["schema 1: selected on the test split, no validation split"]
     degenerate: bool = False
     retries: list = []

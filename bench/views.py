@@ -38,12 +38,20 @@ def _transfer(r, which: str):
     return t.gap(scheme)
 
 
+def _random_drop(r):
+    """f_D's mean drop under the random allocations: exact from the counts (schema 3), else from
+    the stored accuracies (schema-1 history)."""
+    if hasattr(r, "counts"):
+        return points(r.counts().f_D.drop("random", r.evaluation.total))
+    return None if r.f_d_random_acc is None else r.f_d_fp_acc - r.f_d_random_acc
+
+
 # a view's column -> how it is read off a record (its derived scores, its analyses' fields)
 READ = {
     **{k: (lambda r, k=k: getattr(r, k)) for k in MEASURED},
     "transitory_rate_test": lambda r: r.analysis("transitory", "rate_of_test"),
     "transitory_rate_both_correct": lambda r: r.analysis("transitory", "rate_of_both_correct"),
-    "f_d_random_drop": lambda r: points(r.counts().f_D.drop("random", r.evaluation.total)),
+    "f_d_random_drop": lambda r: _random_drop(r),
     "hidden_gap": lambda r: r.hidden_gap,
     "specificity": lambda r: r.specificity,
     "worst_non_own_drop": lambda r: r.worst_non_own_drop,

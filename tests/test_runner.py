@@ -190,9 +190,13 @@ def test_stopped_after_the_first_search_resumes(ray_run, tmp_path, monkeypatch):
         assert len(_trial_dirs(tmp_path / "b", _cell().search(mode))) == 2
     straight = ray_run[1].records
 
-    def numbers(records):  # max_concurrent is part of the suite (its hash, the ids), not a number
+    def numbers(records):  # max_concurrent is part of the suite (its text, hash, ids), not a number
         return [
-            {k: v for k, v in r.items() if k not in ("id", "suite_hash", "per_example")}
+            {
+                k: v
+                for k, v in r.items()
+                if k not in ("id", "suite_hash", "suite_text", "per_example")
+            }
             for r in records
         ]
 

@@ -144,8 +144,9 @@ def test_page_sorts_and_filters_in_headless_chromium(tmp_path):
         assert m, out.stderr[-1500:]
         return m.group(1).split("|")
 
-    gap_col = 12  # rank, dataset, architecture, options, budget, recipe, seeds, f_N, f_R FP,
-    # f_R drop, f_D FP, f_D drop, gap
+    from bench.views import COLUMNS
+
+    gap_col = 2 + [k for k, _ in COLUMNS].index("gap")  # after rank and dataset
     initial = [float(g) for g in rows(f"sort~{gap_col}~0")]
     assert initial == [3.0, 12.5, 31.0, 58.0, 1.0]  # per dataset: ranked rows, then invalid
     twice = [float(g) for g in rows(f"sort~{gap_col}~2")]
@@ -178,3 +179,16 @@ def test_table1_sets_the_papers_row_beside_ours():
     assert row["seeds"] == "2/2" and row["paper f_N"] == 88.03
     md = "\n".join(table1_markdown(table1(groups(frame(recs)), "digits-paper-cell"), "x"))
     assert "| resnet18 | I | B (110 / 112) | 88.03 | 99.00 |" in md
+
+
+def test_schema_1_history_alone_is_shown_never_ranked():
+    """A board whose only row is a schema-1 record (the reliability tests seed one): every view
+    renders it, apart, with its reason."""
+    from bench.store import load
+
+    old = next(r for r in load(ROOT / "leaderboard") if r.schema_version == 1 and r.error is None)
+    df = frame([old])
+    assert df.iloc[0].f_d_random_drop == pytest.approx(old.f_d_fp_acc - old.f_d_random_acc)
+    [row] = groups(df).to_dict("records")
+    assert not row["valid"] and row["rank"] is None and row["attack_success"] is None
+    assert "schema 1: selected on the test split" in render_markdown(df)
