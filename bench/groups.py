@@ -104,11 +104,8 @@ def bits_per_layer(row) -> float | None:
 
 def common_cells(g: pd.DataFrame) -> dict[str, tuple[str, float]]:
     """Per dataset, the (bit options, bits per layer) that the most architectures share (ties:
-    the most seeds, then the smallest bits)."""
+    the most seeds, then the smallest bits); ``g`` has a ``bits`` column (:func:`bits_per_layer`)."""
     out = {}
-    if g.empty:
-        return out
-    g = g.assign(bits=[bits_per_layer(r) for _, r in g.iterrows()])
     for dataset, d in g[g.bits.notna()].groupby("dataset", sort=True):
         by = d.groupby(["options", "bits"], sort=True).agg(
             archs=("architecture", "nunique"), seeds=("n", "sum")
@@ -142,11 +139,12 @@ def architecture_view(g: pd.DataFrame) -> pd.DataFrame:
     valid rows ranked by the worst-case gap, most robust first; invalid ones after them. Where
     several suites ran an architecture at that cell, the one with the most valid seeds, then the
     strongest attack (the largest worst-case gap: what an attacker can reach)."""
-    cells = common_cells(g)
+    if g.empty:
+        return pd.DataFrame()
+    g = g.assign(bits=[bits_per_layer(r) for _, r in g.iterrows()])
     rows = []
-    for dataset, (options, bits) in cells.items():
-        d = g[(g.dataset == dataset) & (g.options == options)]
-        d = d[[bits_per_layer(r) == bits for _, r in d.iterrows()]]
+    for dataset, (options, bits) in common_cells(g).items():
+        d = g[(g.dataset == dataset) & (g.options == options) & (g.bits == bits)]
         d = d.sort_values(
             ["architecture", "n_valid", "gap_worst"],
             ascending=[True, False, False],

@@ -20,19 +20,21 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def hardware() -> dict:
+def hardware(threads: int | None = None) -> dict:
     """What a record keeps of the machine: architecture, CPU model, the vector instructions
-    torch uses (AVX2, AVX512, ...: float results differ between them), cores, torch's threads
-    and the GPU."""
+    torch uses (AVX2, AVX512, ...: float results differ between them), cores, the torch threads
+    the work ran with (``threads``; default: this process's) and the GPU."""
     import torch
+
+    from .verify import SAFE
 
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     return {
         "cpu": platform.machine(),
-        "cpu_model": re.sub(r"[^A-Za-z0-9_.:,;()=%+/ -]", " ", cpu_model())[:200],
+        "cpu_model": re.sub(f"[^{SAFE}]", " ", cpu_model())[:200],  # a record's safe set
         "capability": torch.backends.cpu.get_cpu_capability(),
         "cores": os.cpu_count(),
-        "threads": torch.get_num_threads(),
+        "threads": torch.get_num_threads() if threads is None else threads,
         "gpu": gpu,
     }
 

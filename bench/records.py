@@ -26,13 +26,15 @@ from .machine import git_state, hardware
 from .plan import Cell
 from .protocol import resolve
 from .record import SCHEMA_VERSION, Record, per_example_bytes, per_example_rel, report_rel
+from .suite import suite_text
 from .typed_yaml import to_plain
 from .verify import make
 
 
-def environment() -> dict:
+def environment(threads: int | None = None) -> dict:
     """Versions, hardware and git commit (and whether the tree had changes) of the machine
-    writing the record."""
+    writing the record; ``threads``: the torch threads each trial trains with (the driver's own
+    count depends on what ran before in its process)."""
     from importlib.metadata import PackageNotFoundError, version
 
     commit, dirty = git_state(Path(__file__).parent)
@@ -47,7 +49,7 @@ def environment() -> dict:
         "git_dirty": dirty,
         "python": platform.python_version(),
         "versions": versions,
-        "hardware": hardware(),
+        "hardware": hardware(threads),
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
 
@@ -57,8 +59,6 @@ def base(
 ) -> dict:
     """The fields every record of ``cell`` has, failed or not (``splits``: the size of each
     split read, by name); the suite's own text, resolved (its hash is the record's)."""
-    import yaml
-
     return {
         "schema_version": SCHEMA_VERSION,
         "id": cell.record_id(suite),
@@ -76,7 +76,7 @@ def base(
         "retries": retries,
         "skipped_images": list(skipped),
         "split_sizes": splits,
-        "suite_text": yaml.safe_dump(to_plain(suite), sort_keys=False),
+        "suite_text": suite_text(suite),
     }
 
 

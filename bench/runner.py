@@ -31,7 +31,7 @@ from . import plan, records, search, stages, store
 from .events import LOG, log_event, read_events, retries_of
 from .executor import SearchSpec, process_accelerator
 from .names import Layout
-from .suite import Suite, SuiteError, to_plain
+from .suite import Suite, SuiteError, suite_text, to_plain
 
 
 @dataclass(frozen=True)
@@ -112,7 +112,7 @@ def _claim(suite: Suite, layout: Layout, fresh: bool) -> None:
         raise SuiteError(
             f"{layout.root}: holds a run of a different suite; use --fresh or another --out"
         )
-    write_atomic(layout.suite_file, yaml.safe_dump(plain, sort_keys=False))
+    write_atomic(layout.suite_file, suite_text(suite))
     log_event(layout.root, event="start", suite=suite.name, suite_hash=suite.digest())
 
 
@@ -290,7 +290,7 @@ def _spec(suite, data, stage: plan.Stage, layout: Layout, done: dict) -> SearchS
 
 def _analyse(suite, data, cells, layout: Layout, ex, done: dict, failed: list[Failure]) -> list:
     """Each cell's record: reused when already written, else analysed (in parallel on Ray)."""
-    env, events = records.environment(), read_events(layout.root)
+    env, events = records.environment(suite.resources.threads), read_events(layout.root)
     splits = {
         k: len(v) for k in ("train", "val", "test") if (v := getattr(data, k, None)) is not None
     }

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import yaml
+
 from dptq.analyses import ANALYSES
 from dptq.audit import AuditConfig
 from dptq.augment import AugmentConfig
@@ -256,6 +258,12 @@ def _prepare(cls, data, path: str):
     if cls is StageConfig and path == "teacher_stage" and isinstance(data, dict):
         data = {**to_plain(TEACHER_DEFAULTS), **data}  # teacher fields default to the teacher's
     return data
+
+
+def suite_text(suite: Suite) -> str:
+    """The resolved suite as YAML: what a run folder's ``suite.yaml`` and each record hold (its
+    :meth:`Suite.digest` is the records' ``suite_hash``)."""
+    return yaml.safe_dump(to_plain(suite), sort_keys=False)
 
 
 def parse_suite(data: Any, source: str = "<suite>") -> Suite:

@@ -28,7 +28,8 @@ from .record import (
     report_rel,
 )
 
-TEXT = re.compile(r"[A-Za-z0-9_.:,;()=%+/ -]{0,300}")  # any name or text a record holds
+SAFE = "A-Za-z0-9_.:,;()=%+/ -"  # the characters of any name or text a record holds
+TEXT = re.compile(f"[{SAFE}]{{0,300}}")
 
 
 def one_line(e: ValidationError) -> str:
