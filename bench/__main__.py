@@ -105,6 +105,12 @@ def _parser() -> argparse.ArgumentParser:
         help="with --local: run a wave's searches and the cells' analyses in N processes "
         "(default 1; with --smoke one per core)",
     )
+    run.add_argument(
+        "--seeds",
+        default=None,
+        help="run only these of the suite's seeds, e.g. '0' or '0,1': the same run folder and "
+        "the same records as the whole run; the command without it later runs the rest",
+    )
     run.add_argument("--fresh", action="store_true", help="delete the run folder and start over")
     run.add_argument(
         "--dry-run", action="store_true", help="validate and print the plan; start nothing"
@@ -173,6 +179,7 @@ def _run(args) -> int:
             leaderboard=args.leaderboard or None,
             submit=args.submit,
             smoke=args.smoke,
+            seeds=_seed_list(args.seeds),
         )
     except (
         SuiteError,
@@ -195,6 +202,20 @@ def _run(args) -> int:
     if res.smoke and not args.dry_run:
         print(res.smoke_verdict())
     return res.exit_code
+
+
+def _seed_list(text: str | None) -> tuple[int, ...] | None:
+    """``--seeds 0,2`` as integers (None: every seed); one line when it is not a list of them."""
+    if text is None:
+        return None
+    from .suite import SuiteError
+
+    try:
+        return tuple(int(t) for t in text.split(","))
+    except ValueError:
+        raise SuiteError(
+            f"--seeds: {text[:40]!r} is not a comma-separated list of integers, e.g. 0,1"
+        ) from None
 
 
 def _audit(args) -> int:

@@ -138,6 +138,7 @@ def run(
     leaderboard: str | Path | None = "leaderboard",
     submit: bool = False,
     smoke: bool = False,
+    seeds: tuple[int, ...] | None = None,
 ) -> RunResult:
     """Run ``suite`` (the library entry point behind ``python -m bench run``).
 
@@ -145,7 +146,8 @@ def run(
     run's board (``RUN/board``: its rows beside ``leaderboard``'s) and, with ``submit``, adds its
     records to ``leaderboard``. ``smoke``: the suite's smoke version (:mod:`bench.smoke`) into
     ``runs/<name>-smoke``, its checkpoints deleted as it goes, never submitted. ``local``: in this
-    process (``workers`` processes), else on Ray (``address`` joins a cluster). Bad input raises
+    process (``workers`` processes), else on Ray (``address`` joins a cluster). ``seeds``: only
+    the cells of these of the suite's seeds (:func:`run_suite`). Bad input raises
     (:class:`bench.suite.SuiteError` and the like), before anything is written.
     """
     from .leaderboard import regenerate
@@ -172,6 +174,7 @@ def run(
         local=local,
         workers=workers or 1,
         keep_checkpoints=not smoke,
+        seeds=None if smoke else seeds,
     )
     res.smoke = smoke
     if res.records:
@@ -195,6 +198,7 @@ def run_suite(
     local: bool = False,
     workers: int = 1,
     keep_checkpoints: bool = True,
+    seeds: tuple[int, ...] | None = None,
 ) -> RunResult:
     """Every stage of ``suite`` under ``run_dir``, then its records (module docstring).
 
@@ -202,9 +206,22 @@ def run_suite(
     winner is chosen, and every checkpoint (with the stage summaries naming them) once the
     records are written (a 224 px grid keeps about 12 GB otherwise); records, reports and events
     stay, and the same command again trains the stages anew and reuses the records.
+
+    ``seeds``: only the cells of these seeds (and the stages they need). A cell depends on its
+    own seed's stages only (with ``share_stages``, on the first seed's teacher and KD), so their
+    records are the whole run's, and a later run without ``seeds`` reuses them and does the rest:
+    a long suite gives its first seed's records hours before its last.
     """
     layout = Layout(Path(run_dir).resolve())
+    if seeds is not None:
+        unknown = sorted(set(seeds) - set(suite.seed_list))
+        if unknown:
+            raise SuiteError(
+                f"--seeds: {unknown} not among the suite's seeds {list(suite.seed_list)}"
+            )
     data, cells = prepare(suite, layout.root, dry_run)
+    if seeds is not None:
+        cells = [c for c in cells if c.seed in seeds]
     if dry_run:
         return RunResult([], [], cells, layout.root)
     address = address or os.environ.get("RAY_ADDRESS")

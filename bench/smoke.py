@@ -22,7 +22,10 @@ from .suite import Suite, SuiteError
 # classes of the registered datasets, known without reading them (the smoke run never downloads)
 CLASSES = {"digits": 10, "oxford_pets": 37, "cifar10": 10, "cifar100": 100}
 STEPS = 2  # training steps per stage
-CPU_BATCH = 2  # batch size of every stage on a machine without a GPU
+CPU_BATCH = 2  # batch size of every stage on a machine without a GPU, at least (bn_batch)
+BN_VALUES = (
+    16  # values per channel a batch norm layer sees at a network's stride-32 stage, at least
+)
 EXAMPLES = 1  # examples per split of the analyses
 SWEEP_LAYERS = 2  # layers per sweep: the first and the last
 DEGREES = (0, 5)  # corruption degrees: clean and the strongest (every corruption still runs)
@@ -44,6 +47,21 @@ def num_classes(suite: Suite) -> int:
     )
 
 
+def bn_batch(image_size: int) -> int:
+    """The smallest CPU smoke batch at which batch norm's statistics are not degenerate.
+
+    A classifier's last stages run at stride 32: at 32 px their maps are 1 x 1, so in training
+    mode a batch norm layer there normalises over ``batch`` values per channel. Over 2 values its
+    variance is tiny and its gradient (~1/sigma) compounds through the depth: measured here, one
+    KD step at batch 2 sent EfficientNet-B0's and MobileNetV4's gradient norms to 1e5-1e11
+    (weights to 1e6 or NaN; the pair stage then reported a NaN loss), at batch 16 to ~500, as at
+    batch 64. The batch is chosen so that ``batch x (image_size / 32)^2 >= BN_VALUES``: 16 at
+    32 px, 4 at 64, 2 at 224.
+    """
+    cells = max(1, image_size // 32) ** 2
+    return max(CPU_BATCH, -(-BN_VALUES // cells))
+
+
 def _has_gpu() -> bool:
     import torch
 
@@ -52,7 +70,8 @@ def _has_gpu() -> bool:
 
 def smoke_suite(suite: Suite, gpu: bool | None = None) -> Suite:
     """The smoke version of ``suite`` (module docstring). ``gpu``: keep the suite's batch sizes
-    and GPUs (default: when this machine has a GPU); otherwise batch 8 on the CPUs there are."""
+    and GPUs (default: when this machine has a GPU); otherwise a small batch (:func:`bn_batch`) on
+    one CPU per trial."""
     gpu = _has_gpu() if gpu is None else gpu
     batch = {
         "teacher": suite.teacher_stage.batch_size,
@@ -60,7 +79,8 @@ def smoke_suite(suite: Suite, gpu: bool | None = None) -> Suite:
         "pair": suite.pair.batch_size,
     }
     if not gpu or suite.resources.gpus == 0:
-        batch = {k: min(v, CPU_BATCH) for k, v in batch.items()}
+        small = bn_batch(suite.dataset.options.image_size)
+        batch = {k: min(v, small) for k, v in batch.items()}
     val = suite.protocol.val_fraction
     train_size = int(STEPS * max(batch.values()) / (1 - val)) + 1  # two steps once val is held out
     options = SyntheticOptions(
@@ -71,7 +91,9 @@ def smoke_suite(suite: Suite, gpu: bool | None = None) -> Suite:
         seed=suite.seed_list[0],
     )
     resources = suite.resources
-    if not gpu:  # one core per trial: at batch 2 a second thread adds little, a second trial 2x
+    if (
+        not gpu
+    ):  # one core per trial: at a small batch a second thread adds little, a second trial 2x
         resources = Resources(cpus=1.0, gpus=0.0)
     return replace(
         suite,

@@ -263,3 +263,21 @@ def test_mixed_precision_runs_every_stage_and_the_audit(where, tmp_path):
     assert main(args + ([where] if where == "--local" else [])) == 0
     [rec] = store.load(tmp_path / "run")
     assert rec.error is None and rec.analysis("audit") is not None
+
+
+@pytest.mark.slow
+def test_a_run_of_some_seeds_gives_the_whole_runs_records(tmp_path):
+    """``--seeds 1``: seed 1's cells only, on the shared teacher and f_N; the run without it
+    then reuses that record (same file, same numbers) and trains only seed 0's pairs."""
+    suite = tiny_suite(seed=..., seeds=[0, 1], share_stages=True, analyses=["pair_scores"])
+    part = run_suite(suite, tmp_path, local=True, seeds=(1,))
+    assert [r.seed for r in part.records] == [1] and part.records[0].error is None
+    layout = Layout(tmp_path.resolve())
+    [zero] = [c for c in plan.cells(suite, 10) if c.seed == 0]
+    assert not any(layout.summary(zero.search(m)).exists() for m in MODES)
+    written = {p: p.read_bytes() for p in (tmp_path / "records").rglob("*.json")}
+    whole = run_suite(suite, tmp_path, local=True)
+    assert sorted(r.seed for r in whole.records) == [0, 1]
+    assert {p: p.read_bytes() for p in written} == written  # seed 1's record reused as it was
+    with pytest.raises(SuiteError, match=r"--seeds: \[7\] not among the suite's seeds \[0, 1\]"):
+        run_suite(suite, tmp_path, local=True, seeds=(7,))

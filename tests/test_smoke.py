@@ -10,7 +10,7 @@ from bench import plan
 from bench.__main__ import main
 from bench.smoke import smoke_suite
 from bench.suite import load_suite
-from tests.helpers import ROOT, SUITES, suite_data
+from tests.helpers import ROOT, SUITES, make_suite, suite_data, write_suite
 
 PETS = ["pets.yaml", "pets-paper.yaml"]
 
@@ -149,3 +149,34 @@ def test_a_broken_cell_fails_smoke_naming_it(tmp_path, capsys):
     records = _records(tmp_path / "run")
     good = [r for r in records if r["error"] is None]
     assert [r["architecture"] for r in good] == ["tests.nets:small_net"]
+
+
+def test_the_cpu_smoke_batch_gives_batch_norm_enough_values():
+    """At 32 px a network's stride-32 maps are 1 x 1: batch 2 left batch norm two values per
+    channel and EfficientNet's KD step diverged (bench.smoke.bn_batch); at 224 px they are 7 x 7."""
+    from bench.smoke import BN_VALUES, bn_batch
+
+    for size in (32, 64, 96, 224):
+        small = smoke_suite(make_suite(dataset__options={"image_size": size}), gpu=False)
+        assert small.pair.batch_size == small.kd_stage.batch_size == bn_batch(size)
+        assert bn_batch(size) * max(1, size // 32) ** 2 >= BN_VALUES
+    assert bn_batch(224) == 2 and bn_batch(32) == BN_VALUES
+
+
+@pytest.mark.slow
+def test_batch_norm_networks_pass_smoke_at_32_px(tmp_path, capsys):
+    """EfficientNet-B0 failed its pair stages with a NaN loss at 32 px: its KD stage, at batch 2,
+    had sent the weights to 1e6 (gradient norms 1e5). It passes now (MobileNetV3/V4 diverged the
+    same way at batch 2)."""
+    path = write_suite(
+        tmp_path / "bn.yaml",
+        students=["efficientnet_b0"],
+        dataset__options={"image_size": 32},
+        analyses=["pair_scores"],
+    )
+    code = main(["run", str(path), "--smoke", "--local", "--out", str(tmp_path / "run")])
+    out = capsys.readouterr().out
+    assert code == 0, out[-3000:]
+    assert "smoke passed: 1 cell(s)" in out
+    [record] = _records(tmp_path / "run")
+    assert record["architecture"] == "efficientnet_b0" and record["error"] is None
