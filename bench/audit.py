@@ -3,7 +3,8 @@
 Loads any timm name or ``package.module:function`` model with a checkpoint, trains only an
 adversarial bit-allocation policy against it at an exact budget (training split; each epoch on the
 validation split), and reports on the test split, once: FP accuracy, accuracy under the adversary,
-the uniform and random allocations, the flipped examples, the layer sweep and the bits per layer.
+the uniform and random allocations, the flipped examples, the layer sweep and the bits per layer,
+and the model's full-precision indicators (:mod:`dptq.indicators`: no quantizer involved).
 Writes ``audit.json``, ``report.md`` / ``report.html`` and the PNGs under ``--out``.
 """
 
@@ -19,6 +20,7 @@ import yaml
 from dptq import knapsack
 from dptq.analyses import TrainedCell
 from dptq.analyses.deployer import audit_analysis
+from dptq.analyses.indicators import model_indicators
 from dptq.analyses.registry import _html
 from dptq.audit import AuditConfig, audit_scores, train_adversary
 from dptq.checkpoints import load_weights
@@ -123,8 +125,14 @@ def run_audit(
     out.mkdir(parents=True, exist_ok=True)
     with torch.no_grad():
         section = audit_analysis(wrapped, policy, scores, cell, out, name=model)
+        examples, values, _ = model_indicators(
+            {"model": wrapped}, data, max_examples, seed, acc.device
+        )
+    indicators = values["model"]
     title = f"Audit of {model} ({checkpoint.name}) on {dataset}, options {list(options)}, budget {budget}"
-    text = "\n".join([f"# {title}", "", section.markdown()])
+    text = "\n".join(
+        [f"# {title}", "", section.markdown(), *_indicator_section(indicators, examples)]
+    )
     result = {
         "model": model,
         "checkpoint": str(checkpoint),
@@ -138,11 +146,27 @@ def run_audit(
         "policy_only_drop": section.fields.policy_only_drop,
         "oracle_drop": section.fields.oracle_drop,
         "scores": {k: v for k, v in scores.items() if not k.endswith("_correct")},
+        "fp_indicators": indicators,
     }
     write_atomic(out / "report.md", text)
     write_atomic(out / "report.html", _html(title, text))
     write_atomic(out / "audit.json", json.dumps(result, indent=1))
     return result
+
+
+def _indicator_section(values: dict, examples: int) -> list[str]:
+    """The audited model's full-precision indicators (dptq.indicators), as a report section."""
+    lines = [
+        "## Full-precision indicators",
+        "",
+        f"On {examples} clean test images, without quantizing (higher reads as more suspicious; "
+        "how well each one separated the board's detrimental networks from the robust ones is "
+        "the leaderboard's indicator table).",
+        "",
+        "| indicator | value |",
+        "|---|---:|",
+    ]
+    return [*lines, *(f"| {k} | {v:.4g} |" for k, v in values.items()), ""]
 
 
 def summary(result: dict) -> str:

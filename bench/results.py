@@ -6,6 +6,7 @@ from __future__ import annotations
 import pandas as pd
 
 from .groups import architecture_view
+from .indicator_view import indicator_markdown, indicator_table
 from .paper_table import table1, table1_markdown
 from .views import COLUMNS, architecture_rows, fmt, groups, md_cell
 
@@ -53,6 +54,7 @@ def results_section(df: pd.DataFrame, suites: tuple[str, ...]) -> str:
         lines += _deployer_rows(sub)
         if suite in TABLE1_SUITES:
             lines += table1_markdown(table1(g, suite), suite)
+    lines += indicator_markdown(indicator_table(df[df.suite.isin(suites)]))
     return "\n".join([*lines, RESULTS_END])
 
 

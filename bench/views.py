@@ -25,6 +25,12 @@ from dptq.scores import points  # noqa: E402
 
 from . import groups as cell_groups  # noqa: E402
 from .groups import ARCH_COLUMNS, KEY, architecture_view  # noqa: E402
+from .indicator_view import (  # noqa: E402
+    best_indicator,
+    indicator_markdown,
+    indicator_table,
+    pairs,
+)
 
 MEASURED = ("f_n_acc", "f_r_fp_acc", "f_r_q_acc", "f_r_drop", "f_d_fp_acc", "f_d_q_acc")
 MEASURED += ("f_d_drop", "gap", "fp_match", "f_d_random_acc")
@@ -136,10 +142,11 @@ def frame(records: list, roots: dict[str, Path] | None = None) -> pd.DataFrame:
             row[k] = float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
         for k, read in TEXTS.items():
             row[k] = (read(r) if ok else None) or ""
+        row["indicators"] = r.analysis("fp_indicators", "values") if ok else None
         rows.append(row)
     columns = [*KEY, "seed", "id", "error", "valid", "reasons", "stealthy", "attacked"]
     columns += ["num_layers", "degenerate"]
-    columns += ["retries", "report", "per_example", "root", *MEASURES, *NAMES]
+    columns += ["retries", "report", "per_example", "root", *MEASURES, *NAMES, "indicators"]
     df = pd.DataFrame(rows, columns=columns)
     return df.sort_values(["dataset", "id"], kind="mergesort").reset_index(drop=True)
 
@@ -233,7 +240,16 @@ def render_markdown(df: pd.DataFrame) -> str:
         for _, row in failed.iterrows():
             lines.append(f"Failed: `{md_cell(row.id)}`: {md_cell(row.error)}")
         lines.append("")
+        table = indicator_table(df[df.dataset == dataset])
+        lines += indicator_markdown(table)
+        if best_indicator(table) is not None:
+            lines += [f"![best indicator's ROC]({roc_name(dataset)})", ""]
     return "\n".join(lines)
+
+
+def roc_name(dataset: str) -> str:
+    """The file of a dataset's best-indicator ROC figure."""
+    return f"indicator_roc_{dataset}.png"
 
 
 def architecture_rows(arch: pd.DataFrame) -> list[str]:
@@ -255,7 +271,7 @@ def architecture_rows(arch: pd.DataFrame) -> list[str]:
 
 
 def render_csv(df: pd.DataFrame) -> str:
-    return df.drop(columns=["root"]).to_csv(index=False, float_format="%.4f")
+    return df.drop(columns=["root", "indicators"]).to_csv(index=False, float_format="%.4f")
 
 
 def render_pngs(df: pd.DataFrame, out: Path) -> list[Path]:
@@ -301,7 +317,39 @@ def render_pngs(df: pd.DataFrame, out: Path) -> list[Path]:
     if not ok.empty:
         ax.legend(fontsize=7)
     paths.append(_save(fig, out / "fp_vs_gap.png"))
+    for dataset in sorted(df.dataset.unique()):
+        sub = df[df.dataset == dataset]
+        roc = render_roc(sub, indicator_table(sub), out / roc_name(dataset))
+        paths += [roc] if roc is not None else []
     return paths
+
+
+def render_roc(df: pd.DataFrame, table: pd.DataFrame, path: Path) -> Path | None:
+    """The best indicator's ROC curve over the valid pairs (None: fewer than two pairs)."""
+    import matplotlib
+    from sklearn.metrics import roc_curve
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .views import _save
+
+    name = best_indicator(table)
+    if name is None:
+        return None
+    sub = pairs(df, "valid")
+    d = [v["f_D"][name] for v in sub.indicators]
+    r = [v["f_R"][name] for v in sub.indicators]
+    fpr, tpr, _ = roc_curve([1] * len(d) + [0] * len(r), d + r)
+    auc = float(table.set_index("indicator").loc[name, "auc_valid"])
+    fig, ax = plt.subplots(figsize=(4.2, 4))
+    ax.plot(fpr, tpr, "o-", color="tab:red", ms=3, label=f"{name} (AUC {auc:.2f}, {len(d)} pairs)")
+    ax.plot([0, 1], [0, 1], "--", color="gray", lw=0.8, label="chance")
+    ax.set_xlabel("f_R flagged (false positive rate)")
+    ax.set_ylabel("f_D flagged (true positive rate)")
+    ax.set_title("Best full-precision indicator", fontsize=10)
+    ax.legend(fontsize=7, loc="lower right")
+    return _save(fig, path)
 
 
 def _save(fig, path: Path) -> Path:

@@ -249,3 +249,20 @@ def markdown_table(frame: pd.DataFrame, floatfmt: str = ".2f") -> str:
         cells += [format(v, floatfmt) if isinstance(v, float) else str(v) for v in row.tolist()]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def plot_layer_outliers(table: pd.DataFrame, path: Path) -> Path:
+    """Each network's max abs input / std per quantized layer (log scale, layers in order): where a
+    quantizer's range is set by a few outliers (``table``: the ``fp_indicators`` analysis' rows)."""
+    layers = list(table.layer)
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.22 * len(layers) + 2), 3.4))
+    for net in ("f_N", "f_R", "f_D"):
+        ax.plot(layers, table[f"{net} outlier"], "o-", ms=3, lw=1, color=COLORS[net], label=net)
+    ax.set_yscale("log")
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    ax.set_xlabel("quantized layer")
+    ax.set_ylabel("max |input| / std")
+    ax.set_title("Activation outliers at full precision (clean test images)", fontsize=10)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3, axis="y")
+    return _save(fig, path)

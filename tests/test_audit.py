@@ -77,6 +77,10 @@ def test_cli_audit_writes_a_report(tmp_path, capsys):
     assert sum(result["audit"]["mean_bits"]) == pytest.approx(12)
     for f in ("report.md", "report.html", "audit_bits.png", "audit_sweep.png"):
         assert (out / f).stat().st_size > 0
+    from dptq.indicators import INDICATORS
+
+    assert set(result["fp_indicators"]) == set(INDICATORS)  # a deployer's own model, no policy
+    assert "## Full-precision indicators" in (out / "report.md").read_text()
 
 
 @pytest.mark.parametrize(

@@ -77,3 +77,24 @@ def test_no_single_layer_trigger_without_an_attack(tmp_path):
     f = ANALYSES["trigger_layers"].run(_cell(FixedPolicy(even, even)), tmp_path).fields
     assert f.own_drop == 0.0 and f.layers == [] and f.floor_probability is None
     assert f.predicted_heldout_drop is None
+
+
+def test_fp_indicators_analysis_reports_each_network_on_the_subset(tmp_path):
+    """Every indicator for f_N, f_R and f_D (the same fragile network here: the same values), the
+    per-layer figure written; the values are dptq.indicators' on the same images."""
+    from dptq.indicators import INDICATORS, fp_indicators
+
+    cell = _cell(FixedPolicy([4] * 5, [4] * 5))
+    out = ANALYSES["fp_indicators"].run(cell, tmp_path)
+    values = out.fields.values
+    assert out.fields.examples == 64 and set(values) == {"f_N", "f_R", "f_D"}
+    assert all(set(v) == set(INDICATORS) for v in values.values())
+    assert values["f_D"] == values["f_R"] == values["f_N"]
+    images = torch.stack([cell.data.test[i][0] for i in range(64)])
+    from dptq.data import normalize
+
+    x = normalize(images, cell.data.mean, cell.data.std)
+    net = cell.nets["f_D"]
+    direct, _ = fp_indicators(net.model, net.layer_names, [x])
+    assert direct["act_outlier"] == values["f_D"]["act_outlier"]
+    assert (tmp_path / "layer_outliers.png").stat().st_size > 1000

@@ -1,7 +1,8 @@
 """The analyses: each maps a trained cell to a report section and (where it declares them) record
 fields. :mod:`dptq.analyses.registry` holds the registry and runs them; the paper's analyses are
 in :mod:`dptq.analyses.paper`, the policies' allocations and f_D's trigger layers in
-:mod:`dptq.analyses.policy`, the deployer's in :mod:`dptq.analyses.deployer`. Importing this
+:mod:`dptq.analyses.policy`, the deployer's in :mod:`dptq.analyses.deployer`, the full-precision indicators in
+:mod:`dptq.analyses.indicators`. Importing this
 package registers them all, and loads neither torch nor pandas (the views read the declarations).
 """
 
@@ -15,6 +16,9 @@ from . import policy  # noqa: F401
 from . import deployer  # noqa: F401
 
 # isort: split
+from . import indicators  # noqa: F401
+
+# isort: split
 from .deployer import (
     AuditFields,
     DefenseFields,
@@ -23,6 +27,7 @@ from .deployer import (
     StarvedLayer,
     TransferFields,
 )
+from .indicators import IndicatorFields
 from .paper import CorruptionFields, TransitoryFields, TriggerFields
 from .policy import AllocationFields, PolicyBits, TriggerLayerFields
 from .registry import (
@@ -47,6 +52,7 @@ __all__ = [
     "CorruptionFields",
     "DefenseFields",
     "DefenseRow",
+    "IndicatorFields",
     "PolicyBits",
     "Spec",
     "StarvedLayer",
