@@ -51,10 +51,11 @@ def regenerate(board: Path = LEADERBOARD, out: Path | None = None, extra=()) -> 
     write_atomic(out / "README.md", render_markdown(df))
     write_atomic(out / "leaderboard.csv", render_csv(df))
     failpoint("leaderboard:views")
+    pngs = render_pngs(df, out)  # before the page, which shows the figures that exist
     write_atomic(out / "index.html", render_html(df, out))
     write_atomic(out / "schema.json", schema_text())
     written = [out / "README.md", out / "leaderboard.csv", out / "index.html", out / "schema.json"]
-    return [*written, *render_pngs(df, out)]
+    return [*written, *pngs]
 
 
 def schema_text() -> str:

@@ -321,7 +321,36 @@ def render_pngs(df: pd.DataFrame, out: Path) -> list[Path]:
         sub = df[df.dataset == dataset]
         roc = render_roc(sub, indicator_table(sub), out / roc_name(dataset))
         paths += [roc] if roc is not None else []
+    arch = architecture_view(g) if not g.empty else g
+    for dataset in sorted(arch.dataset.unique()) if not arch.empty else []:
+        path = out / f"architectures_{dataset}.png"
+        paths.append(render_architectures(df, arch[arch.dataset == dataset], path))
     return paths
+
+
+def render_architectures(df: pd.DataFrame, arch: pd.DataFrame, path: Path) -> Path:
+    """Architectures at the common cell on one axis, each seed's gap a dot (filled: valid), the
+    worst case over the valid seeds marked (the architecture view's order)."""
+    fig, ax = plt.subplots(figsize=(max(5.0, 0.9 * len(arch) + 2), 3.8))
+    for i, (_, a) in enumerate(arch.iterrows()):
+        same = (df.error == "") & (df.suite == a.suite) & (df.suite_hash == a.suite_hash)
+        same &= (df.architecture == a.architecture) & (df.options == a.options)
+        seeds = df[same & (df.budget == a.budget)]
+        for _, s in seeds.iterrows():
+            face = "tab:red" if s.valid else "none"
+            ax.scatter([i], [s.gap], s=28, facecolors=face, edgecolors="tab:red", zorder=3)
+        if a.gap_worst is not None and a.gap_worst == a.gap_worst:
+            ax.scatter([i], [a.gap_worst], marker="_", s=500, color="black", zorder=4)
+    ax.scatter([], [], s=28, color="tab:red", label="seed (valid)")
+    ax.scatter([], [], s=28, facecolors="none", edgecolors="tab:red", label="seed (invalid)")
+    ax.scatter([], [], marker="_", s=200, color="black", label="worst case (valid seeds)")
+    ax.set_xticks(range(len(arch)), list(arch.architecture), rotation=30, ha="right", fontsize=8)
+    ax.axhline(0, color="black", lw=0.5)
+    ax.set_ylabel("gap (points)")
+    cell = arch.iloc[0].cell if len(arch) else ""
+    ax.set_title(f"Gap per architecture at {cell}", fontsize=10)
+    ax.legend(fontsize=7)
+    return _save(fig, path)
 
 
 def render_roc(df: pd.DataFrame, table: pd.DataFrame, path: Path) -> Path | None:

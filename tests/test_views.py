@@ -123,16 +123,20 @@ FLAGS = [
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (CI installs it)")
-def test_page_sorts_and_filters_in_headless_chromium(tmp_path):
+def test_page_sorts_filters_and_opens_rows_in_headless_chromium(tmp_path):
     recs = [*sample_records(), record("vgg11", 80, 1.0, f_d_fp=95.0)]  # one invalid row
     board = board_with(tmp_path, recs)
+    first = board / "reports/s/abcdef012345/resnet18-I-80-s0"
+    shutil.copy(ROOT / "leaderboard" / "gap.png", first / "bits_per_layer.png")  # any PNG
     regenerate(board)
     page = (board / "index.html").resolve()
     text = page.read_text()
     assert '<img src="gap.png"' in text and "FP match 4.00 &gt; 2" in text
     assert 'href="reports/s/abcdef012345/resnet18-I-80-s0/report.html"' in text
+    assert '<img src="architectures_digits.png"' in text  # the comparison figure, per dataset
+    assert (board / "architectures_digits.png").stat().st_size > 1000
 
-    def rows(test):
+    def title(test):
         out = subprocess.run(
             [CHROMIUM, *FLAGS, f"--user-data-dir={tmp_path / 'profile'}"]
             + ["--virtual-time-budget=3000", "--dump-dom", f"file://{page}#selftest-{test}"],
@@ -140,20 +144,26 @@ def test_page_sorts_and_filters_in_headless_chromium(tmp_path):
             text=True,
             timeout=120,
         )
-        m = re.search(r"<title>rows:(.*?)</title>", out.stdout)
+        m = re.search(r"<title>rows:(.*?);open:(.*?)</title>", out.stdout)
         assert m, out.stderr[-1500:]
-        return m.group(1).split("|")
+        return m.group(1).split("|"), [o for o in m.group(2).split("|") if o]
 
-    from bench.views import COLUMNS
+    from bench.page import HEADLINE
 
-    gap_col = 2 + [k for k, _ in COLUMNS].index("gap")  # after rank and dataset
-    initial = [float(g) for g in rows(f"sort~{gap_col}~0")]
-    assert initial == [3.0, 12.5, 31.0, 58.0, 1.0]  # per dataset: ranked rows, then invalid
-    twice = [float(g) for g in rows(f"sort~{gap_col}~2")]
-    assert twice == sorted(twice, reverse=True)  # second click: descending
-    assert rows("filter~validity~invalid") == ["vgg11"]
-    assert rows("filter~dataset~cifar10") == ["resnet18"]
-    assert sorted(rows("filter~budget~80")) == ["resnet18", "resnet18", "vgg11"]
+    worst = [k for k, _ in HEADLINE].index("gap_worst")
+    initial, opened = title(f"sort~{worst}~0")
+    assert initial == ["3.0", "12.5", "31.0", "58.0", "-"] and opened == []  # ranked, then invalid
+    twice, _ = title(f"sort~{worst}~2")
+    numbers = [float(v) for v in twice if v != "-"]
+    assert numbers == sorted(numbers, reverse=True)  # second click: descending
+    assert title("filter~validity~invalid")[0] == ["vgg11"]
+    assert title("filter~dataset~cifar10")[0] == ["resnet18"]
+    assert title("filter~suite~c")[0] == ["resnet18"]
+    assert sorted(title("filter~budget~80")[0]) == ["resnet18", "resnet18", "vgg11"]
+    # a click on a row opens its detail: the bits-per-layer figure and its seed's two links
+    rows, opened = title("open~3")  # digits' rows by worst case: regnetx, mbv4, resnet18
+    assert rows[3] == "resnet18" and opened == ["1:2"]
+    assert title("open~1")[1] == ["0:2"]  # regnetx_016: no figure in its report
 
 
 def test_table1_sets_the_papers_row_beside_ours():
