@@ -3,6 +3,7 @@ first (one line when it cannot be reached)."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import tempfile
@@ -21,7 +22,7 @@ def _pythonpath() -> str:
     return os.pathsep.join(dict.fromkeys(parts))
 
 
-def init_ray(run_dir: Path, address: str | None, suite) -> None:
+def init_ray(run_dir: Path, address: str | None) -> None:
     """Join ``address`` (or ``RAY_ADDRESS``), else start Ray on this machine, on loopback only."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
@@ -54,10 +55,26 @@ def init_ray(run_dir: Path, address: str | None, suite) -> None:
 
     # Ray was imported earlier in this process (tests, notebooks): the same switch, set directly
     ray_constants.ENABLE_RAY_CLUSTER = os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] != "0"
-    tmp = run_dir / "ray"
-    if len(str(tmp)) > 40:  # Ray's unix sockets live under the temp dir (~107 characters at most)
-        tmp = Path(tempfile.gettempdir()) / f"dptq-ray-{suite.digest()}"
+    tmp = ray_temp_dir(run_dir)
+    # a run's Ray processes end with it: leftovers of an earlier run in this folder first, then a
+    # watchdog that ends this instance's once this process is gone, however it ends
+    from .reaper import end_ray_processes, start_reaper
+
+    end_ray_processes(tmp)
     ray.init(num_cpus=os.cpu_count(), _temp_dir=str(tmp), **kwargs)
+    start_reaper(tmp)
+
+
+def ray_temp_dir(run_dir: Path) -> Path:
+    """The temp dir of the Ray instance a run starts on this machine: ``RUN/ray``, or (Ray's unix
+    sockets live under it, ~107 characters at most) one under the system's temp dir named by the
+    run folder's path, so two runs never share one."""
+    run_dir = Path(run_dir).resolve()
+    tmp = run_dir / "ray"
+    if len(str(tmp)) > 40:
+        digest = hashlib.sha256(str(run_dir).encode()).hexdigest()[:12]
+        tmp = Path(tempfile.gettempdir()) / f"dptq-ray-{digest}"
+    return tmp
 
 
 def _unreachable(address: str, why: str) -> str:

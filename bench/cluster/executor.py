@@ -78,7 +78,7 @@ class RayExecutor:
         from ray.tune.schedulers import ASHAScheduler
         from ray.tune.search.optuna import OptunaSearch
 
-        init_ray(self.run_dir, self.address, self.suite)
+        init_ray(self.run_dir, self.address)
         res, ranges = self.suite.resources, spec.ranges
         trainable = tune.with_resources(
             tune.with_parameters(named_trainable(spec.name), spec=spec, resources=res),
@@ -140,7 +140,7 @@ class RayExecutor:
         in this process."""
         limit = self.suite.max_concurrent
         if len(specs) > 1 and limit != 1:
-            init_ray(self.run_dir, self.address, self.suite)
+            init_ray(self.run_dir, self.address)
             limit = limit or self._fill()
         if len(specs) <= 1 or limit == 1:
             for spec in specs:
@@ -194,7 +194,7 @@ class RayExecutor:
         finishes, and a line every 30 s while they run."""
         import ray
 
-        init_ray(self.run_dir, self.address, self.suite)
+        init_ray(self.run_dir, self.address)
         res = self.suite.resources
         task = ray.remote(num_cpus=res.cpus, num_gpus=res.gpus, max_retries=self.suite.retries)(
             call
