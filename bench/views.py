@@ -20,7 +20,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from dptq.io import atomic_file  # noqa: E402
+from dptq.io import write_figure  # noqa: E402
 from dptq.scores import points  # noqa: E402
 
 from . import groups as cell_groups  # noqa: E402
@@ -383,8 +383,7 @@ def render_roc(df: pd.DataFrame, table: pd.DataFrame, path: Path) -> Path | None
 
 def _save(fig, path: Path) -> Path:
     fig.tight_layout()
-    with atomic_file(path) as fh:
-        fig.savefig(fh, dpi=100, format="png", metadata={"Software": None})
+    write_figure(fig, path, dpi=100)
     plt.close(fig)
     return path
 

@@ -1,7 +1,7 @@
 """Figures (PNG, matplotlib Agg) and Markdown tables for the analyses of :mod:`dptq.analyses`.
 
 Plotting only: each function draws one figure from a DataFrame (or tensors) and writes it whole
-(:func:`dptq.io.atomic_file`), with no metadata that changes between runs.
+(:func:`dptq.io.write_figure`: a palette PNG), with no metadata that changes between runs.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
-from .io import atomic_file  # noqa: E402
+from .io import write_figure  # noqa: E402
 from .sweeps import HIST_BIN, HIST_RANGE  # noqa: E402
 
 COLORS = {"f_R": "tab:blue", "f_D": "tab:red", "f_N": "tab:gray"}
@@ -23,8 +23,7 @@ COLORS = {"f_R": "tab:blue", "f_D": "tab:red", "f_N": "tab:gray"}
 
 def _save(fig, path: Path) -> Path:
     fig.tight_layout()
-    with atomic_file(path) as fh:
-        fig.savefig(fh, dpi=110, format="png", metadata={"Software": None})
+    write_figure(fig, path, dpi=110)
     plt.close(fig)
     return path
 
