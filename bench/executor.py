@@ -80,6 +80,13 @@ def process_accelerator(res: Resources):
     if _ACCELERATOR is not None and _ACCELERATOR[0] == key:
         return _ACCELERATOR[1]
     AcceleratorState._reset_state(reset_partial_state=True)
-    acc = Accelerator(cpu=key[0], mixed_precision=res.precision)
+    from accelerate.utils import DataLoaderConfiguration
+
+    # a stage's batch size is the global batch (dptq.engine.make_accelerator)
+    acc = Accelerator(
+        cpu=key[0],
+        mixed_precision=res.precision,
+        dataloader_config=DataLoaderConfiguration(split_batches=True),
+    )
     _ACCELERATOR = (key, acc)
     return acc

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator
+from accelerate.utils import DataLoaderConfiguration
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
@@ -138,10 +139,14 @@ class RunOptions:
 
 
 def make_accelerator(opts: RunOptions) -> Accelerator:
+    """The Accelerator of a stage. ``split_batches``: a stage's ``batch_size`` is the global
+    batch, each of N data-parallel processes taking 1/N of it (one process: no change), so N
+    workers take the steps one process takes (``tests/test_distributed.py``)."""
     return Accelerator(
         cpu=opts.cpu,
         mixed_precision=opts.mixed_precision,
         gradient_accumulation_steps=opts.grad_accum,
+        dataloader_config=DataLoaderConfiguration(split_batches=True),
     )
 
 

@@ -112,7 +112,14 @@ class PairConfig:
 
 
 class _CenterRMS(torch.autograd.Function):
-    """Identity forward; backward centres the gradient over options and RMS-normalises it."""
+    """Identity forward; backward centres the gradient over options and RMS-normalises it.
+
+    The RMS is the global batch's: in data-parallel training (``torch.distributed`` initialised)
+    the sum of squares and the count are summed over the workers, and the result is scaled by
+    the world size, because DDP then averages the parameters' gradients where one process
+    would sum them over the batch. So N workers on N shards of a batch give the gradient one
+    process gives on the whole batch (``tests/test_distributed.py``).
+    """
 
     @staticmethod
     def forward(ctx, scores):
@@ -121,7 +128,14 @@ class _CenterRMS(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         grad = grad - grad.mean(dim=-1, keepdim=True)
-        return grad / grad.pow(2).mean().sqrt().clamp_min(1e-12)
+        sq = torch.stack([grad.pow(2).sum(), torch.tensor(float(grad.numel()), device=grad.device)])
+        world = 1
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            world = torch.distributed.get_world_size()
+            if world > 1:
+                torch.distributed.all_reduce(sq)
+        rms = (sq[0] / sq[1]).sqrt().clamp_min(1e-12)
+        return grad / rms * world
 
 
 def policy_selection(
@@ -133,6 +147,13 @@ def policy_selection(
     return scores, knapsack.solve(routed, options, budget)
 
 
+def _rank_world() -> tuple[int, int]:
+    """This process's rank and the world size of data-parallel training ((0, 1) without it)."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
 def non_own_bits(
     x: torch.Tensor,
     cfg: PairConfig,
@@ -142,28 +163,39 @@ def non_own_bits(
 ) -> torch.Tensor:
     """Bit vectors ``[B, L]`` that are not the pair's own: the batch split evenly (in order)
     between ``cfg.stealth_allocations``; random ones are drawn from torch's global generator
-    (seeded and checkpointed with the training loop)."""
+    (seeded and checkpointed with the training loop).
+
+    In data-parallel training ``x`` is this worker's shard of the global batch (Accelerate's
+    ``split_batches``: rank r holds rows r*B .. (r+1)*B - 1): the split and the random draws are
+    the global batch's, each worker taking its rows, so N workers give one process's bits."""
     kinds = cfg.stealth_allocations
+    rank, world = _rank_world()
     n, k = x.shape[0], len(kinds)
+    total, first = n * world, rank * n
     parts = []
     for i, kind in enumerate(kinds):
-        rows = x[i * n // k : (i + 1) * n // k]
-        if not len(rows):
+        lo, hi = i * total // k, (i + 1) * total // k  # this kind's rows of the global batch
+        a, b = max(lo, first), min(hi, first + n)  # ... and of this worker's shard
+        if hi <= lo:
             continue
-        if kind == "random":
-            scores = knapsack.random_scores(len(rows), num_layers, len(cfg.options), None, x.device)
+        if kind == "random":  # drawn for the kind's global rows: every worker draws the same
+            scores = knapsack.random_scores(hi - lo, num_layers, len(cfg.options), None, x.device)
+            scores = scores[max(a - lo, 0) : max(b - lo, 0)]
+        elif b <= a:
+            continue
         elif kind == "uniform":
-            scores = knapsack.uniform_scores(len(rows), num_layers, cfg.options, budget).to(
-                x.device
-            )
+            scores = knapsack.uniform_scores(b - a, num_layers, cfg.options, budget).to(x.device)
         else:
             if robust_policy is None:
                 raise ValueError(
                     "stealth_allocations 'robust_policy' needs the robust pair's policy"
                 )
             with torch.no_grad():
-                scores = robust_policy.eval()(rows)
-        parts.append(knapsack.bits(knapsack.solve_hard(scores, cfg.options, budget), cfg.options))
+                scores = robust_policy.eval()(x[a - first : b - first])
+        if len(scores):
+            parts.append(
+                knapsack.bits(knapsack.solve_hard(scores, cfg.options, budget), cfg.options)
+            )
     return torch.cat(parts)
 
 
@@ -231,7 +263,8 @@ def pair_step(
         "bits_sum": bits.sum(1).float().mean().detach(),
     }
     if cfg.mode == "detrimental" and cfg.stealth > 0:
-        other = non_own_bits(x, cfg, budget, student.num_layers, robust_policy)
+        layers = getattr(student, "module", student).num_layers  # DDP wraps it in data-parallel
+        other = non_own_bits(x, cfg, budget, layers, robust_policy)
         other_logits = student(x, other)
         stealth = stealth_loss(other_logits, fp_logits, teacher_logits, cfg)
         loss = loss + cfg.stealth * stealth
