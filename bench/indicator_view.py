@@ -53,13 +53,15 @@ def best_indicator(table: pd.DataFrame) -> str | None:
     return str(scored.loc[far.idxmax(), "indicator"])
 
 
+def num(v, digits: int = 2) -> str:
+    """A table's number, ``-`` where there is none (too few pairs)."""
+    return "-" if v is None or v != v else f"{v:.{digits}f}"
+
+
 def indicator_markdown(table: pd.DataFrame) -> list[str]:
     """The AUC table as Markdown lines (nothing when no record ran the analysis)."""
     if table.empty:
         return []
-
-    def num(v, digits=2):
-        return "-" if v is None or v != v else f"{v:.{digits}f}"
 
     lines = [
         "**Can a deployer tell f_D from f_R at full precision?** ROC AUC of each indicator "

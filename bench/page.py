@@ -24,7 +24,7 @@ from pathlib import Path
 import pandas as pd
 
 from .groups import ARCH_COLUMNS, architecture_view
-from .indicator_view import indicator_table
+from .indicator_view import indicator_table, num
 from .views import COLUMNS, fmt, groups, link, roc_name
 
 FILTERS = ("dataset", "suite", "options", "budget", "validity")
@@ -222,10 +222,6 @@ def _indicators(df: pd.DataFrame, out: Path) -> list[str]:
             "<th>AUC, attacked pairs</th><th>pairs</th><th>f_D above f_R</th></tr>"
         ]
         for _, r in t.iterrows():
-
-            def num(v):
-                return "-" if v is None or v != v else f"{v:.2f}"
-
             lines.append(
                 f'<tr><td class="text">{html.escape(r.indicator)}</td><td>{num(r.auc_valid)}</td>'
                 f"<td>{r.n_valid}</td><td>{num(r.auc_attacked)}</td><td>{r.n_attacked}</td>"
