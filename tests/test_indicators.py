@@ -115,3 +115,12 @@ def test_the_board_auc_is_the_mann_whitney_count_over_valid_pairs(tmp_path):
     assert render_roc(_board(pairs), table, tmp_path / "roc.png").stat().st_size > 1000
     one = indicator_table(_board(pairs[:1]))
     assert one.auc_valid.isna().all() and best_indicator(one) is None  # one pair: no AUC
+
+
+def test_the_page_shows_the_auc_table(tmp_path):
+    from bench.page import _indicators
+
+    pairs = [(1.0, 3.0, True, True), (2.0, 1.5, True, False), (2.5, 4.0, True, True)]
+    text = "".join(_indicators(_board(pairs), tmp_path))
+    assert "can a deployer tell f_D from f_R" in text
+    assert '<td class="text">a</td><td>0.78</td><td>3</td><td>1.00</td><td>2</td>' in text
