@@ -91,8 +91,10 @@ def _train(rank: int, world: int, port: int, out: str, stealth: float) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("stealth", [0.0, 1.5])
-def test_two_gloo_workers_take_one_processs_pair_steps(tmp_path, stealth):
+def test_two_gloo_workers_take_one_processs_pair_steps(tmp_path):
+    """With the stealth term on (its split and random draws are the global batch's). With the
+    policy gradient's RMS taken per worker, as before, ``policy.head.weight`` differs here."""
+    stealth = 1.5
     one, two = tmp_path / "one.pt", tmp_path / "two.pt"
     ctx = mp.get_context("spawn")
     p = ctx.Process(target=_train, args=(0, 1, 0, str(one), stealth))
