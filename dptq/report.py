@@ -157,26 +157,36 @@ def plot_cross_policy(matrix: pd.DataFrame, path: Path) -> Path:
     return _save(ax.figure, path)
 
 
-def plot_bits_per_layer(mean: list[float], uniform: list[float], path: Path, title: str) -> Path:
-    """Mean bits per layer under the adversarial policy against the uniform allocation."""
-    layers = list(range(1, len(mean) + 1))
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.22 * len(mean) + 2), 3.4))
-    ax.bar(layers, mean, color="tab:red", alpha=0.75, label="adversarial policy (mean)")
-    ax.step(layers, uniform, where="mid", color="black", lw=1.2, label="uniform allocation")
+def _layer_figure(num_layers: int):
+    """A figure with one axis over the quantized layers, wide enough for their count."""
+    return plt.subplots(figsize=(max(6.0, 0.22 * num_layers + 2), 3.4))
+
+
+def _finish_layers(fig, ax, ylabel: str, title: str, path: Path) -> Path:
+    """Integer layer ticks, labels, legend and grid of a per-layer figure; written."""
     ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax.set_xlabel("quantized layer")
-    ax.set_ylabel("bits")
+    ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3, axis="y")
     return _save(fig, path)
 
 
+def plot_bits_per_layer(mean: list[float], uniform: list[float], path: Path, title: str) -> Path:
+    """Mean bits per layer under the adversarial policy against the uniform allocation."""
+    layers = list(range(1, len(mean) + 1))
+    fig, ax = _layer_figure(len(layers))
+    ax.bar(layers, mean, color="tab:red", alpha=0.75, label="adversarial policy (mean)")
+    ax.step(layers, uniform, where="mid", color="black", lw=1.2, label="uniform allocation")
+    return _finish_layers(fig, ax, "bits", title, path)
+
+
 def plot_policy_bits(table: pd.DataFrame, lo: int, hi: int, path: Path) -> Path:
     """pi_D's and pi_R's bits per layer (mean and sd over the examples, layers in order) beside
     the uniform allocation (``table``: the ``allocations`` analysis' columns)."""
     layers = list(table.layer)
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.22 * len(layers) + 2), 3.4))
+    fig, ax = _layer_figure(len(layers))
     for net, shift in (("f_R", -0.15), ("f_D", 0.15)):
         pol = f"pi_{net[-1]}"
         x = [v + shift for v in layers]
@@ -192,13 +202,7 @@ def plot_policy_bits(table: pd.DataFrame, lo: int, hi: int, path: Path) -> Path:
         )
     ax.step(layers, table.uniform, where="mid", color="black", lw=1.0, label="uniform allocation")
     ax.set_ylim(lo - 0.5, hi + 0.5)
-    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
-    ax.set_xlabel("quantized layer")
-    ax.set_ylabel("bits")
-    ax.set_title("Bits per layer over the test split", fontsize=10)
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3, axis="y")
-    return _save(fig, path)
+    return _finish_layers(fig, ax, "bits", "Bits per layer over the test split", path)
 
 
 def plot_grouped(frame: pd.DataFrame, path: Path, title: str, ylabel: str) -> Path:
@@ -254,14 +258,9 @@ def plot_layer_outliers(table: pd.DataFrame, path: Path) -> Path:
     """Each network's max abs input / std per quantized layer (log scale, layers in order): where a
     quantizer's range is set by a few outliers (``table``: the ``fp_indicators`` analysis' rows)."""
     layers = list(table.layer)
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.22 * len(layers) + 2), 3.4))
+    fig, ax = _layer_figure(len(layers))
     for net in ("f_N", "f_R", "f_D"):
         ax.plot(layers, table[f"{net} outlier"], "o-", ms=3, lw=1, color=COLORS[net], label=net)
     ax.set_yscale("log")
-    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
-    ax.set_xlabel("quantized layer")
-    ax.set_ylabel("max |input| / std")
-    ax.set_title("Activation outliers at full precision (clean test images)", fontsize=10)
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3, axis="y")
-    return _save(fig, path)
+    title = "Activation outliers at full precision (clean test images)"
+    return _finish_layers(fig, ax, "max |input| / std", title, path)
