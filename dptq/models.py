@@ -136,14 +136,32 @@ class _LayerHook:
             if state.capture is not None:
                 state.capture[l] = (x.detach(), x.detach())
             return None
+        shape, x = x.shape, _per_example_view(x, state.bits.shape[0])
         x_hat = self.owner.act_quant(x, state.bits[:, l], l)
         if state.selection is not None:
             x_hat = _PolicyTap.apply(
                 x_hat, x.detach(), state.selection[:, l], state.options, self.owner.act_quant
             )
+        x, x_hat = x.reshape(shape), x_hat.reshape(shape)
         if state.capture is not None:
             state.capture[l] = (x.detach(), x_hat.detach())
         return (x_hat, *args[1:])
+
+
+def _per_example_view(x: torch.Tensor, batch: int) -> torch.Tensor:
+    """``x`` with one row per example. A layer inside a block that folds positions into the batch
+    (MobileViT's transformer sees ``[B * P, N, C]``, windowed attention ``[B * W, ...]``) gets a
+    leading dimension ``k * B``; such reshapes keep the example index outermost, so the example's
+    values are rows ``b * k .. b * k + k - 1`` and ``[B, -1]`` gathers them: its bit-width and its
+    one range (per example, Sect. 4) cover all of them, as for any other layer."""
+    if x.shape[0] == batch:
+        return x
+    if x.dim() == 0 or x.shape[0] % batch:
+        raise ValueError(
+            f"a quantized layer's input has leading dimension {x.shape[0]}, not a multiple of "
+            f"the batch {batch}: per-example bits cannot be matched to its rows"
+        )
+    return x.reshape(batch, -1)
 
 
 @dataclass

@@ -194,3 +194,46 @@ def test_custom_model_names_are_only_imported():
     with pytest.raises(ValueError, match="returned a dict, not a torch nn.Module"):
         create_model("tests.faulty:not_a_model", 10)
     assert "tests.faulty" in sys.modules  # imported by its dotted name, nothing else ran
+
+
+class _Folding(nn.Module):
+    """A conv, then MobileViT's unfold: each example's 2x2 patch positions become 4 batch rows
+    (``[B, C, H, W] -> [B * 4, H * W / 4, C]``, example index outermost), then a Linear."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(1)
+        self.stem, self.conv, self.fc = nn.Conv2d(3, 6, 1), nn.Conv2d(6, 6, 1), nn.Linear(6, 5)
+
+    def forward(self, x):
+        x = self.conv(self.stem(x))
+        b, c, h, w = x.shape
+        x = x.reshape(b * c * (h // 2), 2, w // 2, 2).transpose(1, 2)
+        x = x.reshape(b, c, h * w // 4, 4).transpose(1, 3).reshape(b * 4, h * w // 4, c)
+        return self.fc(x).reshape(b, 4, h * w // 4, -1).mean((1, 2))
+
+
+def test_a_block_that_folds_positions_into_the_batch_gets_one_range_per_example():
+    """Quantized like any layer: the Linear's input rows of example b share b's bit-width and
+    one range over all of b's values (not one range per folded row), so each example's output
+    is what the example alone gives."""
+    net = _Folding()
+    q = QuantizableModel(net, weight_bits=None)
+    assert q.num_layers == 2
+    x = torch.randn(3, 3, 4, 4)
+    bits = torch.tensor([[8, 3], [6, 2], [4, 4]])
+    out = q(x, bits)
+    for b in range(3):
+        torch.testing.assert_close(out[b : b + 1], q(x[b : b + 1], bits[b : b + 1]))
+    # reference: the Linear's input of example 1, unfolded by hand, quantized as one tensor
+    h = net.conv(fake_quantize(net.stem(x[1:2]), 6))  # [1, 6, 4, 4]
+    h = h.reshape(6 * 2, 2, 2, 2).transpose(1, 2).reshape(1, 6, 4, 4).transpose(1, 3)
+    rows = fake_quantize(h.reshape(1, -1), 2).reshape(4, 4, 6)
+    torch.testing.assert_close(out[1], net.fc(rows).mean((0, 1)))
+    per_row = fake_quantize(h.reshape(4, 4, 6), torch.full((4,), 2))  # a range per folded row
+    assert not torch.allclose(net.fc(per_row).mean((0, 1)), out[1])
+    # the tap's policy gradient has one row per example too
+    scores = torch.randn(3, 2, 3, requires_grad=True)
+    sel = knapsack.solve(scores, [2, 4, 6], 8)
+    q(x, knapsack.bits(sel, [2, 4, 6]), selection=sel, options=[2, 4, 6]).sum().backward()
+    assert scores.grad.shape == (3, 2, 3) and scores.grad[:, 1].abs().sum() > 0
