@@ -110,6 +110,11 @@ def failure_reason(err) -> str:
     if isinstance(cause, str):  # the text of Ray Tune's error file: its last failure
         text = text.split("Failure # ")[-1].partition("\n")[2].strip() or text
         name = "RayTaskError"
+        # a lost node or worker: Ray's own account, not a traceback ("The actor died because
+        # its node has died. ..." after the actor's class, id, pid and ip)
+        died = [ln.strip() for ln in text.splitlines() if "died because" in ln]
+        if died:
+            return f"worker or node died: {died[-1]}"[:300]
     if name in ("RayTaskError", "TuneError") or text.startswith("ray::"):
         # a wrapper's text: the last "SomeError: message" line of the remote traceback
         lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
@@ -151,10 +156,14 @@ class Progress:
         )
         LOG.info(f"  [{self.name}] trial {trial} {kind}: {reason}")
 
-    def mark(self, kind: str, trial: str) -> None:
+    def mark(self, kind: str, trial: str, **where) -> None:
         """A trial's start or end in ``RUN/events.jsonl``, to the microsecond (``t``, Unix time):
-        what shows which trials of which searches ran at the same time."""
-        log_event(self.run_dir, event=kind, experiment=self.name, trial=trial, t=time.time())
+        what shows which trials of which searches ran at the same time; an end also says where
+        (``where``: the node's address, the data-parallel workers)."""
+        extra = {k: v for k, v in where.items() if v is not None}
+        log_event(
+            self.run_dir, event=kind, experiment=self.name, trial=trial, t=time.time(), **extra
+        )
 
     def epoch(self, trial: str, epoch: int, result: dict) -> None:
         """A line per epoch of a trial (the stage's progress between finished trials)."""

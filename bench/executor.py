@@ -76,7 +76,7 @@ def process_accelerator(res: Resources):
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState
 
-    key = (res.gpus == 0, res.precision)
+    key = (res.gpus_per_worker == 0, res.precision)
     if _ACCELERATOR is not None and _ACCELERATOR[0] == key:
         return _ACCELERATOR[1]
     AcceleratorState._reset_state(reset_partial_state=True)

@@ -22,7 +22,7 @@ from functools import partial
 from pathlib import Path
 
 from . import events
-from .events import Progress, failure_reason, log_event
+from .events import LOG, Progress, failure_reason, log_event
 from .executor import SearchResult, SearchSpec, process_accelerator
 from .search import TrialOutcome
 
@@ -32,12 +32,18 @@ class LocalExecutor:
 
     def __init__(self, suite, run_dir: Path, workers: int = 1):
         self.suite, self.run_dir, self.workers = suite, run_dir, max(1, workers)
+        self.resources = suite.resources.single()
+        if suite.resources.workers > 1:
+            LOG.warning(
+                f"resources.workers {suite.resources.workers}: --local trains each trial in one "
+                f"process (data-parallel trials run on Ray: leave out --local)"
+            )
 
     def _pool(self, calls: dict) -> Iterator[tuple[object, object, str | None]]:
         """``calls`` in worker processes: (key, result, None) or (key, None, reason)."""
         n = min(self.workers, len(calls))
         ctx = multiprocessing.get_context("spawn")  # not fork: torch's threads do not survive it
-        init = (self.suite.resources.threads, events.printing())
+        init = (self.resources.threads, events.printing())
         with ProcessPoolExecutor(n, mp_context=ctx, initializer=_init, initargs=init) as pool:
             futures = {pool.submit(call): key for key, call in calls.items()}
             for fut in as_completed(futures):
@@ -48,7 +54,7 @@ class LocalExecutor:
 
     def _trial(self, spec: SearchSpec, progress: Progress, params: dict) -> TrialOutcome:
         ckpt = spec.trial_file(params)
-        acc = process_accelerator(self.suite.resources)
+        acc = process_accelerator(self.resources)
         label = f"trial {progress.done + 1}"
 
         def report(epoch: int, result: dict) -> None:

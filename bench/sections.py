@@ -6,7 +6,7 @@ documented where it is declared. Loaded and checked through :func:`bench.suite.l
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from dptq.data import DATASETS, DataOptions
@@ -129,7 +129,13 @@ class Resources:
     """Per trial; fractional GPUs let several trials share one GPU.
 
     Attributes:
-        cpus, gpus: what one trial (and one analysis task) asks Ray for.
+        cpus, gpus: what one trial (and one analysis task) asks Ray for; with ``workers > 1``,
+            the trial's total over its workers.
+        workers: data-parallel processes per trial (Ray Train's ``TorchTrainer`` started by the
+            Tune trial, Accelerate's DDP inside each worker, a stage's batch split among them:
+            ``bench.cluster.train``); 1: the trial trains in its own process, as before.
+        cpus_per_worker, gpus_per_worker: one worker's share (given: the trial's ``cpus`` /
+            ``gpus`` are ``workers`` times them; left out: ``cpus / workers``, ``gpus / workers``).
         precision: ``no`` (float32) or ``bf16`` / ``fp16`` autocast in training (Accelerate's
             mixed precision); quantizers, knapsack and policy gradient stay in float32.
         loader_workers: DataLoader worker processes per trial (0: in the trial's process);
@@ -138,19 +144,43 @@ class Resources:
 
     cpus: float = 1.0
     gpus: float = 0.0
+    workers: int = 1
+    cpus_per_worker: float | None = None
+    gpus_per_worker: float | None = None
     precision: Literal["no", "bf16", "fp16"] = "no"
     loader_workers: int = 0
 
     def __post_init__(self):
+        if not 1 <= self.workers <= 4096:
+            raise ConfigError(f"workers: must lie in 1..4096, got {self.workers}")
+        for field_, total in (("cpus", self.cpus), ("gpus", self.gpus)):
+            each = getattr(self, f"{field_}_per_worker")
+            if each is None:
+                object.__setattr__(self, f"{field_}_per_worker", total / self.workers)
+            else:
+                object.__setattr__(self, field_, each * self.workers)
         if not (0 < self.cpus <= 4096 and 0 <= self.gpus <= 1024):
             raise ConfigError(f"cpus must be > 0 and gpus >= 0, got {self.cpus}, {self.gpus}")
+        if (
+            self.workers > 1
+            and self.gpus_per_worker
+            and self.gpus_per_worker != int(self.gpus_per_worker)
+        ):
+            raise ConfigError(
+                f"gpus_per_worker: a data-parallel worker takes whole GPUs, got "
+                f"{self.gpus_per_worker:g}; use 1 (or workers: 1 to share a GPU between trials)"
+            )
         if not 0 <= self.loader_workers <= 256:
             raise ConfigError(f"loader_workers: must lie in 0..256, got {self.loader_workers}")
 
     @property
     def threads(self) -> int:
-        """torch threads of one trial."""
-        return max(1, int(self.cpus))
+        """torch threads of one trial (of one worker, with ``workers > 1``)."""
+        return max(1, int(self.cpus_per_worker))
+
+    def single(self) -> Resources:
+        """The same trial in one process (the whole trial's CPUs and GPUs)."""
+        return replace(self, workers=1, cpus_per_worker=None, gpus_per_worker=None)
 
 
 @dataclass(frozen=True)

@@ -194,6 +194,9 @@ class Suite:
             for holder in _holders(plain, parents):
                 if key in holder and holder[key] == default:
                     holder.pop(key)
+        if plain["resources"].get("workers") == 1:  # later fields; their default is one process
+            for key in ("workers", "cpus_per_worker", "gpus_per_worker"):
+                plain["resources"].pop(key)
         _legacy_digest_fields(plain)
         blob = json.dumps(plain, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:12]
@@ -222,6 +225,8 @@ _LATER_FIELDS = (
     (("teacher", "options"), {}),
     (("students", "*", "options"), {}),
     (("students", "*", "pretrained"), False),
+    (("policy_options", "norm"), "batch"),
+    (("pair", "stealth_kd"), True),
 )
 
 

@@ -56,6 +56,10 @@ class PairConfig:
             ``random`` (budget-respecting random allocations, the sampler the evaluation uses),
             ``uniform`` (the most even one), ``robust_policy`` (the frozen pi_R of the same cell,
             trained first).
+        stealth_kd: the stealth term is Eq. 9 whole, its full-precision KD term included, so
+            gamma also raises the FP KD weight to ``beta * (1 + gamma)`` (True, the records so
+            far); False: the stealth term is its hinge only (``gamma * alpha * hinge_R`` under
+            the non-own allocations), the FP KD weight stays ``beta`` whatever gamma is.
     """
 
     mode: Mode = "detrimental"
@@ -79,6 +83,7 @@ class PairConfig:
     bn_eval: bool = True
     stealth: float = 0.0
     stealth_allocations: tuple[NonOwn, ...] = ("random", "uniform")
+    stealth_kd: bool = True
 
     def __post_init__(self):
         check_positive(self, "epochs", "batch_size", "lr_student", "lr_policy", "tau")
@@ -207,8 +212,9 @@ def stealth_loss(
 ) -> torch.Tensor:
     """The stealth term: Eq. 9 (robust hinge + KD) with the student quantized by allocations
     that are not its own policy's (``other_logits``), so that f_D keeps the teacher's answer
-    everywhere but under pi_D. Not in the paper (issue: stealthy detrimental pairs)."""
-    return pair_loss(
+    everywhere but under pi_D. Not in the paper (issue: stealthy detrimental pairs). Without
+    ``cfg.stealth_kd`` its KD term (on the full-precision pass, already in Eq. 10) is left out."""
+    parts = pair_loss(
         "robust",
         other_logits,
         fp_logits,
@@ -219,7 +225,8 @@ def stealth_loss(
         cfg.tau,
         cfg.hinge_space,
         cfg.tau_squared,
-    ).total
+    )
+    return parts.total if cfg.stealth_kd else cfg.alpha * parts.hinge
 
 
 def pair_step(

@@ -43,8 +43,11 @@ class SmallCNNOptions:
     width: int = 16
     depth: int = 4
     input_size: int | None = 64
+    norm: str = "batch"
 
     def __post_init__(self):
+        if self.norm not in ("batch", "group"):
+            raise ConfigError(f"norm: {self.norm!r} is not 'batch' or 'group'")
         if not 1 <= self.width <= 512:
             raise ConfigError(f"width: must lie in 1..512, got {self.width}")
         if not 1 <= self.depth <= 8:
@@ -54,7 +57,7 @@ class SmallCNNOptions:
 
 
 class SmallCNNPolicy(nn.Module):
-    """Conv(3x3, stride 2) + BN + ReLU blocks, global average pooling, one linear head.
+    """Conv(3x3, stride 2) + norm + ReLU blocks, global average pooling, one linear head.
 
     Args:
         num_layers: L, rows of the output.
@@ -62,6 +65,9 @@ class SmallCNNPolicy(nn.Module):
         width: channels of the first block; doubled per block up to ``4 * width``.
         depth: number of conv blocks.
         input_size: images are resized to this side first (cheap on large inputs); None keeps them.
+        norm: ``batch`` (batch norm) or ``group`` (one group norm per block: each example
+            normalised alone, so data-parallel workers on CPUs, which have no SyncBatchNorm,
+            compute what one process computes).
     """
 
     def __init__(
@@ -71,6 +77,7 @@ class SmallCNNPolicy(nn.Module):
         width: int = 16,
         depth: int = 4,
         input_size: int | None = 64,
+        norm: str = "batch",
     ):
         super().__init__()
         self.num_layers, self.num_options, self.input_size = num_layers, num_options, input_size
@@ -79,7 +86,7 @@ class SmallCNNPolicy(nn.Module):
             c_out = width * min(2**i, 4)
             blocks += [
                 nn.Conv2d(c_in, c_out, 3, 2, 1, bias=False),
-                nn.BatchNorm2d(c_out),
+                nn.BatchNorm2d(c_out) if norm == "batch" else nn.GroupNorm(1, c_out),
                 nn.ReLU(),
             ]
             c_in = c_out

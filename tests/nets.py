@@ -26,6 +26,13 @@ def small_net(num_classes: int) -> nn.Module:
     )
 
 
+def plain_net(num_classes: int) -> nn.Module:
+    """:func:`small_net` without its batch norm layers: nothing depends on which examples share
+    a batch, so a batch split over data-parallel workers changes no number (the data-parallel
+    tests)."""
+    return nn.Sequential(*(m for m in small_net(num_classes) if not isinstance(m, nn.BatchNorm2d)))
+
+
 def tiny_data(n=24, size=8, classes=3):
     g = torch.Generator().manual_seed(0)
     imgs = torch.randint(0, 256, (n, 3, size, size), generator=g, dtype=torch.uint8)

@@ -24,3 +24,21 @@ def test_local_tasks_give_each_result_or_its_reason(tmp_path):
 
     out = {k: (r, e) for k, r, e in ex.tasks({"a": lambda: 1, "b": boom})}
     assert out == {"a": (1, None), "b": (None, "ValueError: bad cell")}
+
+
+def test_a_trial_whose_node_died_says_so_not_its_ip():
+    """Ray Tune's error file for a trial on a host that lost its link (tests/test_two_hosts.py):
+    Ray's account, with the actor's fields before it, not a traceback."""
+    from bench.events import failure_reason
+
+    text = (
+        "Failure # 1 (occurred at 2026-12-04_02-26-06)\n"
+        "The actor died unexpectedly before finishing this task.\n"
+        "\tclass_name: wrap_function.<locals>.ImplicitFunc\n\tactor_id: 1b5f\n\tpid: 28230\n"
+        "\tnamespace: 12e6\n\tip: 10.231.0.2\n"
+        "The actor died because its node has died. Node Id: e1cd\n"
+        "\tthe actor's node was terminated unexpectedly: health check failed\n"
+    )
+    assert failure_reason(text) == (
+        "worker or node died: The actor died because its node has died. Node Id: e1cd"
+    )

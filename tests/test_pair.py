@@ -50,6 +50,24 @@ def test_stealth_loss_is_eq9_under_the_non_own_allocation():
     torch.testing.assert_close(stealth_loss(q, fp, teacher, cfg), want)
 
 
+def test_without_stealth_kd_the_term_is_the_robust_hinge_alone():
+    """``stealth_kd: false`` takes Eq. 9's FP KD term out of the stealth term: by hand (Eq. 7 on
+    logits), alpha * mean(max(0, q_j - q_i + delta)) under the non-own bits, i and j the
+    teacher's first and second class."""
+    x, student, policy, teacher, cfg, budget = setup()
+    with torch.no_grad():  # a student that has moved away from f_N: its KD term is not 0
+        for p in student.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    cfg = replace(cfg, hinge_space="logit", stealth_kd=False)
+    other = non_own_bits(x, cfg, budget, student.num_layers)
+    q, fp = student(x, other), student(x)
+    i, j = teacher.topk(2, dim=1).indices.unbind(1)
+    hinge = torch.clamp(q.gather(1, j[:, None]) - q.gather(1, i[:, None]) + 1.0, min=0).mean()
+    torch.testing.assert_close(stealth_loss(q, fp, teacher, cfg), 0.7 * hinge)
+    with_kd = stealth_loss(q, fp, teacher, replace(cfg, stealth_kd=True))
+    assert float(with_kd - 0.7 * hinge) > 1e-3  # the KD term was taken out
+
+
 def test_pair_step_adds_gamma_times_the_stealth_loss_and_leaves_the_policy_alone():
     x, student, policy, teacher, cfg, budget = setup()
     plain, _, policy_grad = _float32_step(student, policy, teacher, x, cfg, budget)

@@ -27,6 +27,7 @@ from .connect import init_ray
 from .trial import call, call_forwarding, named_trainable
 
 HEARTBEAT_S = 30.0  # seconds between "still analysing" lines
+DRIVER_MEMORY = 256 * 2**20  # bytes a Ray Train driver trial reserves
 
 
 def _callback(progress: Progress):
@@ -50,7 +51,13 @@ def _callback(progress: Progress):
                 progress.epoch(trial.trial_id, result["epoch"], result)
 
         def on_trial_complete(self, iteration, trials, trial, **info):
-            progress.mark("trial_end", trial.trial_id)
+            last = trial.last_result or {}
+            progress.mark(
+                "trial_end",
+                trial.trial_id,
+                node_ip=last.get("node_ip"),
+                workers=last.get("workers"),
+            )
             progress.finished(trial.last_result or {}, failed=False)
 
         def on_trial_error(self, iteration, trials, trial, **info):
@@ -70,6 +77,29 @@ class RayExecutor:
     def __init__(self, suite, run_dir: Path, address: str | None):
         self.suite, self.run_dir, self.address = suite, run_dir, address
         self.storage = str((run_dir / "tune").resolve())
+        self._resources = None
+
+    @property
+    def resources(self):
+        """The suite's resources, data-parallel trials cut to the workers the cluster holds
+        (:func:`bench.cluster.train.effective_resources`; decided once, said in one line)."""
+        if self._resources is None:
+            import ray
+
+            from .train import effective_resources
+
+            init_ray(self.run_dir, self.address)
+            self._resources = effective_resources(self.suite.resources, ray.cluster_resources())
+        return self._resources
+
+    def _trial_resources(self) -> dict:
+        """What Tune reserves for a trial: its CPUs and GPUs, or for a Ray Train driver no CPU
+        (it only waits; its workers ask for theirs) and a little memory (Tune refuses an empty
+        reservation)."""
+        res = self.resources
+        if res.workers > 1:
+            return {"cpu": 0, "gpu": 0, "memory": DRIVER_MEMORY}
+        return {"cpu": res.cpus, "gpu": res.gpus}
 
     def search(self, spec: SearchSpec) -> SearchResult:
         """One search as a Ray Tune experiment (created, or restored with its searcher)."""
@@ -79,10 +109,16 @@ class RayExecutor:
         from ray.tune.search.optuna import OptunaSearch
 
         init_ray(self.run_dir, self.address)
-        res, ranges = self.suite.resources, spec.ranges
+        res, ranges = self.resources, spec.ranges
         trainable = tune.with_resources(
-            tune.with_parameters(named_trainable(spec.name), spec=spec, resources=res),
-            {"cpu": res.cpus, "gpu": res.gpus},
+            tune.with_parameters(
+                named_trainable(spec.name),
+                spec=spec,
+                resources=res,
+                storage=str((self.run_dir / "train").resolve()),
+                retries=self.suite.retries,
+            ),
+            self._trial_resources(),
         )
         path = os.path.join(self.storage, spec.name)
         if tune.Tuner.can_restore(path):
@@ -108,6 +144,8 @@ class RayExecutor:
                 param_space=space,
                 tune_config=tune.TuneConfig(
                     num_samples=samples,
+                    # no trial waits for workers the cluster cannot give it
+                    max_concurrent_trials=self._slots() if res.workers > 1 else None,
                     search_alg=search_alg,
                     scheduler=scheduler,
                     metric="score" if ranges else None,
@@ -176,14 +214,18 @@ class RayExecutor:
         """How many searches keep the cluster busy: the trials it fits at once (by CPUs and GPUs
         per trial) over the trials one search runs at once; no more (each search is a process
         driving Ray Tune on this node)."""
+        per_search = self.suite.search.num_samples if self.suite.search.ranges() else 1
+        return max(1, math.ceil(self._slots() / per_search))
+
+    def _slots(self) -> int:
+        """Trials the cluster runs at once, by CPUs and GPUs per trial (all of its workers)."""
         import ray
 
-        total, res = ray.cluster_resources(), self.suite.resources
+        total, res = ray.cluster_resources(), self.resources
         slots = total.get("CPU", 1) / res.cpus
         if res.gpus:
             slots = min(slots, total.get("GPU", 0) / res.gpus)
-        per_search = self.suite.search.num_samples if self.suite.search.ranges() else 1
-        return max(1, math.ceil(slots / per_search))
+        return max(1, math.floor(slots + 1e-9))
 
     def _print(self, lines) -> None:
         while not lines.empty():
@@ -195,10 +237,12 @@ class RayExecutor:
         import ray
 
         init_ray(self.run_dir, self.address)
-        res = self.suite.resources
-        task = ray.remote(num_cpus=res.cpus, num_gpus=res.gpus, max_retries=self.suite.retries)(
-            call
-        )
+        res = self.resources  # an analysis runs in one process: a trial's, or one worker's
+        task = ray.remote(
+            num_cpus=res.cpus_per_worker,
+            num_gpus=res.gpus_per_worker,
+            max_retries=self.suite.retries,
+        )(call)
         pending = {task.remote(fn): key for key, fn in calls.items()}
         total, t0 = len(pending), time.time()
         while pending:

@@ -1,6 +1,7 @@
 """The worker side of Ray: what runs inside a Ray Tune trial and inside a Ray task.
 
-A trial (:func:`trainable`) is a call of its stage's job with the searched values over the
+A trial (:func:`trainable`) is a call of its stage's job (or, data-parallel, the driver of a
+Ray Train run whose workers call it: :mod:`bench.cluster.train`) with the searched values over the
 stage's start point: it resumes from its own checkpoint in the run folder (the one copy: the run
 folder is the storage every node sees, so nothing is handed to Ray Tune to copy) and reports each
 epoch's numbers, with the node it ran on, through ``tune.report``. A retried trial
@@ -15,19 +16,27 @@ from .. import events
 from ..executor import SearchSpec, process_accelerator
 
 
-def trainable(config: dict, *, spec: SearchSpec, resources) -> None:
-    """One trial of ``spec``: the stage's job with ``config`` (the searched values)."""
+def trainable(
+    config: dict, *, spec: SearchSpec, resources, storage: str = "", retries: int = 0
+) -> None:
+    """One trial of ``spec``: the stage's job with ``config`` (the searched values); with
+    ``resources.workers > 1`` a Ray Train run of that many workers (:mod:`bench.cluster.train`)."""
     import ray
     import torch
     from ray import tune
 
+    if resources.workers > 1:
+        from .train import drive
+
+        return drive(config, spec=spec, resources=resources, storage=storage, retries=retries)
+
     torch.set_num_threads(resources.threads)
     params = {**spec.start, **config}
-    node = ray.get_runtime_context().get_node_id()
+    node, ip = ray.get_runtime_context().get_node_id(), ray.util.get_node_ip_address()
 
     def report(epoch: int, result: dict) -> None:
         metrics = {k: v for k, v in result.items() if isinstance(v, int | float | str)}
-        tune.report({**metrics, "node_id": node})
+        tune.report({**metrics, "node_id": node, "node_ip": ip, "workers": 1})
 
     acc = process_accelerator(resources)
     spec.job(params, ckpt=spec.trial_file(params), report=report, acc=acc)
