@@ -21,10 +21,11 @@ import pytest
 
 from bench.events import read_events
 from tests.hosts import HEAD_IP, PORT, WORKER_IP, left_behind, two_hosts, unavailable
-from tests.test_reliability import PAIR_EPOCHS, ROOT, _rows, _suite_with
+from tests.test_reliability import ROOT, _rows, _suite_with
 
 pytestmark = pytest.mark.slow
 KD_EPOCHS = 3  # teacher and KD: the reliability suite's 6 halved (the run is made twice)
+PAIR_EPOCHS = 8  # about 15 s per pair trial: time to catch one mid-way on the worker host
 
 
 def _bench_run(head, suite: Path, run: Path, board: Path) -> list[str]:
@@ -71,6 +72,7 @@ def test_trials_run_on_both_hosts_and_a_lost_link_is_retried_on_the_head(tmp_pat
         resources={"cpus": 1},
         teacher_stage=stage,
         kd_stage=stage,
+        pair={"epochs": PAIR_EPOCHS, "batch_size": 16},
         search={"num_samples": 1},
     )
     quiet, loud = tmp_path / "quiet", tmp_path / "loud"

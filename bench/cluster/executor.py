@@ -188,8 +188,10 @@ class RayExecutor:
         from ray.util.queue import Queue
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-        lines = Queue(actor_options={"num_cpus": 0})
         here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+        # the progress lines' queue lives with the driver too: a worker host lost mid-run would
+        # take it along (tests/test_two_hosts.py)
+        lines = Queue(actor_options={"num_cpus": 0, "scheduling_strategy": here})
         # on this node: the run folder (trial files, Ray Tune's storage) is this node's disk
         task = ray.remote(num_cpus=0, max_retries=0, scheduling_strategy=here)(call_forwarding)
         todo, pending = list(specs), {}
