@@ -113,6 +113,8 @@ class Protocol:
     def __post_init__(self):
         if not 0 < self.val_fraction <= 0.5:
             raise ConfigError(f"val_fraction: must lie in (0, 0.5], got {self.val_fraction}")
+        if not 0 <= self.split_seed < 2**31:
+            raise ConfigError(f"split_seed: must lie in 0..2^31-1, got {self.split_seed}")
         for name in ("fp_match_max", "fp_drop_max", "stealth_max", "attack_min"):
             if not 0 <= getattr(self, name) <= 100:
                 raise ConfigError(f"{name}: must lie in 0..100 points, got {getattr(self, name)}")

@@ -98,6 +98,8 @@ class DigitsOptions(DataOptions):
             )
         if not 0 < self.test_fraction < 1:
             raise ConfigError(f"test_fraction: must lie in (0, 1), got {self.test_fraction}")
+        if not 0 <= self.split_seed < 2**31:
+            raise ConfigError(f"split_seed: must lie in 0..2^31-1, got {self.split_seed}")
 
 
 @dataclass(frozen=True)
