@@ -116,6 +116,7 @@ class RayExecutor:
                 spec=spec,
                 resources=res,
                 storage=str((self.run_dir / "train").resolve()),
+                retries=self.suite.retries,
             ),
             self._trial_resources(),
         )

@@ -16,7 +16,9 @@ from .. import events
 from ..executor import SearchSpec, process_accelerator
 
 
-def trainable(config: dict, *, spec: SearchSpec, resources, storage: str = "") -> None:
+def trainable(
+    config: dict, *, spec: SearchSpec, resources, storage: str = "", retries: int = 0
+) -> None:
     """One trial of ``spec``: the stage's job with ``config`` (the searched values); with
     ``resources.workers > 1`` a Ray Train run of that many workers (:mod:`bench.cluster.train`)."""
     import ray
@@ -26,7 +28,7 @@ def trainable(config: dict, *, spec: SearchSpec, resources, storage: str = "") -
     if resources.workers > 1:
         from .train import drive
 
-        return drive(config, spec=spec, resources=resources, storage=storage)
+        return drive(config, spec=spec, resources=resources, storage=storage, retries=retries)
 
     torch.set_num_threads(resources.threads)
     params = {**spec.start, **config}
