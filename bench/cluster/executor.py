@@ -116,7 +116,6 @@ class RayExecutor:
                 spec=spec,
                 resources=res,
                 storage=str((self.run_dir / "train").resolve()),
-                retries=self.suite.retries,
             ),
             self._trial_resources(),
         )

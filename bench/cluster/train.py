@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 import shutil
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 from dptq.engine import checkpoint_epoch
@@ -67,21 +68,11 @@ def effective_resources(res: Resources, cluster: dict) -> Resources:
             f"resources.workers {res.workers}: the cluster holds {fit} workers of "
             f"{getattr(res, device.lower() + 's_per_worker'):g} {device}: each trial runs {fit}"
         )
-        return Resources(**{**_fields(res), "workers": fit})
+        return replace(res, workers=fit)  # each worker's share kept, the trial's totals follow
     return res
 
 
-def _fields(res: Resources) -> dict:
-    return {
-        "workers": res.workers,
-        "cpus_per_worker": res.cpus_per_worker,
-        "gpus_per_worker": res.gpus_per_worker,
-        "precision": res.precision,
-        "loader_workers": res.loader_workers,
-    }
-
-
-def drive(config: dict, *, spec: SearchSpec, resources: Resources, storage: str, retries: int):
+def drive(config: dict, *, spec: SearchSpec, resources: Resources, storage: str) -> None:
     """The Tune trial as a Train driver: ``resources.workers`` workers run the stage's job."""
     from ray import train
     from ray.train.torch import TorchConfig, TorchTrainer

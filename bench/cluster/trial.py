@@ -16,9 +16,7 @@ from .. import events
 from ..executor import SearchSpec, process_accelerator
 
 
-def trainable(
-    config: dict, *, spec: SearchSpec, resources, storage: str = "", retries: int = 0
-) -> None:
+def trainable(config: dict, *, spec: SearchSpec, resources, storage: str = "") -> None:
     """One trial of ``spec``: the stage's job with ``config`` (the searched values); with
     ``resources.workers > 1`` a Ray Train run of that many workers (:mod:`bench.cluster.train`)."""
     import ray
@@ -28,7 +26,7 @@ def trainable(
     if resources.workers > 1:
         from .train import drive
 
-        return drive(config, spec=spec, resources=resources, storage=storage, retries=retries)
+        return drive(config, spec=spec, resources=resources, storage=storage)
 
     torch.set_num_threads(resources.threads)
     params = {**spec.start, **config}
