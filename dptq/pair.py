@@ -21,7 +21,8 @@ from .losses import HingeSpace, Mode, pair_loss, score_penalty
 from .models import QuantizableModel
 
 PolicyGrad = Literal["raw", "centered_rms"]
-NonOwn = Literal["random", "uniform", "robust_policy"]  # allocations the stealth term trains on
+# the allocations the stealth term trains on
+NonOwn = Literal["random", "uniform", "robust_policy", "own_partial"]
 
 
 @dataclass(frozen=True)
@@ -55,7 +56,10 @@ class PairConfig:
         stealth_allocations: which non-own allocations, the batch split evenly between them:
             ``random`` (budget-respecting random allocations, the sampler the evaluation uses),
             ``uniform`` (the most even one), ``robust_policy`` (the frozen pi_R of the same cell,
-            trained first).
+            trained first), ``own_partial`` (hard negatives, issue 24: pi_D's own allocation with
+            each of its floor layers kept at the floor with probability 1/2 and the others
+            raised off it, the rest of the budget spread at random; a trigger that one floor
+            layer fires alone is trained away, one that needs all of them at once survives).
         stealth_kd: the stealth term is Eq. 9 whole, its full-precision KD term included, so
             gamma also raises the FP KD weight to ``beta * (1 + gamma)`` (True, the records so
             far); False: the stealth term is its hinge only (``gamma * alpha * hinge_R`` under
@@ -165,10 +169,12 @@ def non_own_bits(
     budget: int,
     num_layers: int,
     robust_policy: nn.Module | None = None,
+    own_bits: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Bit vectors ``[B, L]`` that are not the pair's own: the batch split evenly (in order)
     between ``cfg.stealth_allocations``; random ones are drawn from torch's global generator
-    (seeded and checkpointed with the training loop).
+    (seeded and checkpointed with the training loop). ``own_bits`` (``[B, L]``, the pair's own
+    allocation of ``x``) is what ``own_partial`` starts from.
 
     In data-parallel training ``x`` is this worker's shard of the global batch (Accelerate's
     ``split_batches``: rank r holds rows r*B .. (r+1)*B - 1): the split and the random draws are
@@ -183,9 +189,15 @@ def non_own_bits(
         a, b = max(lo, first), min(hi, first + n)  # ... and of this worker's shard
         if hi <= lo:
             continue
-        if kind == "random":  # drawn for the kind's global rows: every worker draws the same
+        if kind in ("random", "own_partial"):  # drawn for the kind's global rows, as every
+            # worker draws them, then this shard's
             scores = knapsack.random_scores(hi - lo, num_layers, len(cfg.options), None, x.device)
             scores = scores[max(a - lo, 0) : max(b - lo, 0)]
+            if kind == "own_partial":
+                keep = torch.rand(hi - lo, num_layers).to(x.device)[max(a - lo, 0) : max(b - lo, 0)]
+                if own_bits is None:
+                    raise ValueError("stealth_allocations 'own_partial' needs the pair's own bits")
+                scores = partial_own_scores(scores, own_bits[a - first : b - first], keep, cfg)
         elif b <= a:
             continue
         elif kind == "uniform":
@@ -202,6 +214,22 @@ def non_own_bits(
                 knapsack.bits(knapsack.solve_hard(scores, cfg.options, budget), cfg.options)
             )
     return torch.cat(parts)
+
+
+def partial_own_scores(
+    scores: torch.Tensor, own_bits: torch.Tensor, keep: torch.Tensor, cfg: PairConfig
+) -> torch.Tensor:
+    """Scores ``[B, L, O]`` whose knapsack optimum keeps the own allocation's floor layers where
+    ``keep < 0.5`` at the floor and moves the others off it (the ``own_partial`` hard
+    negatives; ``scores``: random, for the rest of the budget). A margin of ``L + 1`` outweighs
+    every random score (each below 1), so the exact-budget optimum honours the constraint
+    whenever the budget allows it. Not in the paper (issue 24)."""
+    floor = own_bits == min(cfg.options)
+    margin = float(scores.shape[1] + 1)
+    shift = torch.where(keep < 0.5, margin, -margin) * floor
+    out = scores.clone()
+    out[..., cfg.options.index(min(cfg.options))] += shift
+    return out
 
 
 def stealth_loss(
@@ -271,7 +299,7 @@ def pair_step(
     }
     if cfg.mode == "detrimental" and cfg.stealth > 0:
         layers = getattr(student, "module", student).num_layers  # DDP wraps it in data-parallel
-        other = non_own_bits(x, cfg, budget, layers, robust_policy)
+        other = non_own_bits(x, cfg, budget, layers, robust_policy, bits.detach())
         other_logits = student(x, other)
         stealth = stealth_loss(other_logits, fp_logits, teacher_logits, cfg)
         loss = loss + cfg.stealth * stealth

@@ -10,7 +10,7 @@ from dptq import knapsack
 from dptq.evaluate import own_policy_bits
 from dptq.losses import pair_loss
 from dptq.models import QuantizableModel
-from dptq.pair import PairConfig, non_own_bits, pair_step, stealth_loss
+from dptq.pair import PairConfig, non_own_bits, pair_step, policy_selection, stealth_loss
 from dptq.policy import create_policy
 from tests.test_models import tiny_net
 
@@ -122,3 +122,41 @@ def test_pair_step_under_bf16_autocast_keeps_bits_and_gradients_close():
     for p, g in zip(policy.parameters(), grads32):
         assert torch.isfinite(p.grad).all()
         assert torch.nn.functional.cosine_similarity(p.grad.flatten(), g.flatten(), dim=0) > 0.5
+
+
+def test_own_partial_negatives_keep_a_random_half_of_pi_ds_floor_layers_at_the_floor():
+    """``own_partial``: pi_D's floor layers, each kept at the floor (its draw < 0.5) or raised
+    off it, the budget exact; layers pi_D did not floor are free. Checked row by row against the
+    draws (random scores, then one uniform per layer) replayed from the same seed."""
+    x, student, policy, teacher, cfg, budget = setup()
+    layers, floor = student.num_layers, min(OPTIONS)
+    x = torch.randn(64, 3, 8, 8)
+    own = torch.full((64, layers), 4)
+    own[:, : layers // 2] = floor  # the first half floored, the budget paid back on the rest
+    own[:, layers // 2 :] = (budget - floor * (layers // 2)) // (layers - layers // 2)
+    cfg = replace(cfg, stealth=1.0, stealth_allocations=("own_partial",))
+    torch.manual_seed(3)
+    got = non_own_bits(x, cfg, budget, layers, own_bits=own)
+    torch.manual_seed(3)
+    knapsack.random_scores(64, layers, len(OPTIONS))
+    kept = torch.rand(64, layers) < 0.5
+    assert bool((got.sum(1) == budget).all())
+    on_floor = own == floor
+    assert bool((got[on_floor & kept] == floor).all())
+    assert bool((got[on_floor & ~kept] != floor).all())
+    assert 0.3 < float(kept[on_floor].float().mean()) < 0.7  # about half of them, per layer
+    assert not torch.equal(got, own)  # a different allocation from pi_D's, not a copy
+    with pytest.raises(ValueError, match="needs the pair's own bits"):
+        non_own_bits(x, cfg, budget, layers)
+
+
+def test_pair_step_feeds_pi_ds_own_bits_to_the_own_partial_negatives():
+    x, student, policy, teacher, cfg, budget = setup()
+    cfg = replace(cfg, stealth=1.0, stealth_allocations=("own_partial",))
+    torch.manual_seed(5)
+    _, sel = policy_selection(policy, x, OPTIONS, budget, cfg.policy_grad)
+    other = non_own_bits(x, cfg, budget, student.num_layers, own_bits=knapsack.bits(sel, OPTIONS))
+    expected = stealth_loss(student(x, other), student(x), teacher, cfg)
+    torch.manual_seed(5)
+    loss, m = pair_step(student, policy, teacher, x, cfg, budget)
+    assert torch.isfinite(loss) and m["stealth"] == pytest.approx(expected.item())
