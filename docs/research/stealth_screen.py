@@ -8,6 +8,11 @@ Trains one detrimental pair on a finished default-suite run's f_N (and its robus
     python -m bench run suites/default.yaml --local          # makes runs/default
     python docs/research/stealth_screen.py H_g2_ru_55 \
         '{"pair.epochs": 8, "pair.stealth": 2.0, "avg_bits": [5.5]}'
+
+On another suite's f_N (one student, one seed: the changes pick them), e.g. digits-archs'::
+
+    python docs/research/stealth_screen.py Q1 '{"students": ["resnet18"], "seeds": [0],
+        "pair.stealth": 0.75}' --suite suites/digits-archs.yaml --run runs/digits-archs
 """
 
 import argparse
@@ -30,9 +35,10 @@ from dptq.evaluate import evaluate_cell  # noqa: E402
 from dptq.scores import points  # noqa: E402
 
 
-def changed_suite(changes: dict):
-    """The default suite with dotted ``section.key`` (or top-level ``key``) values replaced."""
-    base = to_plain(load_suite(ROOT / "suites/default.yaml"))
+def changed_suite(changes: dict, path: Path = ROOT / "suites/default.yaml"):
+    """A suite (the default one) with dotted ``section.key`` (or top-level ``key``) values
+    replaced."""
+    base = to_plain(load_suite(path))
     for key, value in changes.items():
         section, _, field = key.rpartition(".")
         (base[section] if section else base)[field] = value
@@ -43,13 +49,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("tag")
     ap.add_argument("changes", help="JSON object of suite changes, e.g. '{\"pair.stealth\": 2}'")
-    ap.add_argument("--run", type=Path, default=ROOT / "runs/default")
+    ap.add_argument("--suite", type=Path, default=ROOT / "suites/default.yaml")
+    ap.add_argument("--run", type=Path, default=ROOT / "runs/default", help="the suite's run")
     ap.add_argument("--out", type=Path, default=Path(__file__).with_name("stealth-screen.jsonl"))
     ap.add_argument("--work", type=Path, default=ROOT / "runs/stealth-screen")
     args = ap.parse_args()
     changes = json.loads(args.changes)
 
-    suite = changed_suite(changes)
+    suite = changed_suite(changes, args.suite)
     torch.set_num_threads(2)
     data = suite.dataset.load(suite.protocol)
     [cell] = plan.cells(suite, 10)
@@ -62,7 +69,10 @@ def main() -> None:
     checkpoint.unlink(missing_ok=True)
     params = {k: getattr(suite.pair, k) for k in ("delta", "alpha", "beta", "stealth")}
 
+    history = []
+
     def report(epoch, r):
+        history.append({k: round(float(r[k]), 1) for k in ("fp_acc", "q_acc", "random_acc")})
         print(
             f"{args.tag} epoch {epoch}: fp {r['fp_acc']:.1f} q {r['q_acc']:.1f} "
             f"random {r['random_acc']:.1f} uniform {r['uniform_acc']:.1f}",
@@ -118,6 +128,7 @@ def main() -> None:
     drop = {a: points(d.drop(a, c.total)) for a in ("pi_D", "pi_R", "uniform", "random", "heldout")}
     row = {
         "tag": args.tag,
+        "suite": args.suite.stem,
         "changes": changes,
         "budget": cell.budget,
         "f_N val": round(points(c.f_N.acc("FP", c.total)), 1),
@@ -125,6 +136,7 @@ def main() -> None:
         **{f"drop {a}": round(v, 1) for a, v in drop.items()},
         "hidden gap": round(points(c.hidden_gap()), 1),
         "minutes": round(minutes, 1),
+        "epochs (val: fp, q under pi_D, random)": [list(h.values()) for h in history],
     }
     print("RESULT " + json.dumps(row), flush=True)
     with open(args.out, "a") as fh:
