@@ -22,7 +22,7 @@ from .models import QuantizableModel
 
 PolicyGrad = Literal["raw", "centered_rms"]
 # the allocations the stealth term trains on
-NonOwn = Literal["random", "uniform", "robust_policy", "own_partial"]
+NonOwn = Literal["random", "uniform", "robust_policy", "own_partial", "own_single"]
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,10 @@ class PairConfig:
             trained first), ``own_partial`` (hard negatives, issue 24: pi_D's own allocation with
             each of its floor layers kept at the floor with probability 1/2 and the others
             raised off it, the rest of the budget spread at random; a trigger that one floor
-            layer fires alone is trained away, one that needs all of them at once survives).
+            layer fires alone is trained away, one that needs all of them at once survives),
+            ``own_single`` (pi_D's bits on one of its floor layers, drawn at random, every other
+            layer at the largest option: the layer sweep's single-layer probe, off budget; a
+            trigger that one layer fires alone is what it trains away).
         stealth_kd: the stealth term is Eq. 9 whole, its full-precision KD term included, so
             gamma also raises the FP KD weight to ``beta * (1 + gamma)`` (True, the records so
             far); False: the stealth term is its hinge only (``gamma * alpha * hinge_R`` under
@@ -174,7 +177,7 @@ def non_own_bits(
     """Bit vectors ``[B, L]`` that are not the pair's own: the batch split evenly (in order)
     between ``cfg.stealth_allocations``; random ones are drawn from torch's global generator
     (seeded and checkpointed with the training loop). ``own_bits`` (``[B, L]``, the pair's own
-    allocation of ``x``) is what ``own_partial`` starts from.
+    allocation of ``x``) is what ``own_partial`` and ``own_single`` start from.
 
     In data-parallel training ``x`` is this worker's shard of the global batch (Accelerate's
     ``split_batches``: rank r holds rows r*B .. (r+1)*B - 1): the split and the random draws are
@@ -189,15 +192,22 @@ def non_own_bits(
         a, b = max(lo, first), min(hi, first + n)  # ... and of this worker's shard
         if hi <= lo:
             continue
+        rows = slice(max(a - lo, 0), max(b - lo, 0))  # this shard's of the kind's global rows
+        mine = slice(a - first, max(a, b) - first)  # the same rows of this shard
+        if kind.startswith("own") and own_bits is None:
+            raise ValueError(f"stealth_allocations {kind!r} needs the pair's own bits")
+        if kind == "own_single":  # drawn for the global rows, as every worker draws them
+            pick = torch.rand(hi - lo).to(x.device)[rows]
+            if len(pick):
+                parts.append(single_own_bits(own_bits[mine], pick, cfg))
+            continue
         if kind in ("random", "own_partial"):  # drawn for the kind's global rows, as every
             # worker draws them, then this shard's
             scores = knapsack.random_scores(hi - lo, num_layers, len(cfg.options), None, x.device)
-            scores = scores[max(a - lo, 0) : max(b - lo, 0)]
+            scores = scores[rows]
             if kind == "own_partial":
-                keep = torch.rand(hi - lo, num_layers).to(x.device)[max(a - lo, 0) : max(b - lo, 0)]
-                if own_bits is None:
-                    raise ValueError("stealth_allocations 'own_partial' needs the pair's own bits")
-                scores = partial_own_scores(scores, own_bits[a - first : b - first], keep, cfg)
+                keep = torch.rand(hi - lo, num_layers).to(x.device)[rows]
+                scores = partial_own_scores(scores, own_bits[mine], keep, cfg)
         elif b <= a:
             continue
         elif kind == "uniform":
@@ -208,7 +218,7 @@ def non_own_bits(
                     "stealth_allocations 'robust_policy' needs the robust pair's policy"
                 )
             with torch.no_grad():
-                scores = robust_policy.eval()(x[a - first : b - first])
+                scores = robust_policy.eval()(x[mine])
         if len(scores):
             parts.append(
                 knapsack.bits(knapsack.solve_hard(scores, cfg.options, budget), cfg.options)
@@ -229,6 +239,22 @@ def partial_own_scores(
     shift = torch.where(keep < 0.5, margin, -margin) * floor
     out = scores.clone()
     out[..., cfg.options.index(min(cfg.options))] += shift
+    return out
+
+
+def single_own_bits(own_bits: torch.Tensor, pick: torch.Tensor, cfg: PairConfig) -> torch.Tensor:
+    """Bits ``[B, L]``: every layer at the largest option but one, which keeps the own
+    allocation's bits; that one is the own allocation's ``floor(pick * n)``-th floor layer
+    (``n`` floor layers; any layer when it has none), ``pick`` uniform in [0, 1). The
+    ``own_single`` probes, off budget. Not in the paper (issue 24)."""
+    floor = own_bits == min(cfg.options)
+    candidates = torch.where(floor.any(1, keepdim=True), floor, torch.ones_like(floor))
+    n = candidates.sum(1)
+    nth = (pick * n).long().clamp_max(n - 1)  # the nth candidate of each row, in layer order
+    layer = (candidates.long().cumsum(1) > nth[:, None]).long().argmax(1)
+    out = torch.full_like(own_bits, max(cfg.options))
+    row = torch.arange(len(own_bits), device=own_bits.device)
+    out[row, layer] = own_bits[row, layer]
     return out
 
 

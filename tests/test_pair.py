@@ -160,3 +160,49 @@ def test_pair_step_feeds_pi_ds_own_bits_to_the_own_partial_negatives():
     torch.manual_seed(5)
     loss, m = pair_step(student, policy, teacher, x, cfg, budget)
     assert torch.isfinite(loss) and m["stealth"] == pytest.approx(expected.item())
+
+
+def test_own_single_probes_put_one_of_pi_ds_floor_layers_at_its_bits_the_rest_at_the_top():
+    """``own_single``: each row one layer at pi_D's bits, a floor layer of pi_D's, drawn at
+    random (every floor layer drawn in some row), the rest at the largest option; a row whose
+    pi_D floors no layer gets any layer, at pi_D's bits."""
+    x, student, policy, teacher, cfg, budget = setup()
+    layers, floor, top = student.num_layers, min(OPTIONS), max(OPTIONS)
+    x = torch.randn(60, 3, 8, 8)
+    own = torch.full((60, layers), 4)
+    own[:50, [0, 2]] = floor  # rows 0..49 floor layers 0 and 2; rows 50..59 none
+    cfg = replace(cfg, stealth=1.0, stealth_allocations=("own_single",))
+    got = non_own_bits(x, cfg, budget, layers, own_bits=own)
+    not_top = got != top
+    assert bool((not_top.sum(1) == 1).all())  # one probed layer per row
+    probed = not_top.long().argmax(1)
+    assert set(probed[:50].tolist()) == {0, 2}
+    assert bool((got[:50][not_top[:50]] == floor).all())
+    assert bool((got[50:][not_top[50:]] == 4).all())
+
+
+def test_two_shards_draw_the_bits_one_process_draws(monkeypatch):
+    """Data-parallel: each worker holds half the batch (rank r: rows 4r..4r+3 of 8), every
+    kind's draws are the global batch's, so the two shards' bits, side by side, are one
+    process's on the whole batch (a kind's rows straddle the shards, or lie in one)."""
+    import dptq.pair as pair
+
+    x, student, policy, teacher, cfg, budget = setup()
+    layers = student.num_layers
+    own = torch.full((8, layers), 4)
+    own[::2, 0] = min(OPTIONS)
+    for kinds in (
+        ("own_partial", "own_single", "random"),  # rows 0-1, 2-4, 5-7: own_single straddles
+        ("random", "own_partial", "uniform", "own_single", "robust_policy"),
+    ):
+        cfg = replace(cfg, stealth=1.0, stealth_allocations=kinds)
+        monkeypatch.setattr(pair, "_rank_world", lambda: (0, 1))
+        torch.manual_seed(7)
+        whole = non_own_bits(x, cfg, budget, layers, policy, own_bits=own)
+        shards = []
+        for rank in (0, 1):
+            monkeypatch.setattr(pair, "_rank_world", lambda rank=rank: (rank, 2))
+            torch.manual_seed(7)
+            rows = slice(4 * rank, 4 * rank + 4)
+            shards.append(non_own_bits(x[rows], cfg, budget, layers, policy, own_bits=own[rows]))
+        assert torch.equal(torch.cat(shards), whole), kinds
