@@ -19,6 +19,7 @@ from . import knapsack
 from .errors import ConfigError, check_positive
 from .losses import HingeSpace, Mode, pair_loss, score_penalty
 from .models import QuantizableModel
+from .negatives import non_own_bits
 
 PolicyGrad = Literal["raw", "centered_rms"]
 # the allocations the stealth term trains on
@@ -159,105 +160,6 @@ def policy_selection(
     return scores, knapsack.solve(routed, options, budget)
 
 
-def _rank_world() -> tuple[int, int]:
-    """This process's rank and the world size of data-parallel training ((0, 1) without it)."""
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return 0, 1
-
-
-def non_own_bits(
-    x: torch.Tensor,
-    cfg: PairConfig,
-    budget: int,
-    num_layers: int,
-    robust_policy: nn.Module | None = None,
-    own_bits: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """Bit vectors ``[B, L]`` that are not the pair's own: the batch split evenly (in order)
-    between ``cfg.stealth_allocations``; random ones are drawn from torch's global generator
-    (seeded and checkpointed with the training loop). ``own_bits`` (``[B, L]``, the pair's own
-    allocation of ``x``) is what ``own_partial`` and ``own_single`` start from.
-
-    In data-parallel training ``x`` is this worker's shard of the global batch (Accelerate's
-    ``split_batches``: rank r holds rows r*B .. (r+1)*B - 1): the split and the random draws are
-    the global batch's, each worker taking its rows, so N workers give one process's bits."""
-    kinds = cfg.stealth_allocations
-    rank, world = _rank_world()
-    n, k = x.shape[0], len(kinds)
-    total, first = n * world, rank * n
-    parts = []
-    for i, kind in enumerate(kinds):
-        lo, hi = i * total // k, (i + 1) * total // k  # this kind's rows of the global batch
-        a, b = max(lo, first), min(hi, first + n)  # ... and of this worker's shard
-        if hi <= lo:
-            continue
-        rows = slice(max(a - lo, 0), max(b - lo, 0))  # this shard's of the kind's global rows
-        mine = slice(a - first, max(a, b) - first)  # the same rows of this shard
-        if kind.startswith("own") and own_bits is None:
-            raise ValueError(f"stealth_allocations {kind!r} needs the pair's own bits")
-        if kind == "own_single":  # drawn for the global rows, as every worker draws them
-            pick = torch.rand(hi - lo).to(x.device)[rows]
-            if len(pick):
-                parts.append(single_own_bits(own_bits[mine], pick, cfg))
-            continue
-        if kind in ("random", "own_partial"):  # drawn for the kind's global rows, as every
-            # worker draws them, then this shard's
-            scores = knapsack.random_scores(hi - lo, num_layers, len(cfg.options), None, x.device)
-            scores = scores[rows]
-            if kind == "own_partial":
-                keep = torch.rand(hi - lo, num_layers).to(x.device)[rows]
-                scores = partial_own_scores(scores, own_bits[mine], keep, cfg)
-        elif b <= a:
-            continue
-        elif kind == "uniform":
-            scores = knapsack.uniform_scores(b - a, num_layers, cfg.options, budget).to(x.device)
-        else:
-            if robust_policy is None:
-                raise ValueError(
-                    "stealth_allocations 'robust_policy' needs the robust pair's policy"
-                )
-            with torch.no_grad():
-                scores = robust_policy.eval()(x[mine])
-        if len(scores):
-            parts.append(
-                knapsack.bits(knapsack.solve_hard(scores, cfg.options, budget), cfg.options)
-            )
-    return torch.cat(parts)
-
-
-def partial_own_scores(
-    scores: torch.Tensor, own_bits: torch.Tensor, keep: torch.Tensor, cfg: PairConfig
-) -> torch.Tensor:
-    """Scores ``[B, L, O]`` whose knapsack optimum keeps the own allocation's floor layers where
-    ``keep < 0.5`` at the floor and moves the others off it (the ``own_partial`` hard
-    negatives; ``scores``: random, for the rest of the budget). A margin of ``L + 1`` outweighs
-    every random score (each below 1), so the exact-budget optimum honours the constraint
-    whenever the budget allows it. Not in the paper (issue 24)."""
-    floor = own_bits == min(cfg.options)
-    margin = float(scores.shape[1] + 1)
-    shift = torch.where(keep < 0.5, margin, -margin) * floor
-    out = scores.clone()
-    out[..., cfg.options.index(min(cfg.options))] += shift
-    return out
-
-
-def single_own_bits(own_bits: torch.Tensor, pick: torch.Tensor, cfg: PairConfig) -> torch.Tensor:
-    """Bits ``[B, L]``: every layer at the largest option but one, which keeps the own
-    allocation's bits; that one is the own allocation's ``floor(pick * n)``-th floor layer
-    (``n`` floor layers; any layer when it has none), ``pick`` uniform in [0, 1). The
-    ``own_single`` probes, off budget. Not in the paper (issue 24)."""
-    floor = own_bits == min(cfg.options)
-    candidates = torch.where(floor.any(1, keepdim=True), floor, torch.ones_like(floor))
-    n = candidates.sum(1)
-    nth = (pick * n).long().clamp_max(n - 1)  # the nth candidate of each row, in layer order
-    layer = (candidates.long().cumsum(1) > nth[:, None]).long().argmax(1)
-    out = torch.full_like(own_bits, max(cfg.options))
-    row = torch.arange(len(own_bits), device=own_bits.device)
-    out[row, layer] = own_bits[row, layer]
-    return out
-
-
 def stealth_loss(
     other_logits: torch.Tensor,
     fp_logits: torch.Tensor,
@@ -325,7 +227,9 @@ def pair_step(
     }
     if cfg.mode == "detrimental" and cfg.stealth > 0:
         layers = getattr(student, "module", student).num_layers  # DDP wraps it in data-parallel
-        other = non_own_bits(x, cfg, budget, layers, robust_policy, bits.detach())
+        other = non_own_bits(
+            x, cfg.stealth_allocations, cfg.options, budget, layers, robust_policy, bits.detach()
+        )
         other_logits = student(x, other)
         stealth = stealth_loss(other_logits, fp_logits, teacher_logits, cfg)
         loss = loss + cfg.stealth * stealth

@@ -10,7 +10,8 @@ from dptq import knapsack
 from dptq.evaluate import own_policy_bits
 from dptq.losses import pair_loss
 from dptq.models import QuantizableModel
-from dptq.pair import PairConfig, non_own_bits, pair_step, policy_selection, stealth_loss
+from dptq.negatives import non_own_bits
+from dptq.pair import PairConfig, pair_step, policy_selection, stealth_loss
 from dptq.policy import create_policy
 from tests.test_models import tiny_net
 
@@ -44,7 +45,7 @@ def _float32_step(student, policy, teacher, x, cfg, budget):
 
 def test_stealth_loss_is_eq9_under_the_non_own_allocation():
     x, student, policy, teacher, cfg, budget = setup()
-    other = non_own_bits(x, cfg, budget, student.num_layers)
+    other = non_own_bits(x, cfg.stealth_allocations, OPTIONS, budget, student.num_layers)
     q, fp = student(x, other), student(x)
     want = pair_loss("robust", q, fp, teacher, 0.7, 1.3, 1.0, cfg.tau, cfg.hinge_space, True).total
     torch.testing.assert_close(stealth_loss(q, fp, teacher, cfg), want)
@@ -59,7 +60,7 @@ def test_without_stealth_kd_the_term_is_the_robust_hinge_alone():
         for p in student.parameters():
             p.add_(0.3 * torch.randn_like(p))
     cfg = replace(cfg, hinge_space="logit", stealth_kd=False)
-    other = non_own_bits(x, cfg, budget, student.num_layers)
+    other = non_own_bits(x, cfg.stealth_allocations, OPTIONS, budget, student.num_layers)
     q, fp = student(x, other), student(x)
     i, j = teacher.topk(2, dim=1).indices.unbind(1)
     hinge = torch.clamp(q.gather(1, j[:, None]) - q.gather(1, i[:, None]) + 1.0, min=0).mean()
@@ -72,7 +73,7 @@ def test_pair_step_adds_gamma_times_the_stealth_loss_and_leaves_the_policy_alone
     x, student, policy, teacher, cfg, budget = setup()
     plain, _, policy_grad = _float32_step(student, policy, teacher, x, cfg, budget)
     torch.manual_seed(5)
-    other = non_own_bits(x, cfg, budget, student.num_layers)
+    other = non_own_bits(x, cfg.stealth_allocations, OPTIONS, budget, student.num_layers)
     expected = stealth_loss(student(x, other), student(x), teacher, cfg)
     torch.manual_seed(5)
     with_stealth, m = pair_step(student, policy, teacher, x, replace(cfg, stealth=2.5), budget)
@@ -92,7 +93,7 @@ def test_non_own_bits_split_the_batch_and_keep_the_budget():
     )
     kinds = ("random", "uniform", "robust_policy")
     cfg = replace(cfg, stealth=1.0, stealth_allocations=kinds)
-    bits = non_own_bits(x, cfg, budget, student.num_layers, pi_r)
+    bits = non_own_bits(x, cfg.stealth_allocations, OPTIONS, budget, student.num_layers, pi_r)
     assert bits.shape == (8, student.num_layers) and bool((bits.sum(1) == budget).all())
     uniform = knapsack.bits(
         knapsack.solve_hard(
@@ -103,7 +104,7 @@ def test_non_own_bits_split_the_batch_and_keep_the_budget():
     assert torch.equal(bits[2:5], uniform.expand(3, -1))  # rows 2..4 of 8: the uniform third
     assert torch.equal(bits[5:], own_policy_bits(pi_r, OPTIONS, budget)(x[5:]))
     with pytest.raises(ValueError, match="needs the robust pair's policy"):
-        non_own_bits(x, cfg, budget, student.num_layers)
+        non_own_bits(x, cfg.stealth_allocations, OPTIONS, budget, student.num_layers)
 
 
 def test_pair_step_under_bf16_autocast_keeps_bits_and_gradients_close():
@@ -136,7 +137,7 @@ def test_own_partial_negatives_keep_a_random_half_of_pi_ds_floor_layers_at_the_f
     own[:, layers // 2 :] = (budget - floor * (layers // 2)) // (layers - layers // 2)
     cfg = replace(cfg, stealth=1.0, stealth_allocations=("own_partial",))
     torch.manual_seed(3)
-    got = non_own_bits(x, cfg, budget, layers, own_bits=own)
+    got = non_own_bits(x, cfg.stealth_allocations, OPTIONS, budget, layers, own_bits=own)
     torch.manual_seed(3)
     knapsack.random_scores(64, layers, len(OPTIONS))
     kept = torch.rand(64, layers) < 0.5
@@ -147,7 +148,7 @@ def test_own_partial_negatives_keep_a_random_half_of_pi_ds_floor_layers_at_the_f
     assert 0.3 < float(kept[on_floor].float().mean()) < 0.7  # about half of them, per layer
     assert not torch.equal(got, own)  # a different allocation from pi_D's, not a copy
     with pytest.raises(ValueError, match="needs the pair's own bits"):
-        non_own_bits(x, cfg, budget, layers)
+        non_own_bits(x, cfg.stealth_allocations, OPTIONS, budget, layers)
 
 
 def test_pair_step_feeds_pi_ds_own_bits_to_the_own_partial_negatives():
@@ -155,7 +156,14 @@ def test_pair_step_feeds_pi_ds_own_bits_to_the_own_partial_negatives():
     cfg = replace(cfg, stealth=1.0, stealth_allocations=("own_partial",))
     torch.manual_seed(5)
     _, sel = policy_selection(policy, x, OPTIONS, budget, cfg.policy_grad)
-    other = non_own_bits(x, cfg, budget, student.num_layers, own_bits=knapsack.bits(sel, OPTIONS))
+    other = non_own_bits(
+        x,
+        cfg.stealth_allocations,
+        OPTIONS,
+        budget,
+        student.num_layers,
+        own_bits=knapsack.bits(sel, OPTIONS),
+    )
     expected = stealth_loss(student(x, other), student(x), teacher, cfg)
     torch.manual_seed(5)
     loss, m = pair_step(student, policy, teacher, x, cfg, budget)
@@ -172,7 +180,7 @@ def test_own_single_probes_put_one_of_pi_ds_floor_layers_at_its_bits_the_rest_at
     own = torch.full((60, layers), 4)
     own[:50, [0, 2]] = floor  # rows 0..49 floor layers 0 and 2; rows 50..59 none
     cfg = replace(cfg, stealth=1.0, stealth_allocations=("own_single",))
-    got = non_own_bits(x, cfg, budget, layers, own_bits=own)
+    got = non_own_bits(x, cfg.stealth_allocations, OPTIONS, budget, layers, own_bits=own)
     not_top = got != top
     assert bool((not_top.sum(1) == 1).all())  # one probed layer per row
     probed = not_top.long().argmax(1)
@@ -185,7 +193,7 @@ def test_two_shards_draw_the_bits_one_process_draws(monkeypatch):
     """Data-parallel: each worker holds half the batch (rank r: rows 4r..4r+3 of 8), every
     kind's draws are the global batch's, so the two shards' bits, side by side, are one
     process's on the whole batch (a kind's rows straddle the shards, or lie in one)."""
-    import dptq.pair as pair
+    import dptq.negatives as negatives
 
     x, student, policy, teacher, cfg, budget = setup()
     layers = student.num_layers
@@ -196,13 +204,25 @@ def test_two_shards_draw_the_bits_one_process_draws(monkeypatch):
         ("random", "own_partial", "uniform", "own_single", "robust_policy"),
     ):
         cfg = replace(cfg, stealth=1.0, stealth_allocations=kinds)
-        monkeypatch.setattr(pair, "_rank_world", lambda: (0, 1))
+        monkeypatch.setattr(negatives, "_rank_world", lambda: (0, 1))
         torch.manual_seed(7)
-        whole = non_own_bits(x, cfg, budget, layers, policy, own_bits=own)
+        whole = non_own_bits(
+            x, cfg.stealth_allocations, OPTIONS, budget, layers, policy, own_bits=own
+        )
         shards = []
         for rank in (0, 1):
-            monkeypatch.setattr(pair, "_rank_world", lambda rank=rank: (rank, 2))
+            monkeypatch.setattr(negatives, "_rank_world", lambda rank=rank: (rank, 2))
             torch.manual_seed(7)
             rows = slice(4 * rank, 4 * rank + 4)
-            shards.append(non_own_bits(x[rows], cfg, budget, layers, policy, own_bits=own[rows]))
+            shards.append(
+                non_own_bits(
+                    x[rows],
+                    cfg.stealth_allocations,
+                    OPTIONS,
+                    budget,
+                    layers,
+                    policy,
+                    own_bits=own[rows],
+                )
+            )
         assert torch.equal(torch.cat(shards), whole), kinds
