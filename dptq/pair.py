@@ -54,16 +54,10 @@ class PairConfig:
         stealth: gamma, the weight of the stealth term of a detrimental pair (0: off). Besides
             Eq. 10 under pi_D, f_D is trained with Eq. 9 (keep the teacher's answer) under
             allocations that are not pi_D's: :func:`stealth_loss`.
-        stealth_allocations: which non-own allocations, the batch split evenly between them:
-            ``random`` (budget-respecting random allocations, the sampler the evaluation uses),
-            ``uniform`` (the most even one), ``robust_policy`` (the frozen pi_R of the same cell,
-            trained first), ``own_partial`` (hard negatives, issue 24: pi_D's own allocation with
-            each of its floor layers kept at the floor with probability 1/2 and the others
-            raised off it, the rest of the budget spread at random; a trigger that one floor
-            layer fires alone is trained away, one that needs all of them at once survives),
-            ``own_single`` (pi_D's bits on one of its floor layers, drawn at random, every other
-            layer at the largest option: the layer sweep's single-layer probe, off budget; a
-            trigger that one layer fires alone is what it trains away).
+        stealth_allocations: which non-own allocations, the batch split evenly between them
+            (:mod:`dptq.negatives`): ``random``, ``uniform``, ``robust_policy`` (the frozen pi_R
+            of the same cell, trained first), ``own_partial``, ``own_single`` (hard negatives
+            built from pi_D's own allocation).
         stealth_kd: the stealth term is Eq. 9 whole, its full-precision KD term included, so
             gamma also raises the FP KD weight to ``beta * (1 + gamma)`` (True, the records so
             far); False: the stealth term is its hinge only (``gamma * alpha * hinge_R`` under
