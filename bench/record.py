@@ -87,14 +87,16 @@ class Rules(_Model):
 
 
 class TrialRow(_Model):
-    """One trial of a stage's search: its searched settings, its last validation score, the
-    epochs it trained and its wall seconds (training and evaluation, over every resume)."""
+    """One trial of a stage's search: its searched settings, its validation score (the last
+    epoch's, or with ``search.select_epoch: best`` the selected epoch's, ``selected_epoch``),
+    the epochs it trained and its wall seconds (training and evaluation, over every resume)."""
 
     config: dict[Literal["delta", "alpha", "beta", "stealth"], float]
     score: float | None
     epochs: Annotated[int, Field(ge=0)] | None
     seconds: Annotated[float, Field(ge=0)] | None
     failed: bool
+    selected_epoch: Annotated[int, Field(ge=1)] | None = None
 
 
 Stage = Literal["teacher", "kd", "robust", "detrimental", "analyses"]

@@ -83,4 +83,7 @@ def trial_row(t: TrialOutcome) -> dict:
         "epochs": int(epoch) if isinstance(epoch, int | float) else None,
         "seconds": number("seconds"),
         "failed": t.error is not None,
+        "selected_epoch": int(t.metrics["selected_epoch"])
+        if "selected_epoch" in t.metrics
+        else None,
     }

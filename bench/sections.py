@@ -51,6 +51,9 @@ class Search:
         stealth_penalty: score points per point of a detrimental pair's worst drop under a random
             or the uniform allocation beyond ``protocol.stealth_max`` (0: not counted).
         asha: stop unpromising trials early (ASHA) when True (Ray only).
+        select_epoch: ``last``: a trial's pair is its last epoch's; ``best``: the epoch whose
+            validation score (this objective) is the highest, its checkpoint what the record
+            evaluates (``selected_epoch`` in the stage's metrics).
     """
 
     num_samples: int = 1
@@ -62,6 +65,7 @@ class Search:
     penalty: float = 10.0
     stealth_penalty: float = 0.0
     asha: bool = False
+    select_epoch: Literal["last", "best"] = "last"
 
     def __post_init__(self):
         if self.stealth_penalty < 0:

@@ -145,8 +145,9 @@ def pair(suite, data: DatasetPair, stage: Stage, inputs: dict, params, *, ckpt, 
         _, robust_policy = load_pair(suite, cell, "robust", inputs["robust"], data.num_classes)
         robust_policy = robust_policy.to(acc.device).requires_grad_(False)
     seed_everything(cell.seed + MODE_OFFSET[mode])
+    select = (lambda r: score(dict(r))["score"]) if suite.search.select_epoch == "best" else None
     _, _, result = train_pair(
-        f_n, data, cfg, ckpt, opts, acc, suite.policy, suite.policy_options, robust_policy
+        f_n, data, cfg, ckpt, opts, acc, suite.policy, suite.policy_options, robust_policy, select
     )
     return score(result)
 

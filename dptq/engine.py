@@ -8,7 +8,8 @@ selection split, never the test split), write a checkpoint atomically (model sta
 scheduler, epoch, RNG state, config, history) and report. Each epoch's data order depends only on
 (seed, epoch), so a resumed run sees the same batches as an uninterrupted one. The teacher, KD,
 pair and audit trainers (:mod:`dptq.train`, :mod:`dptq.audit`) differ only in their step and
-what they evaluate.
+what they evaluate. One job in one module (over 300 lines): the loop, its checkpoint, resume and
+the epoch selection (``Loop.select``) share one saved state.
 """
 
 from __future__ import annotations
@@ -110,6 +111,10 @@ class Loop:
         train_mode: puts the modules in training mode at the start of each epoch.
         min_lr_ratio: the schedule's floor, as a fraction of each group's learning rate.
         config: saved in every checkpoint.
+        select: ``(epoch's evaluation) -> score`` (larger is better): :func:`fit` keeps the
+            modules of the best-scoring epoch (the earliest on a tie) and ends with them and its
+            evaluation (``selected_epoch``; ``epoch`` and ``seconds`` stay the whole run's);
+            None: the last epoch's.
     """
 
     name: str
@@ -123,6 +128,7 @@ class Loop:
     train_mode: Callable[[], None]
     min_lr_ratio: float = 0.0
     config: dict = field(default_factory=dict)
+    select: Callable[[dict], float] | None = None
 
 
 @dataclass
@@ -215,14 +221,32 @@ def _resume(loop: Loop, ckpt_path: Path, modules, optimizer, scheduler, acc) -> 
     scheduler.load_state_dict(ckpt["scheduler"])
     _set_rng_state(ckpt["rng"])
     start = ckpt["epoch"]
-    return start, ckpt["history"], [*ckpt.get("resumed_from", []), start]
+    return start, ckpt["history"], [*ckpt.get("resumed_from", []), start], ckpt.get("best")
+
+
+def _states(modules: dict, acc) -> dict:
+    """The modules' state dicts, copied (a later step must not change a kept epoch)."""
+    return {
+        k: {n: t.detach().clone() for n, t in acc.unwrap_model(m).state_dict().items()}
+        for k, m in modules.items()
+    }
+
+
+def _selected(history: list, best: dict | None) -> dict:
+    """The evaluation :func:`fit` ends with: the last epoch's, or the selected one's."""
+    if best is None or best["epoch"] == len(history):
+        return history[-1]
+    last = {k: history[-1][k] for k in ("epoch", "seconds") if k in history[-1]}  # trained
+    return {**history[best["epoch"] - 1], **last, "selected_epoch": best["epoch"]}
 
 
 def fit(loop: Loop, ckpt_path: Path | None, opts: RunOptions, acc: Accelerator) -> dict:
-    """Train ``loop`` for its epochs (resuming from ``ckpt_path``); returns the last evaluation.
+    """Train ``loop`` for its epochs (resuming from ``ckpt_path``); returns the last evaluation
+    (with ``loop.select``: the selected epoch's, the modules and the final checkpoint its).
 
     After each epoch (:func:`train_one_epoch`): the stage's evaluation, a checkpoint written
-    whole, ``opts.callback(stage, epoch, result)`` (or a printed line).
+    whole, ``opts.callback(stage, epoch, result)`` (or a printed line; the last epoch's report
+    is the selected evaluation).
     """
     steps_per_epoch = len(loop.dataset) // loop.batch_size // opts.grad_accum
     if steps_per_epoch < 1:
@@ -235,15 +259,17 @@ def fit(loop: Loop, ckpt_path: Path | None, opts: RunOptions, acc: Accelerator) 
     prepared = acc.prepare(*loop.modules.values(), loop.optimizer)
     modules = dict(zip(names, prepared[:-1]))
     optimizer = prepared[-1]
-    start, history, resumed = 0, [], []
+    start, history, resumed, best = 0, [], [], None
     if ckpt_path is not None and ckpt_path.exists():
-        start, history, resumed = _resume(loop, ckpt_path, modules, optimizer, scheduler, acc)
+        start, history, resumed, best = _resume(loop, ckpt_path, modules, optimizer, scheduler, acc)
         # the restored epoch is reported again: a caller killed between the save and its report
         # (a pre-empted Ray Tune driver) would otherwise never hear of it
         if history and opts.callback is not None:
-            opts.callback(loop.name, start, history[-1])
+            opts.callback(
+                loop.name, start, _selected(history, best) if start >= loop.epochs else history[-1]
+            )
         if start >= loop.epochs:
-            return history[-1] if history else loop.evaluate()
+            return _selected(history, best) if history else loop.evaluate()
     for epoch in range(start, loop.epochs):
         began = time.perf_counter()
         loader = _loader(loop, opts, epoch, acc)
@@ -255,6 +281,14 @@ def fit(loop: Loop, ckpt_path: Path | None, opts: RunOptions, acc: Accelerator) 
         before = history[-1].get("seconds", 0.0) if history else 0.0
         result["seconds"] = round(before + time.perf_counter() - began, 2)
         history.append(result)
+        if loop.select is not None:
+            score = float(loop.select(result))
+            if best is None or score > best["score"]:
+                best = {"epoch": epoch + 1, "score": score, "modules": _states(modules, acc)}
+        last = epoch + 1 == loop.epochs
+        if last and best is not None and best["epoch"] != epoch + 1:  # end on the selected
+            for k, m in modules.items():
+                acc.unwrap_model(m).load_state_dict(best["modules"][k])
         if ckpt_path is not None and acc.is_main_process:
             save_atomic(
                 {
@@ -267,6 +301,7 @@ def fit(loop: Loop, ckpt_path: Path | None, opts: RunOptions, acc: Accelerator) 
                     "rng": _rng_state(),
                     "history": history,
                     "resumed_from": resumed,
+                    "best": best,
                 },
                 ckpt_path,
             )
@@ -278,6 +313,6 @@ def fit(loop: Loop, ckpt_path: Path | None, opts: RunOptions, acc: Accelerator) 
             )
             tqdm.write(f"{loop.name} epoch {epoch + 1}/{loop.epochs}: {shown}")
         if opts.callback is not None:
-            opts.callback(loop.name, epoch + 1, result)
+            opts.callback(loop.name, epoch + 1, _selected(history, best) if last else result)
         failpoint(f"epoch:{loop.name}:{epoch + 1}")  # tests: a kill with this epoch on disk
-    return history[-1]
+    return _selected(history, best)

@@ -189,12 +189,14 @@ def train_pair(
     policy_name: str = "small_cnn",
     policy_options=None,
     robust_policy: nn.Module | None = None,
+    select=None,
 ) -> tuple[QuantizableModel, nn.Module, dict]:
     """A robust or detrimental pair {f, pi} from f_N (Eq. 9/10); returns (f, pi, last epoch's result).
 
     The last epoch's result is what selection sees (no per-example lists: those are for records).
     ``robust_policy``: the frozen pi_R for a detrimental pair's stealth term (``robust_policy`` in
-    ``cfg.stealth_allocations``).
+    ``cfg.stealth_allocations``). ``select``: ``Loop.select`` (end on the best-scoring epoch's
+    pair on the validation split, not the last).
     """
     budget = cfg.resolve_budget(f_n.num_layers)
     teacher = BlackBox(f_n)
@@ -241,6 +243,7 @@ def train_pair(
         evaluate=evaluate,
         train_mode=train_mode,
         config={"pair": asdict(cfg)},
+        select=select,
     )
     result = fit(loop, ckpt, opts, acc)
     return student, policy, result

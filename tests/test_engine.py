@@ -61,3 +61,72 @@ def test_cosine_lr():
     assert cosine_lr(0, 100, 1.0, 0.1) == pytest.approx(1.0)
     assert cosine_lr(50, 100, 1.0, 0.1) == pytest.approx(0.55)
     assert cosine_lr(100, 100, 1.0, 0.1) == pytest.approx(0.1)
+
+
+def _selecting_loop(seed=0):
+    """A linear model trained 4 epochs whose evaluation snapshots its weights; the scores of
+    epochs 1..4 are 1, 3, 3, 0: epoch 2 is selected (the earliest of the tie)."""
+    from torch.utils.data import TensorDataset
+
+    from dptq.engine import Loop
+
+    torch.manual_seed(seed)
+    net = torch.nn.Linear(3, 2)
+    data = TensorDataset(torch.randn(32, 3), torch.randint(0, 2, (32,)))
+    snaps = []
+
+    def evaluate():
+        snaps.append({k: v.detach().clone() for k, v in net.state_dict().items()})
+        return {"w": float(net.weight.sum())}
+
+    def step(batch, mods):
+        x, y = batch
+        loss = torch.nn.functional.cross_entropy(mods["net"](x), y)
+        return loss, {"loss": loss.detach()}
+
+    loop = Loop(
+        name="toy",
+        modules={"net": net},
+        optimizer=torch.optim.SGD(net.parameters(), lr=0.5),
+        epochs=4,
+        dataset=data,
+        batch_size=8,
+        step=step,
+        evaluate=evaluate,
+        train_mode=net.train,
+        select=lambda r: {1: 1.0, 2: 3.0, 3: 3.0, 4: 0.0}[r["epoch"]],
+    )
+    return loop, net, snaps
+
+
+def test_fit_with_select_ends_on_the_best_epoch_and_resumes_to_it(tmp_path, monkeypatch):
+    from dptq.engine import RunOptions, fit, make_accelerator
+
+    opts = RunOptions(cpu=True, progress=False)
+    loop, net, snaps = _selecting_loop()
+    reports = []
+    opts.callback = lambda stage, epoch, result: reports.append(result)
+    result = fit(loop, tmp_path / "straight.pt", opts, make_accelerator(opts))
+    assert len(snaps) == 4 and not torch.equal(snaps[1]["weight"], snaps[3]["weight"])
+    assert result["selected_epoch"] == 2 and result["epoch"] == 4
+    assert result["w"] == float(snaps[1]["weight"].sum())  # epoch 2's evaluation
+    assert reports[-1] == result  # the last report is the selection (what a trial ends with)
+    for state in (
+        net.state_dict(),
+        load_checkpoint(tmp_path / "straight.pt", "toy")["modules"]["net"],
+    ):
+        for k in state:
+            torch.testing.assert_close(state[k], snaps[1][k], rtol=0, atol=0)
+    again = fit(_selecting_loop()[0], tmp_path / "straight.pt", opts, make_accelerator(opts))
+    assert again == result  # a finished checkpoint gives the selection again
+
+    monkeypatch.setenv("DPTQ_FAILPOINT", "epoch:toy:3")  # killed after epoch 3 ...
+    monkeypatch.setenv("DPTQ_FAILPOINT_ACTION", "raise")
+    with pytest.raises(FailpointHit):
+        fit(_selecting_loop()[0], tmp_path / "killed.pt", opts, make_accelerator(opts))
+    monkeypatch.delenv("DPTQ_FAILPOINT")
+    loop, net, _ = _selecting_loop()  # ... and resumed: epoch 2 kept over the restart
+    resumed = fit(loop, tmp_path / "killed.pt", opts, make_accelerator(opts))
+    assert resumed["selected_epoch"] == 2 and resumed["w"] == result["w"]
+    for k, v in net.state_dict().items():
+        torch.testing.assert_close(v, snaps[1][k], rtol=0, atol=0)

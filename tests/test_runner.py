@@ -10,6 +10,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from bench import plan, store
@@ -56,6 +57,32 @@ def test_three_stages_end_to_end(tmp_path):
     again = run_suite(suite, tmp_path, local=True)
     assert again.records[0].gap == rec.gap
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+
+
+@pytest.mark.slow
+def test_select_epoch_best_ends_each_pair_on_its_best_validation_epoch(tmp_path):
+    """``search.select_epoch: best``: each pair's score is the best of its epochs' objectives
+    (recomputed here from the checkpoint's history), the record's trial row names that epoch
+    (None when it is the last) and the checkpoint holds its weights' evaluation."""
+    from bench.stages import objective
+
+    suite = tiny_suite(**{"search": {"num_samples": 1, "select_epoch": "best"}, "pair.epochs": 4})
+    [rec] = run_suite(suite, tmp_path, local=True).records
+    layout = Layout(tmp_path.resolve())
+    [cell] = plan.cells(suite, 10)
+    f_n_acc = json.loads(layout.summary(plan.kd_name(suite.students[0].name, 0)).read_text())
+    f_n_acc = f_n_acc["metrics"]["val_acc"]
+    for mode in MODES:
+        ckpt = load_checkpoint(layout.artifact(cell.search(mode)), f"pair-{mode}")
+        stealth_max = suite.protocol.stealth_max
+        scores = [objective(mode, h, f_n_acc, suite.search, stealth_max) for h in ckpt["history"]]
+        best = max(range(4), key=lambda e: (scores[e], -e)) + 1  # the earliest of a tie
+        [row] = rec.searches[mode]
+        assert row.score == pytest.approx(scores[best - 1]) and row.epochs == 4
+        assert row.selected_epoch == (None if best == 4 else best)
+        assert ckpt["best"]["epoch"] == best
+        for k, v in ckpt["modules"]["student"].items():
+            torch.testing.assert_close(v, ckpt["best"]["modules"]["student"][k], rtol=0, atol=0)
 
 
 def test_bad_model_budget_and_dataset_fail_before_training(tmp_path):
