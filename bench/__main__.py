@@ -111,6 +111,13 @@ def _parser() -> argparse.ArgumentParser:
         help="run only these of the suite's seeds, e.g. '0' or '0,1': the same run folder and "
         "the same records as the whole run; the command without it later runs the rest",
     )
+    run.add_argument(
+        "--cells",
+        default=None,
+        help="run only the cells whose key matches one of these comma-separated globs, e.g. "
+        "'resnet18-*' or '*-II-130-*' (keys: <student>-<version>-<budget>-s<seed>, as --dry-run "
+        "lists them): a grid in parts, each with the whole run's records",
+    )
     run.add_argument("--fresh", action="store_true", help="delete the run folder and start over")
     run.add_argument(
         "--dry-run", action="store_true", help="validate and print the plan; start nothing"
@@ -180,6 +187,7 @@ def _run(args) -> int:
             submit=args.submit,
             smoke=args.smoke,
             seeds=_seed_list(args.seeds),
+            cells=tuple(args.cells.split(",")) if args.cells is not None else None,
         )
     except (
         SuiteError,

@@ -102,6 +102,18 @@ def prepare(suite: Suite, run_dir: Path, dry_run: bool):
     return data, cells
 
 
+def matching_cells(cells: list, patterns: tuple[str, ...]) -> list:
+    """The cells whose key matches one of ``patterns`` (shell-style globs, :mod:`fnmatch`); one
+    line naming the suite's cells when a pattern matches none (a typo must not run nothing)."""
+    from fnmatch import fnmatchcase
+
+    for p in patterns:
+        if not any(fnmatchcase(c.key, p) for c in cells):
+            keys = ", ".join(c.key for c in cells[:12]) + (" ..." if len(cells) > 12 else "")
+            raise SuiteError(f"--cells: {p!r} matches none of the suite's cells ({keys})")
+    return [c for c in cells if any(fnmatchcase(c.key, p) for p in patterns)]
+
+
 def _claim(suite: Suite, layout: Layout, fresh: bool) -> None:
     """Create the run folder for ``suite``; refuse one that holds another suite's run."""
     if fresh and layout.root.exists():
@@ -139,6 +151,7 @@ def run(
     submit: bool = False,
     smoke: bool = False,
     seeds: tuple[int, ...] | None = None,
+    cells: tuple[str, ...] | None = None,
 ) -> RunResult:
     """Run ``suite`` (the library entry point behind ``python -m bench run``).
 
@@ -147,7 +160,8 @@ def run(
     records to ``leaderboard``. ``smoke``: the suite's smoke version (:mod:`bench.smoke`) into
     ``runs/<name>-smoke``, its checkpoints deleted as it goes, never submitted. ``local``: in this
     process (``workers`` processes), else on Ray (``address`` joins a cluster). ``seeds``: only
-    the cells of these of the suite's seeds (:func:`run_suite`). Bad input raises
+    the cells of these of the suite's seeds; ``cells``: only the cells whose key matches one of
+    these globs (:func:`run_suite`). Bad input raises
     (:class:`bench.suite.SuiteError` and the like), before anything is written.
     """
     from .leaderboard import regenerate
@@ -175,6 +189,7 @@ def run(
         workers=workers or 1,
         keep_checkpoints=not smoke,
         seeds=None if smoke else seeds,
+        cells=None if smoke else cells,
     )
     res.smoke = smoke
     if res.records:
@@ -199,6 +214,7 @@ def run_suite(
     workers: int = 1,
     keep_checkpoints: bool = True,
     seeds: tuple[int, ...] | None = None,
+    cells: tuple[str, ...] | None = None,
 ) -> RunResult:
     """Every stage of ``suite`` under ``run_dir``, then its records (module docstring).
 
@@ -211,6 +227,10 @@ def run_suite(
     own seed's stages only (with ``share_stages``, on the first seed's teacher and KD), so their
     records are the whole run's, and a later run without ``seeds`` reuses them and does the rest:
     a long suite gives its first seed's records hours before its last.
+
+    ``cells``: likewise, only the cells whose key (``<student>-<version>-<budget>-s<seed>``, e.g.
+    ``resnet18-II-130-s0``) matches one of these shell-style globs (``resnet18-*``, ``*-II-*``): a
+    grid split into parts that each finish on their own (over machines, or over days).
     """
     layout = Layout(Path(run_dir).resolve())
     if seeds is not None:
@@ -219,9 +239,13 @@ def run_suite(
             raise SuiteError(
                 f"--seeds: {unknown} not among the suite's seeds {list(suite.seed_list)}"
             )
+    patterns = cells
     data, cells = prepare(suite, layout.root, dry_run)
     if seeds is not None:
         cells = [c for c in cells if c.seed in seeds]
+    if patterns is not None:
+        n, cells = len(cells), matching_cells(cells, patterns)
+        LOG.info(f"--cells: {len(cells)} of {n} cells: {', '.join(c.key for c in cells)}")
     if dry_run:
         return RunResult([], [], cells, layout.root)
     address = address or os.environ.get("RAY_ADDRESS")

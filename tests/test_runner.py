@@ -14,13 +14,14 @@ import torch
 import yaml
 
 from bench import plan, store
+from bench.__main__ import main
 from bench.cluster.executor import RayExecutor
 from bench.events import read_events
 from bench.names import Layout
-from bench.runner import run_suite
+from bench.runner import matching_cells, run_suite
 from bench.suite import SuiteError, load_suite, parse_suite
 from dptq.engine import load_checkpoint
-from tests.helpers import tiny_suite, with_change
+from tests.helpers import tiny_suite, with_change, write_suite
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ROOT / "tests" / "suites" / "tiny.yaml"
@@ -280,8 +281,6 @@ def test_two_node_cluster_on_loopback(tmp_path):
 def test_mixed_precision_runs_every_stage_and_the_audit(where, tmp_path):
     """bf16 autocast in training, one Accelerator per process: the audit and every analysis
     reuse it (a second Accelerator with other settings used to fail every analysis)."""
-    from bench.__main__ import main
-    from tests.helpers import write_suite
 
     suite = write_suite(
         tmp_path / "bf16.yaml",
@@ -293,6 +292,41 @@ def test_mixed_precision_runs_every_stage_and_the_audit(where, tmp_path):
     assert main(args + ([where] if where == "--local" else [])) == 0
     [rec] = store.load(tmp_path / "run")
     assert rec.error is None and rec.analysis("audit") is not None
+
+
+def test_cells_globs_pick_cells_by_key_and_a_typo_is_one_line():
+    suite = tiny_suite(seed=..., seeds=[0, 1], avg_bits=[4, 5])
+    cells = plan.cells(suite, 10)
+    budgets = sorted({c.budget for c in cells})
+    picked = matching_cells(cells, (f"*-{budgets[1]}-s1", f"*-{budgets[0]}-s0"))
+    assert [(c.budget, c.seed) for c in picked] == [(budgets[0], 0), (budgets[1], 1)]
+    assert matching_cells(cells, ("*",)) == cells
+    with pytest.raises(SuiteError, match=r"--cells: 'resnet-\*' matches none of the suite's"):
+        matching_cells(cells, ("*-s0", "resnet-*"))
+
+
+def test_cli_cells_typo_exits_2_with_one_line_and_writes_nothing(tmp_path, capsys):
+    suite = write_suite(tmp_path / "two.yaml", avg_bits=[4, 5])
+    out = tmp_path / "run"
+    assert main(["run", str(suite), "--local", "--cells", "nope-*", "--out", str(out)]) == 2
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("error: --cells: 'nope-*' matches none") and not out.exists()
+
+
+@pytest.mark.slow
+def test_a_run_of_some_cells_gives_the_whole_runs_records(tmp_path):
+    """``--cells``: one budget's cell only (its teacher, f_N and pairs); the run without it then
+    reuses that record byte for byte and trains only the other budget's pairs."""
+    suite = tiny_suite(avg_bits=[4, 5], analyses=["pair_scores"])
+    one, other = plan.cells(suite, 10)
+    part = run_suite(suite, tmp_path, local=True, cells=(f"*-{one.budget}-*",))
+    assert [r.budget for r in part.records] == [one.budget] and part.records[0].error is None
+    layout = Layout(tmp_path.resolve())
+    assert not any(layout.summary(other.search(m)).exists() for m in MODES)
+    written = {p: p.read_bytes() for p in (tmp_path / "records").rglob("*.json")}
+    whole = run_suite(suite, tmp_path, local=True)
+    assert sorted(r.budget for r in whole.records) == sorted([one.budget, other.budget])
+    assert {p: p.read_bytes() for p in written} == written
 
 
 @pytest.mark.slow
