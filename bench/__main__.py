@@ -48,10 +48,7 @@ def _parser() -> argparse.ArgumentParser:
     au.add_argument("--epochs", type=int, default=5, help="epochs of the adversary (default 5)")
     au.add_argument("--lr", type=float, default=1e-2, help="its learning rate (default 0.01)")
     au.add_argument(
-        "--oracle-steps",
-        type=int,
-        default=0,
-        help="also search each test example's allocation directly for N steps (an oracle)",
+        "--oracle-steps", type=int, default=0, help="also N steps of a per-image oracle"
     )
     au.add_argument("--seed", type=int, default=0)
     au.add_argument("--out", default=None, help="report folder (default runs/audit/<model>)")
@@ -89,9 +86,7 @@ def _parser() -> argparse.ArgumentParser:
         "entries on the leaderboard), 2 bad input (one line; nothing written).",
     )
     run.add_argument("suite", help="suite file, e.g. suites/default.yaml")
-    run.add_argument(
-        "--out", default=None, help="run folder (default runs/<suite name>); rerun to resume"
-    )
+    run.add_argument("--out", help="run folder (default runs/<suite name>); rerun to resume")
     run.add_argument("--address", default=None, help="join a Ray cluster (or set RAY_ADDRESS)")
     run.add_argument(
         "--local",
@@ -101,26 +96,23 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--workers",
         type=int,
-        default=None,
-        help="with --local: run a wave's searches and the cells' analyses in N processes "
+        help="with --local: a wave's searches and the cells' analyses in N processes "
         "(default 1; with --smoke one per core)",
     )
     run.add_argument(
         "--seeds",
-        default=None,
         help="run only these of the suite's seeds, e.g. '0' or '0,1': the same run folder and "
         "the same records as the whole run; the command without it later runs the rest",
     )
     run.add_argument(
         "--cells",
-        default=None,
         help="run only the cells whose key matches one of these comma-separated globs, e.g. "
         "'resnet18-*' or '*-II-130-*' (keys: <student>-<version>-<budget>-s<seed>, as --dry-run "
         "lists them): a grid in parts, each with the whole run's records",
     )
     run.add_argument("--fresh", action="store_true", help="delete the run folder and start over")
     run.add_argument(
-        "--dry-run", action="store_true", help="validate and print the plan; start nothing"
+        "--dry-run", action="store_true", help="validate, print the plan; start nothing"
     )
     run.add_argument(
         "--smoke",

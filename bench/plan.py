@@ -173,6 +173,37 @@ def cells(suite, num_classes: int) -> list[Cell]:
     return list(dict.fromkeys(out))
 
 
+def select(
+    cells: list[Cell], suite, seeds: tuple[int, ...] | None, patterns: tuple[str, ...] | None = None
+) -> list[Cell]:
+    """The cells of ``seeds`` (None: all) whose key matches one of ``patterns`` (None: all):
+    ``bench run --seeds/--cells``. One line (SuiteError) for a seed the suite lacks."""
+    from .suite import SuiteError
+
+    if seeds is not None:
+        unknown = sorted(set(seeds) - set(suite.seed_list))
+        if unknown:
+            raise SuiteError(
+                f"--seeds: {unknown} not among the suite's seeds {list(suite.seed_list)}"
+            )
+        cells = [c for c in cells if c.seed in seeds]
+    return cells if patterns is None else matching_cells(cells, patterns)
+
+
+def matching_cells(cells: list, patterns: tuple[str, ...]) -> list:
+    """The cells whose key matches one of ``patterns`` (shell-style globs, :mod:`fnmatch`); one
+    line naming the suite's cells when a pattern matches none (a typo must not run nothing)."""
+    from fnmatch import fnmatchcase
+
+    from .suite import SuiteError
+
+    for p in patterns:
+        if not any(fnmatchcase(c.key, p) for c in cells):
+            keys = ", ".join(c.key for c in cells[:12]) + (" ..." if len(cells) > 12 else "")
+            raise SuiteError(f"--cells: {p!r} matches none of the suite's cells ({keys})")
+    return [c for c in cells if any(fnmatchcase(c.key, p) for p in patterns)]
+
+
 def _count(n: int) -> str:
     return f"{n:.3g}" if n < 10**300 else f"~1e{len(str(n)) - 1}"
 

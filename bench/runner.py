@@ -102,18 +102,6 @@ def prepare(suite: Suite, run_dir: Path, dry_run: bool):
     return data, cells
 
 
-def matching_cells(cells: list, patterns: tuple[str, ...]) -> list:
-    """The cells whose key matches one of ``patterns`` (shell-style globs, :mod:`fnmatch`); one
-    line naming the suite's cells when a pattern matches none (a typo must not run nothing)."""
-    from fnmatch import fnmatchcase
-
-    for p in patterns:
-        if not any(fnmatchcase(c.key, p) for c in cells):
-            keys = ", ".join(c.key for c in cells[:12]) + (" ..." if len(cells) > 12 else "")
-            raise SuiteError(f"--cells: {p!r} matches none of the suite's cells ({keys})")
-    return [c for c in cells if any(fnmatchcase(c.key, p) for p in patterns)]
-
-
 def _claim(suite: Suite, layout: Layout, fresh: bool) -> None:
     """Create the run folder for ``suite``; refuse one that holds another suite's run."""
     if fresh and layout.root.exists():
@@ -233,18 +221,11 @@ def run_suite(
     grid split into parts that each finish on their own (over machines, or over days).
     """
     layout = Layout(Path(run_dir).resolve())
-    if seeds is not None:
-        unknown = sorted(set(seeds) - set(suite.seed_list))
-        if unknown:
-            raise SuiteError(
-                f"--seeds: {unknown} not among the suite's seeds {list(suite.seed_list)}"
-            )
+    plan.select([], suite, seeds)  # an unknown seed is one line before anything is read
     patterns = cells
     data, cells = prepare(suite, layout.root, dry_run)
-    if seeds is not None:
-        cells = [c for c in cells if c.seed in seeds]
+    n, cells = len(cells), plan.select(cells, suite, seeds, patterns)
     if patterns is not None:
-        n, cells = len(cells), matching_cells(cells, patterns)
         LOG.info(f"--cells: {len(cells)} of {n} cells: {', '.join(c.key for c in cells)}")
     if dry_run:
         return RunResult([], [], cells, layout.root)

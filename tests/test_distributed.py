@@ -88,6 +88,13 @@ def _train(rank: int, world: int, port: int, out: str, stealth: float) -> None:
         state |= {f"policy.{k}": v for k, v in policy.state_dict().items()}
         state |= {f"init.{k}": v for k, v in f_n.state_dict().items()}
         torch.save(state, out)
+    if world > 1:
+        # leave together and tear the gloo group down before exit: a worker whose interpreter
+        # exits with gloo's threads alive aborts ("terminate called without an active exception")
+        import torch.distributed as dist
+
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 @pytest.mark.slow

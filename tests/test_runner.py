@@ -18,7 +18,8 @@ from bench.__main__ import main
 from bench.cluster.executor import RayExecutor
 from bench.events import read_events
 from bench.names import Layout
-from bench.runner import matching_cells, run_suite
+from bench.plan import matching_cells
+from bench.runner import run_suite
 from bench.suite import SuiteError, load_suite, parse_suite
 from dptq.engine import load_checkpoint
 from tests.helpers import tiny_suite, with_change, write_suite
