@@ -25,8 +25,9 @@ def paper_rows(path: Path = PAPER) -> pd.DataFrame:
 
 
 def table1(g: pd.DataFrame, suite: str, paper: pd.DataFrame | None = None) -> pd.DataFrame:
-    """The paper's rows beside the suite's cells (``g``: :func:`bench.views.groups`); a paper row
-    the suite did not run is left out."""
+    """The paper's rows beside the suite's cells (``g``: :func:`bench.views.groups`), in the
+    paper's order (its architectures as it lists them, then version, then budget letter); a paper
+    row the suite did not run is left out."""
     paper = paper_rows() if paper is None else paper
     ours = g[g.suite == suite] if not g.empty else g
     rows = []
@@ -37,6 +38,11 @@ def table1(g: pd.DataFrame, suite: str, paper: pd.DataFrame | None = None) -> pd
         p = same.iloc[(same.budget_bits - c.budget).abs().argsort().iloc[0]]
         rows.append(
             {
+                "_order": (
+                    list(paper.architecture.unique()).index(c.architecture),
+                    c.options,
+                    p.budget,
+                ),
                 "architecture": c.architecture,
                 "version": c.options,
                 "budget": f"{p.budget} ({p.budget_bits} / {c.budget})",
@@ -55,6 +61,7 @@ def table1(g: pd.DataFrame, suite: str, paper: pd.DataFrame | None = None) -> pd
         )
     cols = ["architecture", "version", "budget", "paper f_N", "f_N", "paper R FP", "R FP"]
     cols += ["paper R Δ", "R Δ", "paper D FP", "D FP", "paper D Δ", "D Δ", "seeds"]
+    rows.sort(key=lambda r: r.pop("_order"))
     return pd.DataFrame(rows, columns=cols)
 
 

@@ -74,9 +74,10 @@ def record(
     date="2026-11-23T00:00:00+00:00",
     recipe="dptq-v1",
     hidden=20.0,
+    version="I",
 ):
     """A record (:class:`bench.record.Record`) of the given gap and verdict inputs."""
-    rid = f"{suite}/abcdef012345/{cell_key(arch, 'I', budget, seed)}"
+    rid = f"{suite}/abcdef012345/{cell_key(arch, version, budget, seed)}"
     base = {
         "schema_version": SCHEMA_VERSION,
         "id": rid if error is None else f"{rid}/failed-0123abcd",
@@ -86,7 +87,7 @@ def record(
         "dataset": dataset,
         "num_classes": 10,
         "architecture": arch,
-        "bit_options": "I",
+        "bit_options": version,
         "options": [3, 4, 5],
         "budget": budget,
         "recipe": recipe,

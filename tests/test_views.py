@@ -189,6 +189,23 @@ def test_table1_sets_the_papers_row_beside_ours():
     assert row["seeds"] == "2/2" and row["paper f_N"] == 88.03
     md = "\n".join(table1_markdown(table1(groups(frame(recs)), "digits-paper-cell"), "x"))
     assert "| resnet18 | I | B (110 / 112) | 88.03 | 99.00 |" in md
+    # rows in the paper's order whatever the board's rank: architecture, version, budget letter
+    recs = [
+        record(a, b, gap, suite="t1", version=o)
+        for a, b, gap, o in [
+            ("regnetx_016", 230, 80.0, "I"),
+            ("resnet18", 160, 10.0, "II"),
+            ("resnet18", 80, 90.0, "I"),
+            ("resnet18", 130, 50.0, "II"),
+        ]
+    ]
+    order = table1(groups(frame(recs)), "t1")[["architecture", "version", "budget"]]
+    assert [tuple(r) for r in order.itertuples(index=False)] == [
+        ("resnet18", "I", "A (80 / 80)"),
+        ("resnet18", "II", "B (130 / 130)"),
+        ("resnet18", "II", "C (160 / 160)"),
+        ("regnetx_016", "I", "A (230 / 230)"),
+    ]
 
 
 def test_schema_1_history_alone_is_shown_never_ranked():
