@@ -3,7 +3,7 @@
 :func:`frame` keeps the **latest** record per (suite, architecture, bit options, budget, seed)
 (older ones stay in the data as history) and adds the verdict of :mod:`bench.protocol`;
 :func:`groups` puts the seeds of one (suite, architecture, options, budget) together (mean, sd,
-n). Valid groups are ranked, most robust first (smallest mean gap); invalid ones are shown apart
+n). Valid groups are ranked by their worst-case gap, smallest first; invalid ones are shown apart
 with their reasons, never ranked; failed entries last. Same records, same bytes. One job: the
 board's tables and figures from one frame of the records (the page is :mod:`bench.page`).
 """
@@ -258,7 +258,8 @@ def architecture_rows(arch: pd.DataFrame) -> list[str]:
         return []
     lines = [
         f"**Architectures** at the common cell ({md_cell(arch.iloc[0].cell)}: the bit options and "
-        "bits per layer the most architectures share), most robust first:",
+        "bits per layer the most architectures share), smallest worst-case gap first; at 0/n attack "
+        "success no seed's search found an attack, which is no evidence of robustness:",
         "",
         "| " + " | ".join(h for _, h in ARCH_COLUMNS) + " | valid |",
         "|" + "---|" * (len(ARCH_COLUMNS) + 1),
