@@ -26,7 +26,12 @@ from .views import frame, render_csv, render_markdown, render_pngs
 LEADERBOARD = Path("leaderboard")
 # the suites README.md's results section reports
 README_SUITES = ("default", "digits-full", "digits-stealth", "digits-paper", "digits-paper-cell")
-README_SUITES += ("digits-archs", "digits-table1", "digits-table1-highlight")
+README_SUITES += (
+    "digits-paper-cell-attack",
+    "digits-archs",
+    "digits-table1",
+    "digits-table1-highlight",
+)
 
 
 def load_boards(boards: list[Path]) -> tuple[list, dict[str, Path]]:
