@@ -84,10 +84,12 @@ def waves(suite, cells: list[Cell]) -> list[list[Stage]]:
     """Every stage of the plan, in waves that run one after another (module docstring)."""
     seeds = sorted({c.stage_seed for c in cells})
     teachers = [Stage(teacher_name(s), "teacher", s) for s in seeds]
+    students = {(c.student, c.stage_seed) for c in cells}  # --cells: only the students it picks
     kds = [
         Stage(kd_name(st.name, s), "kd", s, st.name, needs=(teacher_name(s),))
         for s in seeds
         for st in suite.students
+        if (st.name, s) in students
     ]
 
     def pair(cell: Cell, mode: str) -> Stage:

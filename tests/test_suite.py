@@ -272,3 +272,17 @@ def test_detrimental_searches_wait_for_robust_ones_only_when_they_read_its_polic
     assert waves(make_suite(pair={"stealth": 1.0})) == [("robust", "detrimental")]
     [robust, det] = plan.waves(searched, plan.cells(searched, 10))[2:]
     assert det[0].needs == (plan.kd_name(det[0].student, 0), robust[0].name)
+
+
+def test_a_part_of_the_grid_distils_only_the_students_it_picks():
+    """``--cells 'mobilenet*'`` must not spend the CPU distilling the other students."""
+    from bench import plan
+    from tests.helpers import make_suite
+
+    suite = make_suite(students=["resnet18", "mobilenetv3_small_100"])
+    every = plan.cells(suite, 10)
+    part = plan.matching_cells(every, ("mobilenetv3_small_100-*",))
+    [teachers, kds, *_] = plan.waves(suite, part)
+    assert [s.student for s in kds] == ["mobilenetv3_small_100"] and len(teachers) == 1
+    [_, kds, *_] = plan.waves(suite, every)
+    assert sorted(s.student for s in kds) == ["mobilenetv3_small_100", "resnet18"]
