@@ -118,15 +118,21 @@ def reads_robust_policy(suite) -> bool:
 def count_layers(student, num_classes: int) -> int:
     """L of ``student`` (a :class:`bench.sections.Student` or a model name): its dynamically
     quantized activations (a model is built once per name and options)."""
+    return len(layer_names(student, num_classes))
+
+
+def layer_names(student, num_classes: int) -> tuple[str, ...]:
+    """The names of ``student``'s dynamically quantized activations, in order."""
     name, options = (student, {}) if isinstance(student, str) else (student.name, student.options)
-    return _count_layers(name, num_classes, json.dumps(options, sort_keys=True))
+    return _layer_names(name, num_classes, json.dumps(options, sort_keys=True))
 
 
 @lru_cache(maxsize=64)
-def _count_layers(name: str, num_classes: int, options: str) -> int:
+def _layer_names(name: str, num_classes: int, options: str) -> tuple[str, ...]:
     from dptq.models import QuantizableModel, create_model
 
-    return QuantizableModel(create_model(name, num_classes, **json.loads(options))).num_layers
+    model = QuantizableModel(create_model(name, num_classes, **json.loads(options)))
+    return tuple(model.layer_names)
 
 
 def cells(suite, num_classes: int) -> list[Cell]:
@@ -136,6 +142,7 @@ def cells(suite, num_classes: int) -> list[Cell]:
     ``protocol.allow_degenerate``: no policy can be learned there.
     """
     from dptq import knapsack
+    from dptq.errors import ConfigError
     from dptq.models import check_model_name
 
     from .suite import SuiteError
@@ -162,6 +169,12 @@ def cells(suite, num_classes: int) -> list[Cell]:
                     knapsack.check_budget(options, b, L)
                 except ValueError as e:
                     raise SuiteError(f"{where}: {e}") from None
+                try:  # pair.floor_barred: its globs and this budget, before any training
+                    replace(suite.pair, options=options, budget=b).barred_layers(
+                        list(layer_names(st, num_classes))
+                    )
+                except ConfigError as e:
+                    raise SuiteError(f"pair.{e} ({where}, budget {b})") from None
                 n = knapsack.count_allocations(options, b, L)
                 if n == 1 and not suite.protocol.allow_degenerate:
                     raise SuiteError(

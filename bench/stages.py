@@ -23,7 +23,7 @@ from pathlib import Path
 from dptq.data import DatasetPair
 from dptq.engine import RunOptions, load_checkpoint, seed_everything
 from dptq.models import QuantizableModel
-from dptq.policy import create_policy
+from dptq.policy import bar_floor, create_policy
 from dptq.scores import CellCounts
 
 from .plan import MODE_OFFSET, Cell, Stage
@@ -65,6 +65,8 @@ def load_pair(suite, cell: Cell, mode: str, pair_file: Path, num_classes: int):
     f.load_state_dict(ckpt["modules"]["student"])
     pi = create_policy(suite.policy, f.num_layers, len(cell.options), suite.policy_options)
     pi.load_state_dict(ckpt["modules"]["policy"])
+    cfg = replace(suite.pair, mode=mode, options=cell.options, budget=cell.budget)
+    pi = bar_floor(pi, cfg.barred_layers(f.layer_names), cell.options.index(min(cell.options)))
     return f.eval(), pi.eval()
 
 

@@ -227,6 +227,7 @@ _LATER_FIELDS = (
     (("students", "*", "pretrained"), False),
     (("policy_options", "norm"), "batch"),
     (("pair", "stealth_kd"), True),
+    (("pair", "floor_barred"), []),
     (("search", "select_epoch"), "last"),
 )
 

@@ -62,6 +62,11 @@ class PairConfig:
             gamma also raises the FP KD weight to ``beta * (1 + gamma)`` (True, the records so
             far); False: the stealth term is its hinge only (``gamma * alpha * hinge_R`` under
             the non-own allocations), the FP KD weight stays ``beta`` whatever gamma is.
+        floor_barred: shell-style globs over the student's quantized layer names
+            (``layer_names``, e.g. ``*downsample*``): a detrimental pair's policy never puts
+            those layers at the smallest option (:func:`dptq.policy.bar_floor`), to see where
+            its attack goes when the shortcut trigger is out of reach. The robust pair and the
+            evaluation's allocations are untouched. Empty (the records so far): no bar.
     """
 
     mode: Mode = "detrimental"
@@ -86,6 +91,7 @@ class PairConfig:
     stealth: float = 0.0
     stealth_allocations: tuple[NonOwn, ...] = ("random", "uniform")
     stealth_kd: bool = True
+    floor_barred: tuple[str, ...] = ()
 
     def __post_init__(self):
         check_positive(self, "epochs", "batch_size", "lr_student", "lr_policy", "tau")
@@ -103,6 +109,34 @@ class PairConfig:
             raise ConfigError(f"hinge_space: {self.hinge_space!r} is not one of 'prob', 'logit'")
         if self.optimizer not in ("adam", "sgd"):
             raise ConfigError(f"optimizer: {self.optimizer!r} is not one of 'adam', 'sgd'")
+
+    def barred_layers(self, layer_names: list[str]) -> list[int]:
+        """The indices of the layers :attr:`floor_barred` names for this pair's policy (none for
+        a robust pair); one line for a glob that matches no layer or a budget that cannot keep
+        them all off the floor."""
+        if self.mode != "detrimental" or not self.floor_barred:
+            return []
+        from fnmatch import fnmatchcase
+
+        for p in self.floor_barred:
+            if not any(fnmatchcase(n, p) for n in layer_names):
+                shown = ", ".join(layer_names[:6]) + (" ..." if len(layer_names) > 6 else "")
+                raise ConfigError(
+                    f"floor_barred: {p!r} matches none of the student's quantized layers ({shown})"
+                )
+        out = [
+            i
+            for i, n in enumerate(layer_names)
+            if any(fnmatchcase(n, p) for p in self.floor_barred)
+        ]
+        opts = sorted(self.options)
+        budget = self.resolve_budget(len(layer_names))
+        if len(opts) < 2 or budget < opts[0] * len(layer_names) + len(out) * (opts[1] - opts[0]):
+            raise ConfigError(
+                f"floor_barred: {len(out)} layers off the floor need a budget of at least"
+                f" {opts[0] * len(layer_names) + len(out) * (opts[1] - opts[0])}, got {budget}"
+            )
+        return out
 
     def resolve_budget(self, num_layers: int) -> int:
         """The absolute budget C for a network with ``num_layers`` quantized activations."""

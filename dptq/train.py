@@ -30,7 +30,7 @@ from .evaluate import accuracy, evaluate_pair
 from .losses import kd_loss
 from .models import QuantizableModel
 from .pair import PairConfig, pair_step
-from .policy import create_policy
+from .policy import bar_floor, create_policy
 
 
 @dataclass(frozen=True)
@@ -202,6 +202,8 @@ def train_pair(
     teacher = BlackBox(f_n)
     student = copy.deepcopy(f_n)
     policy = create_policy(policy_name, student.num_layers, len(cfg.options), policy_options)
+    floor = cfg.options.index(min(cfg.options))
+    policy = bar_floor(policy, cfg.barred_layers(student.layer_names), floor)
     groups = [
         {"params": student.parameters(), "lr": cfg.lr_student},
         {"params": policy.parameters(), "lr": cfg.lr_policy},

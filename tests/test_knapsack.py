@@ -221,3 +221,33 @@ def test_nearest_allocation_keeps_the_budget_and_rounds_to_the_closest():
     assert float(((half[0] - target) ** 2).sum()) == pytest.approx(
         float(((torch.tensor(best) - target) ** 2).sum())
     )
+
+
+def test_a_floor_barred_policy_gets_the_best_allocation_that_keeps_those_layers_off_the_floor():
+    """``bar_floor`` against brute force over the exact-budget allocations with the barred
+    layers above the smallest option: the hook changes which allocation wins, never the order
+    among the allowed ones, and leaves the policy's state dict alone."""
+    from torch import nn
+
+    from dptq.policy import bar_floor
+
+    torch.manual_seed(0)
+    options, budget, barred = (3, 4, 6), 18, [1, 3]
+    scores = torch.randn(6, 4, 3) * torch.tensor([0.1, 1.0, 10.0, 1.0, 3.0, 1.0])[:, None, None]
+    scores[:, barred, 0] += 5.0  # the floor is where the unbarred optimum would put them
+    net = nn.Identity()
+    keys = set(net.state_dict())
+    out = bar_floor(net, barred, floor=0)(scores)
+    sel = knapsack.solve_hard(out, options, budget)
+    bits = knapsack.bits(sel, options)
+    assert (bits.sum(1) == budget).all() and (bits[:, barred] > 3).all()
+    assert set(net.state_dict()) == keys and net.floor_barred == (1, 3)
+    for b in range(len(scores)):
+        best = -float("inf")
+        for combo in itertools.product(range(3), repeat=4):
+            if sum(options[o] for o in combo) == budget and all(combo[l] > 0 for l in barred):
+                best = max(best, sum(float(scores[b, l, o]) for l, o in enumerate(combo)))
+        got = float((sel[b] * scores[b]).sum())
+        assert got == pytest.approx(best, abs=1e-4)
+    plain = knapsack.bits(knapsack.solve_hard(scores, options, budget), options)
+    assert (plain[:, barred] == 3).any()  # without the bar the floor wins somewhere

@@ -226,3 +226,20 @@ def test_two_shards_draw_the_bits_one_process_draws(monkeypatch):
                 )
             )
         assert torch.equal(torch.cat(shards), whole), kinds
+
+
+def test_floor_barred_names_layers_of_the_detrimental_policy_only_and_fails_in_one_line():
+    from dptq.errors import ConfigError
+    from dptq.pair import PairConfig
+
+    names = ["conv1", "layer1.0.conv1", "layer2.0.downsample.0", "layer3.0.downsample.0"]
+    cfg = PairConfig(options=(4, 5, 6), budget=18, floor_barred=("*downsample*",))
+    assert cfg.barred_layers(names) == [2, 3]
+    assert replace(cfg, mode="robust").barred_layers(names) == []
+    assert PairConfig(options=(4, 5, 6), budget=18).barred_layers(names) == []
+    with pytest.raises(ConfigError, match=r"'\*shortcut\*' matches none .*\(conv1, layer1"):
+        replace(cfg, floor_barred=("*shortcut*",)).barred_layers(names)
+    with pytest.raises(
+        ConfigError, match="2 layers off the floor need a budget of at least 18, got 17"
+    ):
+        replace(cfg, budget=17).barred_layers(names)

@@ -286,3 +286,16 @@ def test_a_part_of_the_grid_distils_only_the_students_it_picks():
     assert [s.student for s in kds] == ["mobilenetv3_small_100"] and len(teachers) == 1
     [_, kds, *_] = plan.waves(suite, every)
     assert sorted(s.student for s in kds) == ["mobilenetv3_small_100", "resnet18"]
+
+
+def test_floor_barred_is_checked_against_every_student_and_budget_before_training():
+    from bench import plan
+    from bench.suite import SuiteError
+    from tests.helpers import make_suite
+
+    assert plan.layer_names(make_suite().students[0], 10) == ("3", "6", "10")  # tests/nets.py
+    suite = make_suite(pair={"floor_barred": ["6"]})
+    assert len(plan.cells(suite, 10)) > 0
+    typo = make_suite(pair={"floor_barred": ["66"]})
+    with pytest.raises(SuiteError, match=r"^pair\.floor_barred: '66' matches none .*budget \d+\)$"):
+        plan.cells(typo, 10)

@@ -45,6 +45,33 @@ def changed_suite(changes: dict, path: Path = ROOT / "suites/default.yaml"):
     return parse_suite(base, "stealth-screen")
 
 
+def single_layer_triggers(net, policy, data, cell) -> dict:
+    """On the validation split, as the ``trigger_layers`` analysis does on the test split: the
+    layers that alone (only that layer quantized, with pi_D's bits) cost f_D at least half of its
+    drop under pi_D, and the share of examples pi_D puts at the floor per such layer."""
+    from dptq.analyses.policy import TRIGGER_SHARE
+    from dptq.evaluate import allocations, count, own_policy_bits
+
+    bits = own_policy_bits(policy, cell.options, cell.budget)
+    fp, n = count(net, data, "cpu", dataset=data.val)
+    own = fp - count(net, data, "cpu", bits, dataset=data.val)[0]
+    table = allocations(bits, data, "cpu", split="val")
+    floor = table.eq(min(cell.options)).float().mean(0)
+    hits = []
+    for layer in range(net.num_layers):
+        mask = torch.arange(net.num_layers) == layer
+        alone = fp - count(net, data, "cpu", bits, dataset=data.val, mask=mask)[0]
+        if alone > 0 and alone >= TRIGGER_SHARE * own:
+            hits.append(f"{net.layer_names[layer]} ({100 * alone / n:.1f})")
+    top = floor.argsort(descending=True)[:4].tolist()
+    return {
+        "trigger alone (val drop)": hits,
+        "pi_D floor share (top layers)": {
+            net.layer_names[i]: round(float(floor[i]), 2) for i in top
+        },
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("tag")
@@ -83,7 +110,12 @@ def main() -> None:
     stage_of = {s.mode: s for w in plan.waves(suite, [cell]) for s in w if s.mode}
     if robust is None:  # a cell the default run has not got: its robust pair, trained once here
         # keyed by the changes a robust pair reads (not the stealth term: detrimental pairs only)
-        kept = {k: v for k, v in sorted(changes.items()) if "stealth" not in k}
+        # (floor_barred: detrimental pairs only, too)
+        kept = {
+            k: v
+            for k, v in sorted(changes.items())
+            if "stealth" not in k and "floor_barred" not in k
+        }
         key = hashlib.sha256(json.dumps(kept, sort_keys=True).encode()).hexdigest()[:12]
         robust = args.work / f"robust-{cell.key}-{key}.pt"
         if not robust.exists():
@@ -125,6 +157,7 @@ def main() -> None:
     )
     c = ev.counts()
     d = c.f_D
+    single = single_layer_triggers(nets["f_D"], pols["f_D"], data, cell)
     drop = {a: points(d.drop(a, c.total)) for a in ("pi_D", "pi_R", "uniform", "random", "heldout")}
     row = {
         "tag": args.tag,
@@ -135,6 +168,7 @@ def main() -> None:
         "f_D FP": round(points(d.acc("FP", c.total)), 1),
         **{f"drop {a}": round(v, 1) for a, v in drop.items()},
         "hidden gap": round(points(c.hidden_gap()), 1),
+        **single,
         "minutes": round(minutes, 1),
         "epochs (val: fp, q under pi_D, random)": [list(h.values()) for h in history],
     }
