@@ -87,6 +87,32 @@ def test_select_epoch_best_ends_each_pair_on_its_best_validation_epoch(tmp_path)
             torch.testing.assert_close(v, ckpt["best"]["modules"]["student"][k], rtol=0, atol=0)
 
 
+@pytest.mark.slow
+def test_a_floor_barred_detrimental_policy_never_floors_its_layers_in_training_or_analyses(
+    tmp_path,
+):
+    """``pair.floor_barred``: the trained pi_D, as the analyses load it, puts no test example's
+    barred layer at the floor; pi_R, trained without the bar, may; the record keeps the suite."""
+    from bench.stages import load_pair
+    from dptq.evaluate import allocations, own_policy_bits
+
+    suite = tiny_suite(**{"pair.floor_barred": ["6"], "analyses": ["pair_scores"]})
+    [rec] = run_suite(suite, tmp_path, local=True).records
+    assert rec.error is None and "floor_barred" in rec.suite_text
+    layout = Layout(tmp_path.resolve())
+    [cell] = plan.cells(suite, 10)
+    data = suite.dataset.load(suite.protocol)
+    floors, pis = {}, {}
+    for mode in MODES:
+        _, pi = pis[mode] = load_pair(suite, cell, mode, layout.artifact(cell.search(mode)), 10)
+        table = allocations(own_policy_bits(pi, cell.options, cell.budget), data, "cpu")
+        assert (table.sum(1) == cell.budget).all()
+        floors[mode] = table.eq(min(cell.options)).float().mean(0)
+    assert floors["detrimental"][1] == 0  # layer "6" of tests.nets.small_net: (3, 6, 10)
+    assert pis["detrimental"][1].floor_barred == (1,)
+    assert getattr(pis["robust"][1], "floor_barred", None) is None  # pi_R: no bar
+
+
 def test_bad_model_budget_and_dataset_fail_before_training(tmp_path):
     with pytest.raises(SuiteError, match="unknown timm model 'resnet_typo'"):
         run_suite(tiny_suite(students=["resnet_typo"]), tmp_path / "a", local=True)
