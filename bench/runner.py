@@ -31,7 +31,7 @@ from . import plan, records, search, stages, store
 from .events import LOG, log_event, read_events, retries_of
 from .executor import SearchSpec, process_accelerator
 from .names import Layout
-from .suite import Suite, SuiteError, suite_text, to_plain
+from .suite import Suite, SuiteError, parse_suite, suite_text
 
 
 @dataclass(frozen=True)
@@ -107,13 +107,21 @@ def _claim(suite: Suite, layout: Layout, fresh: bool) -> None:
     if fresh and layout.root.exists():
         shutil.rmtree(layout.root)
     layout.root.mkdir(parents=True, exist_ok=True)
-    plain = to_plain(suite)
-    if layout.suite_file.exists() and yaml.safe_load(layout.suite_file.read_text()) != plain:
+    if layout.suite_file.exists() and not _same_suite(layout.suite_file, suite):
         raise SuiteError(
             f"{layout.root}: holds a run of a different suite; use --fresh or another --out"
         )
     write_atomic(layout.suite_file, suite_text(suite))
     log_event(layout.root, event="start", suite=suite.name, suite_hash=suite.digest())
+
+
+def _same_suite(file: Path, suite: Suite) -> bool:
+    """Whether the run folder's ``suite.yaml`` is ``suite``: equal hashes, so a run started
+    before an upgrade that added a field (at its default) resumes after it."""
+    try:
+        return parse_suite(yaml.safe_load(file.read_text()), str(file)).digest() == suite.digest()
+    except (SuiteError, yaml.YAMLError):
+        return False
 
 
 def _executor(suite, root: Path, local: bool, address: str | None, workers: int):

@@ -372,3 +372,25 @@ def test_a_run_of_some_seeds_gives_the_whole_runs_records(tmp_path):
     assert {p: p.read_bytes() for p in written} == written  # seed 1's record reused as it was
     with pytest.raises(SuiteError, match=r"--seeds: \[7\] not among the suite's seeds \[0, 1\]"):
         run_suite(suite, tmp_path, local=True, seeds=(7,))
+
+
+def test_a_run_folder_is_claimed_by_its_own_suite_only_even_across_an_upgrade(tmp_path):
+    """A run started before an upgrade that added a field (its suite.yaml lacks it) resumes
+    after the upgrade; a run of other settings, or an unreadable suite.yaml, is one line."""
+    from bench.runner import _claim
+    from bench.suite import suite_text
+
+    suite = tiny_suite()
+    layout = Layout(tmp_path.resolve())
+    old = yaml.safe_load(suite_text(suite))
+    for key in ("floor_barred", "stealth_kd"):  # fields later than the run
+        del old["pair"][key]
+    tmp_path.mkdir(exist_ok=True)
+    layout.suite_file.write_text(yaml.safe_dump(old))
+    _claim(suite, layout, fresh=False)
+    assert yaml.safe_load(layout.suite_file.read_text())["pair"]["floor_barred"] == []
+    other = yaml.safe_dump(with_change(yaml.safe_load(suite_text(suite)), "pair.epochs", 7))
+    for text in (other, "pair: [unclosed"):
+        layout.suite_file.write_text(text)
+        with pytest.raises(SuiteError, match="holds a run of a different suite; use --fresh"):
+            _claim(suite, layout, fresh=False)
