@@ -9,6 +9,7 @@ the cell's robust policy); the stages of a wave can run at once. Names and paths
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, replace
 from functools import lru_cache
@@ -104,6 +105,36 @@ def waves(suite, cells: list[Cell]) -> list[list[Stage]]:
     else:
         out.append([pair(c, m) for c in cells for m in MODES])
     return out
+
+
+def stage_settings(suite, stage: Stage) -> str:
+    """A short hash of what ``stage`` was trained from: the suite's settings it reads and those
+    of the stages it needs (a pair: its KD and, when it reads it, the robust pair), so a finished
+    stage copied in from another suite is used only where it is the one this suite would train.
+    Settings it does not read (analyses, thresholds, other cells, cpus) are left out: a teacher
+    and KD shared by two suites that differ only there are the same stage."""
+    plain = suite.digest_plain()
+    protocol = plain["protocol"]
+    out: dict = {
+        "kind": stage.kind,
+        "seed": stage.seed,
+        "dataset": plain["dataset"],
+        "splits": [protocol["val_fraction"], protocol["split_seed"]],
+        "precision": plain["resources"].get("precision"),
+        "teacher": [plain["teacher"], plain["teacher_stage"]],
+    }
+    if stage.kind in ("kd", "pair"):
+        [student] = [s for s in plain["students"] if s["name"] == stage.student]
+        out["student"] = {k: v for k, v in student.items() if k != "budgets"}
+        out["kd"] = plain["kd_stage"]
+    if stage.kind == "pair":
+        keys = ("pair", "search", "policy", "policy_options", "act", "weight_bits")
+        out.update({k: plain[k] for k in keys})
+        out.update(mode=stage.mode, options=list(stage.cell.options), budget=stage.cell.budget)
+        out["stealth_max"] = protocol["stealth_max"]
+        out["needs"] = list(stage.needs)
+    blob = json.dumps(out, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:12]
 
 
 def reads_robust_policy(suite) -> bool:

@@ -251,10 +251,10 @@ def run_suite(
     done: dict[str, dict] = {}  # stage name -> its summary
     failed: list[Failure] = []
     for wave in plan.waves(suite, cells):
-        specs = []
+        specs, stages_of = [], {stage.name: stage for stage in wave}
         for stage in wave:
             if layout.summary(stage.name).exists():
-                done[stage.name] = _finished(stage, layout)
+                done[stage.name] = _finished(suite, stage, layout)
             elif all(n in done for n in stage.needs):  # else its inputs failed
                 LOG.info(f"stage {stage.name}")
                 specs.append(_spec(suite, data, stage, layout, done))
@@ -266,6 +266,7 @@ def run_suite(
             if best is None:
                 continue
             info = search.summary(best, result.trials, layout.root)
+            info["settings"] = plan.stage_settings(suite, stages_of[spec.name])
             write_json(layout.summary(spec.name), info)  # marks the stage done: last, whole
             done[spec.name] = info
             if not keep_checkpoints:
@@ -281,12 +282,23 @@ def run_suite(
     return RunResult(built, failed, cells, layout.root)
 
 
-def _finished(stage: plan.Stage, layout: Layout) -> dict:
+def _finished(suite: Suite, stage: plan.Stage, layout: Layout) -> dict:
     """A finished stage's summary, its checkpoint checked first: a truncated, foreign or other
-    stage's file stops the run here with one line (CheckpointError), not inside a later stage."""
+    stage's file stops the run here with one line (CheckpointError), not inside a later stage;
+    so does a stage trained from other settings (:func:`bench.plan.stage_settings`: one copied
+    in from another suite). A summary written before stages carried their settings is taken
+    as it is."""
     from dptq.engine import load_checkpoint
 
-    info = store.read_json(layout.summary(stage.name))
+    file = layout.summary(stage.name)
+    info = store.read_json(file)
+    expected = plan.stage_settings(suite, stage)
+    if info.get("settings", expected) != expected:
+        raise SuiteError(
+            f"{file}: stage {stage.name} was trained from other settings than suite "
+            f"{suite.name!r} gives it (copied from another suite?); delete it and "
+            f"trials/{stage.name}/ to train it here, or copy it from a suite whose settings match"
+        )
     kind = f"pair-{stage.mode}" if stage.kind == "pair" else stage.kind
     load_checkpoint(layout.root / info["file"], kind)
     return info

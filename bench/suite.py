@@ -188,6 +188,14 @@ class Suite:
         Fields added after records were first written (:data:`_LATER_FIELDS`) are left out while
         at their default, so a suite that does not use them keeps its hash and its rows.
         """
+        plain = self.digest_plain()
+        _legacy_digest_fields(plain)
+        blob = json.dumps(plain, sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:12]
+
+    def digest_plain(self) -> dict:
+        """The resolved suite as plain data without the later fields left at their default:
+        what :meth:`digest` and the stages' settings (:func:`bench.plan.stage_settings`) hash."""
         plain = to_plain(self)
         for path, default in _LATER_FIELDS:
             *parents, key = path
@@ -197,9 +205,7 @@ class Suite:
         if plain["resources"].get("workers") == 1:  # later fields; their default is one process
             for key in ("workers", "cpus_per_worker", "gpus_per_worker"):
                 plain["resources"].pop(key)
-        _legacy_digest_fields(plain)
-        blob = json.dumps(plain, sort_keys=True).encode()
-        return hashlib.sha256(blob).hexdigest()[:12]
+        return plain
 
 
 def _legacy_digest_fields(plain: dict) -> None:

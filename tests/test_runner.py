@@ -394,3 +394,30 @@ def test_a_run_folder_is_claimed_by_its_own_suite_only_even_across_an_upgrade(tm
         layout.suite_file.write_text(text)
         with pytest.raises(SuiteError, match="holds a run of a different suite; use --fresh"):
             _claim(suite, layout, fresh=False)
+
+
+@pytest.mark.slow
+def test_a_stage_copied_from_another_suite_is_reused_only_where_its_settings_match(tmp_path):
+    """Teacher and KD copied between suites that differ only in what those stages do not read
+    (the analyses) are reused untouched; a KD copied into a suite with another KD recipe is one
+    line naming it, before anything trains on it."""
+    suite = tiny_suite(analyses=["pair_scores"])
+    run_suite(suite, tmp_path / "a", local=True)
+    src = Layout((tmp_path / "a").resolve())
+    kd = plan.kd_name(NET, 0)
+
+    def copy_stages(dst: Path) -> dict:
+        for name in (plan.teacher_name(0), kd):
+            (dst / "artifacts").mkdir(parents=True, exist_ok=True)
+            shutil.copy(src.summary(name), dst / "artifacts" / src.summary(name).name)
+            shutil.copytree(src.trials / name, dst / "trials" / name)
+        return {p: p.stat().st_mtime_ns for p in (dst / "trials").rglob("*.pt")}
+
+    stamps = copy_stages(tmp_path / "b")
+    other = tiny_suite(analyses=["pair_scores", "transitory"])
+    [rec] = run_suite(other, tmp_path / "b", local=True).records
+    assert rec.error is None and {p: p.stat().st_mtime_ns for p in stamps} == stamps
+    copy_stages(tmp_path / "c")
+    with pytest.raises(SuiteError, match=rf"stage {kd} was trained from other settings"):
+        run_suite(tiny_suite(**{"kd_stage.epochs": 3}), tmp_path / "c", local=True)
+    assert not list((tmp_path / "c" / "trials").glob("pair-*"))
