@@ -4,21 +4,20 @@ One stage loop: the plan's waves (:func:`bench.plan.waves`: teachers, KD stages,
 go to an executor one wave at a time, every search of a wave at once where the executor can; a
 stage whose summary exists is done and skipped; a stage whose inputs failed is left out (its
 cell's record says why). The winner of each search is picked once (:func:`bench.search.best_of`)
-and its trial file is the stage's artifact. Then every cell's chosen pairs are analysed (the
-test split is read there, once) and become a record. The runner decides only *where* each stage
-runs (:class:`bench.local.LocalExecutor` or :class:`bench.cluster.executor.RayExecutor`); the
-stages themselves are :mod:`bench.stages`. Safe to call again on the same run folder after any
-interruption: finished stages are kept, unfinished searches resume (their trials from their last
-epoch), and records already written are reused. Layout of the run folder: :mod:`bench.names`.
-One job: a run, from its suite to its records (the stage loop, then the cells' analyses, and
-what the library entry point adds around them: the smoke version, the board, the submission).
+and its trial file is the stage's artifact. Then every cell's chosen pairs are analysed and
+become a record (:mod:`bench.analyse`; the test split is read there, once). The runner decides
+only *where* each stage runs (:class:`bench.local.LocalExecutor` or
+:class:`bench.cluster.executor.RayExecutor`); the stages themselves are :mod:`bench.stages`.
+Safe to call again on the same run folder after any interruption: finished stages are kept,
+unfinished searches resume (their trials from their last epoch), and records already written
+are reused. Layout of the run folder: :mod:`bench.names`. One job, kept in one module: a run
+from its suite to its records (the stage loop), with the smoke run, board and submission around it.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-import time
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -27,19 +26,12 @@ import yaml
 
 from dptq.io import write_atomic, write_json
 
-from . import plan, records, search, stages, store
-from .events import LOG, log_event, read_events, retries_of
-from .executor import SearchSpec, process_accelerator
+from . import plan, search, stages, store
+from .analyse import Failure, analyse_cells
+from .events import LOG, log_event
+from .executor import SearchSpec
 from .names import Layout
 from .suite import Suite, SuiteError, parse_suite, suite_text
-
-
-@dataclass(frozen=True)
-class Failure:
-    """A stage, search or analysis that failed, and why (one line)."""
-
-    stage: str
-    error: str
 
 
 @dataclass
@@ -274,7 +266,7 @@ def run_suite(
                     if t.file is not None and t.file != best.file:
                         t.file.unlink(missing_ok=True)
                 shutil.rmtree(layout.tune / spec.name, ignore_errors=True)
-    built = _analyse(suite, data, cells, layout, ex, done, failed)
+    built = analyse_cells(suite, data, cells, layout, ex, done, failed)
     if not keep_checkpoints:  # the stages' summaries name the deleted files: they go too
         for folder in (layout.trials, layout.tune, layout.artifacts):
             shutil.rmtree(folder, ignore_errors=True)
@@ -284,16 +276,14 @@ def run_suite(
 
 def _finished(suite: Suite, stage: plan.Stage, layout: Layout) -> dict:
     """A finished stage's summary, its checkpoint checked first: a truncated, foreign or other
-    stage's file stops the run here with one line (CheckpointError), not inside a later stage;
-    so does a stage trained from other settings (:func:`bench.plan.stage_settings`: one copied
-    in from another suite). A summary written before stages carried their settings is taken
-    as it is."""
+    stage's file, or one trained from other settings (:func:`bench.plan.stage_settings`, e.g.
+    copied from another suite), stops the run here in one line, not inside a later stage."""
     from dptq.engine import load_checkpoint
 
     file = layout.summary(stage.name)
     info = store.read_json(file)
     expected = plan.stage_settings(suite, stage)
-    if info.get("settings", expected) != expected:
+    if info.get("settings", expected) != expected:  # a summary from before settings: as it is
         raise SuiteError(
             f"{file}: stage {stage.name} was trained from other settings than suite "
             f"{suite.name!r} gives it (copied from another suite?); delete it and "
@@ -328,76 +318,3 @@ def _spec(suite, data, stage: plan.Stage, layout: Layout, done: dict) -> SearchS
         samples,
         stage.epochs(suite),
     )
-
-
-def _analyse(suite, data, cells, layout: Layout, ex, done: dict, failed: list[Failure]) -> list:
-    """Each cell's record: reused when already written, else analysed (in parallel on Ray)."""
-    env, events = records.environment(suite.resources.threads), read_events(layout.root)
-    splits = {
-        k: len(v) for k in ("train", "val", "test") if (v := getattr(data, k, None)) is not None
-    }
-    written = {r.id: r for r in store.load(layout.root)}
-    built, jobs, bases, per_example = [], {}, {}, {}
-    for cell in cells:
-        needed = cell.stages()
-        base = records.base(
-            suite, cell, env, retries_of(events, needed), data.num_classes, data.skipped, splits
-        )
-        missing = [n for n in needed if n not in done]
-        if missing:
-            why = [f"{f.stage}: {f.error}" for n in needed for f in failed if f.stage == n]
-            built.append(records.failed(base, why[0] if why else f"no finished {missing[0]}"))
-            continue
-        if base["id"] in written and (layout.report(base["id"]) / "report.md").exists():
-            built.append(written[base["id"]])
-            LOG.info(f"  {cell.key}: record already written, reused")
-            continue
-        bases[cell] = base
-        kd = done[needed[1]]
-        jobs[cell] = partial(
-            _analyse_cell,
-            suite,
-            data,
-            cell,
-            layout.root / kd["file"],
-            stages.f_n_accuracy(kd),
-            {m: layout.root / done[cell.search(m)]["file"] for m in plan.MODES},
-            layout.report(base["id"]),
-        )
-    if jobs:
-        LOG.info(
-            f"stage analyse: {len(jobs)} cell(s), analyses {', '.join(suite.analyses) or 'none'}"
-        )
-    for cell, result, error in ex.tasks(jobs):
-        if error is not None:
-            failed.append(Failure(f"analyse {cell.key}", error))
-            built.append(records.failed(bases[cell], f"analyse {cell.key}: {error}"))
-            continue
-        chosen = {m: done[cell.search(m)] for m in plan.MODES}
-        teacher, f_n = (done[n] for n in cell.stages()[:2])
-        rec, per_example[bases[cell]["id"]] = records.success(
-            suite, bases[cell], result, chosen, f_n, cell.allocations, teacher, result.seconds
-        )
-        built.append(rec)
-        verdict = "valid" if rec.valid else f"INVALID ({'; '.join(rec.invalid_reasons)})"
-        LOG.info(
-            f"  {cell.key}: gap {rec.gap:.1f} points (f_D drop {rec.f_d_drop:.1f}, "
-            f"f_R drop {rec.f_r_drop:.1f}), hidden gap {rec.hidden_gap:.1f}, "
-            f"FP match {rec.fp_match:.1f}: {verdict}"
-        )
-    written_now = store.add(built, layout.root, per_example=per_example)
-    LOG.info(f"{written_now} new record(s) in {layout.root / store.RECORDS}")
-    return built
-
-
-def _analyse_cell(suite, data, cell, kd_file, f_n_acc, pair_files, out):
-    """One cell's analysis, in whichever process the executor runs it (its Accelerator)."""
-    from .events import printing
-
-    began = time.perf_counter()
-    acc = process_accelerator(suite.resources)
-    result = stages.analyse(
-        suite, data, cell, kd_file, f_n_acc, pair_files, out, acc, progress=printing()
-    )
-    result.seconds = time.perf_counter() - began
-    return result

@@ -3,7 +3,8 @@
 A :class:`Suite` is the only configuration of a run: everything the method can be told (datasets
 and their options, stages, pairs, quantizers, policy, search, analyses, resources) is a field of
 it, documented where it is declared. A mistake gives :class:`SuiteError` with one line: the file,
-the field path, what was wrong and what is allowed. Nothing runs before a suite loads.
+the field path, what was wrong and what is allowed. Nothing runs before a suite loads. One job:
+the schema and its validation, kept together so every field is declared next to its check.
 """
 
 from __future__ import annotations
