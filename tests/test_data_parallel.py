@@ -3,14 +3,16 @@ gloo workers started by its Tune trial (``bench.cluster.train``), on this machin
 
 The suite (``tests/suites/data-parallel.yaml``) has no batch norm, so two workers on halves of
 each batch compute what one process computes on the whole batch: a two-worker run killed with
-``kill -9`` mid-KD resumes from the checkpoint and ends with its one-process twin's records (within float drift),
-and the event log shows each trial trained by two workers.
+``kill -9`` mid-KD resumes from the checkpoint; its teacher's losses are its one-process twin's (to
+float precision while the sums' order has not yet mattered), and pairs trained in one process on
+its own teacher and KD end with its records; the event log shows each trial trained by two workers.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import shutil
 from pathlib import Path
 
 import pytest
@@ -31,8 +33,11 @@ from tests.test_reliability import (
 
 ROOT = Path(__file__).resolve().parent.parent
 SUITE = ROOT / "tests" / "suites" / "data-parallel.yaml"
-KD, KD_EPOCHS, PAIR_EPOCHS = "kd-tests_nets_plain_net-s0", 12, 3
-TOLERANCE = 6.0  # points on 100 test images (the float drift below)
+TEACHER, KD, KD_EPOCHS, PAIR_EPOCHS = "teacher-s0", "kd-tests_nets_plain_net-s0", 12, 3
+# points on 100 test images: one image. Pairs trained for 3 epochs on the same teacher and KD
+# agree to float precision (like the teacher's first 3 epochs below), so the records matched
+# exactly when measured; one image of slack covers an argmax on a float tie on another CPU.
+TOLERANCE = 1.0
 ACCURACIES = ("f_n_acc", "f_d_fp_acc", "f_d_q_acc", "f_r_fp_acc", "f_r_q_acc", "f_d_random_acc")
 
 
@@ -103,23 +108,43 @@ def test_two_workers_killed_mid_kd_resume_and_give_one_processs_records(tmp_path
         epochs = KD_EPOCHS if not folder.name.startswith("pair-") else PAIR_EPOCHS
         assert checkpoint_epoch(newest) == epochs, folder.name
 
-    one = tmp_path / "one"
-    one.mkdir()
     twin = _one_process_twin(tmp_path)
-    proc = _start(one / "run", one / "board", one / "log.txt", suite=twin, extra=("--local",))
-    assert _finish(proc) == 0, (one / "log.txt").read_text()[-3000:]
-    [ref] = _rows(one / "board", suite="data-parallel")
     # The same steps in another order of float sums: the teacher's epoch losses agree to float
     # precision for 3 epochs, then drift (1e-4 by epoch 10, measured), as any two runs whose
-    # reductions differ do; the drift carries into KD and the pairs (their teacher moved), so
-    # the records agree within a few points on these 100 test images, not to the digit.
-    mine, theirs = _history(layout, "teacher-s0"), _history(Layout(one / "run"), "teacher-s0")
+    # reductions differ do. That drift carries into KD and the pairs, whose records then differ
+    # chaotically (up to 8 points on these 100 images, seen on one CPU and not another), so the
+    # teacher is compared here and the records below, from pairs trained on the same inputs.
+    one = _run_twin(tmp_path / "one", twin)
+    mine, theirs = _history(layout, TEACHER), _history(Layout(one), TEACHER)
     assert len(mine) == len(theirs) == KD_EPOCHS
     for epoch, (a, b) in enumerate(zip(mine, theirs), 1):
         rel = abs(a - b) / b
         assert rel < (1e-6 if epoch <= 3 else 1e-3), (epoch, a, b)
+
+    # Pairs trained in one process on this run's teacher and KD (copied: the stage settings
+    # leave resources out, so the twin reuses them) end with this run's records, to one image
+    pairs = _run_twin(tmp_path / "pairs", twin, stages_from=layout)
+    [ref] = _rows(pairs.parent / "board", suite="data-parallel")
     for k in ACCURACIES:
         assert abs(row[k] - ref[k]) <= TOLERANCE, (k, row[k], ref[k])
+
+
+def _run_twin(folder: Path, twin: Path, stages_from: Layout | None = None) -> Path:
+    """The one-process twin run in ``folder`` (its run folder returned), started with the
+    teacher and KD of ``stages_from`` where given."""
+    run = folder / "run"
+    folder.mkdir(parents=True, exist_ok=True)
+    if stages_from is not None:
+        (run / "artifacts").mkdir(parents=True)
+        for name in (TEACHER, KD):
+            shutil.copy(stages_from.summary(name), run / "artifacts")
+            shutil.copytree(stages_from.trials / name, run / "trials" / name)
+    stamps = {p: p.stat().st_mtime_ns for p in run.rglob("*.pt")}
+    proc = _start(run, folder / "board", folder / "log.txt", suite=twin, extra=("--local",))
+    assert _finish(proc) == 0, (folder / "log.txt").read_text()[-3000:]
+    # the copied stages were reused, not trained again
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+    return run
 
 
 def _history(layout: Layout, stage: str) -> list[float]:
