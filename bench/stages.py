@@ -66,7 +66,7 @@ def load_pair(suite, cell: Cell, mode: str, pair_file: Path, num_classes: int):
     pi = create_policy(suite.policy, f.num_layers, len(cell.options), suite.policy_options)
     pi.load_state_dict(ckpt["modules"]["policy"])
     cfg = replace(suite.pair, mode=mode, options=cell.options, budget=cell.budget)
-    pi = bar_floor(pi, cfg.barred_layers(f.layer_names), cell.options.index(min(cell.options)))
+    pi = bar_floor(pi, cfg.barred_layers(f.layer_names), cfg.barred_option_indices())
     return f.eval(), pi.eval()
 
 

@@ -67,6 +67,9 @@ class PairConfig:
             those layers at the smallest option (:func:`dptq.policy.bar_floor`), to see where
             its attack goes when the shortcut trigger is out of reach. The robust pair and the
             evaluation's allocations are untouched. Empty (the records so far): no bar.
+        barred_options: how many of the smallest options the :attr:`floor_barred` layers may
+            not take (1, the records so far: the floor only; 2: nor the next one up, where a
+            barred attack moved on one seed in the research log's 3d).
     """
 
     mode: Mode = "detrimental"
@@ -92,6 +95,7 @@ class PairConfig:
     stealth_allocations: tuple[NonOwn, ...] = ("random", "uniform")
     stealth_kd: bool = True
     floor_barred: tuple[str, ...] = ()
+    barred_options: int = 1
 
     def __post_init__(self):
         check_positive(self, "epochs", "batch_size", "lr_student", "lr_policy", "tau")
@@ -107,6 +111,12 @@ class PairConfig:
             raise ConfigError(f"options: bit-widths must lie in 2..16, got {list(self.options)}")
         if self.hinge_space not in ("prob", "logit"):
             raise ConfigError(f"hinge_space: {self.hinge_space!r} is not one of 'prob', 'logit'")
+        n_opts = len(set(self.options))
+        if self.barred_options < 1 or (self.floor_barred and self.barred_options >= n_opts):
+            raise ConfigError(
+                f"barred_options: must lie in 1..{n_opts - 1} (fewer than the {n_opts} options),"
+                f" got {self.barred_options}"
+            )
         if self.optimizer not in ("adam", "sgd"):
             raise ConfigError(f"optimizer: {self.optimizer!r} is not one of 'adam', 'sgd'")
 
@@ -129,14 +139,22 @@ class PairConfig:
             for i, n in enumerate(layer_names)
             if any(fnmatchcase(n, p) for p in self.floor_barred)
         ]
-        opts = sorted(self.options)
-        budget = self.resolve_budget(len(layer_names))
-        if len(opts) < 2 or budget < opts[0] * len(layer_names) + len(out) * (opts[1] - opts[0]):
+        opts = sorted(set(self.options))
+        k = self.barred_options
+        need = opts[0] * len(layer_names) + len(out) * (opts[k] - opts[0])
+        if self.resolve_budget(len(layer_names)) < need:
+            where = "the floor" if k == 1 else f"the {k} smallest options"
             raise ConfigError(
-                f"floor_barred: {len(out)} layers off the floor need a budget of at least"
-                f" {opts[0] * len(layer_names) + len(out) * (opts[1] - opts[0])}, got {budget}"
+                f"floor_barred: {len(out)} layers off {where} need a budget of at least {need},"
+                f" got {self.resolve_budget(len(layer_names))}"
             )
         return out
+
+    def barred_option_indices(self) -> list[int]:
+        """The indices into :attr:`options` of the :attr:`barred_options` smallest bit-widths
+        (what :func:`dptq.policy.bar_floor` bars on the :attr:`floor_barred` layers)."""
+        low = sorted(set(self.options))[: self.barred_options]
+        return [i for i, o in enumerate(self.options) if o in low]
 
     def resolve_budget(self, num_layers: int) -> int:
         """The absolute budget C for a network with ``num_layers`` quantized activations."""

@@ -7,7 +7,7 @@ Policies are registered by name (``@register_policy``) so suites can pick one.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import NamedTuple
 
@@ -126,23 +126,26 @@ def create_policy(name: str, num_layers: int, num_options: int, options=None, **
     return POLICIES[name].build(num_layers, num_options, **asdict(opts))
 
 
-def bar_floor(policy: nn.Module, layers: list[int], floor: int = 0) -> nn.Module:
-    """``policy`` (in place) with the option at index ``floor`` (the smallest bit-width) of
-    ``layers`` made never optimal: a forward hook lowers those scores, per example, by ``L x``
-    the range of its scores ``+ 1``, so every exact-budget allocation that keeps the barred
-    layers off the floor outscores every one that puts any of them on it, and the knapsack picks
-    the best of the former whenever the budget allows one (the order among them is unchanged).
+def bar_floor(policy: nn.Module, layers: list[int], floor: int | Sequence[int] = 0) -> nn.Module:
+    """``policy`` (in place) with the option at index ``floor`` (the smallest bit-width; several
+    indices: each of them) of ``layers`` made never optimal: a forward hook lowers those scores,
+    per example, by ``L x`` the range of its scores ``+ 1``, so every exact-budget allocation that
+    keeps the barred layers off those options outscores every one that puts any of them on one,
+    and the knapsack picks the best of the former whenever the budget allows one (the order among
+    them is unchanged).
     A hook, not a wrapper, so the policy's checkpoints stay as they are. Not in the paper: the
     detrimental policy barred from the floor on chosen layers (``pair.floor_barred``, issue 24)."""
     if not layers:
         return policy
     idx = torch.tensor(sorted(set(layers)))
+    barred = torch.tensor(sorted({floor} if isinstance(floor, int) else set(floor)))
 
     def hook(module, inputs, out):
         d = out.detach()
         margin = (d.amax(dim=(1, 2)) - d.amin(dim=(1, 2))) * out.shape[1] + 1
         shift = torch.zeros_like(d)
-        shift[:, idx.to(out.device), floor] = margin[:, None]
+        rows, cols = idx.to(out.device)[:, None], barred.to(out.device)[None, :]
+        shift[:, rows, cols] = margin[:, None, None]
         return out - shift
 
     policy.register_forward_hook(hook)

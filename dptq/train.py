@@ -202,8 +202,8 @@ def train_pair(
     teacher = BlackBox(f_n)
     student = copy.deepcopy(f_n)
     policy = create_policy(policy_name, student.num_layers, len(cfg.options), policy_options)
-    floor = cfg.options.index(min(cfg.options))
-    policy = bar_floor(policy, cfg.barred_layers(student.layer_names), floor)
+    barred = cfg.barred_option_indices()
+    policy = bar_floor(policy, cfg.barred_layers(student.layer_names), barred)
     groups = [
         {"params": student.parameters(), "lr": cfg.lr_student},
         {"params": policy.parameters(), "lr": cfg.lr_policy},

@@ -251,3 +251,29 @@ def test_a_floor_barred_policy_gets_the_best_allocation_that_keeps_those_layers_
         assert got == pytest.approx(best, abs=1e-4)
     plain = knapsack.bits(knapsack.solve_hard(scores, options, budget), options)
     assert (plain[:, barred] == 3).any()  # without the bar the floor wins somewhere
+
+
+def test_a_policy_barred_from_the_two_smallest_options_gets_the_best_allocation_above_them():
+    """``bar_floor`` with two option indices (``pair.barred_options: 2``) against brute force:
+    the barred layers end above both, on the best exact-budget allocation that allows it."""
+    from torch import nn
+
+    from dptq.policy import bar_floor
+
+    torch.manual_seed(1)
+    options, budget, barred = (4, 5, 6, 8), 22, [0, 2]
+    scores = torch.randn(5, 4, 4)
+    scores[:, barred, :2] += 4.0  # the two smallest options are where the optimum would go
+    out = bar_floor(nn.Identity(), barred, floor=[0, 1])(scores)
+    sel = knapsack.solve_hard(out, options, budget)
+    bits = knapsack.bits(sel, options)
+    assert (bits.sum(1) == budget).all() and (bits[:, barred] >= 6).all()
+    for b in range(len(scores)):
+        best = max(
+            sum(float(scores[b, l, o]) for l, o in enumerate(combo))
+            for combo in itertools.product(range(4), repeat=4)
+            if sum(options[o] for o in combo) == budget and all(combo[l] > 1 for l in barred)
+        )
+        assert float((sel[b] * scores[b]).sum()) == pytest.approx(best, abs=1e-4)
+    plain = knapsack.bits(knapsack.solve_hard(scores, options, budget), options)
+    assert (plain[:, barred] == 5).any()  # without the bar the next option up wins somewhere

@@ -243,3 +243,14 @@ def test_floor_barred_names_layers_of_the_detrimental_policy_only_and_fails_in_o
         ConfigError, match="2 layers off the floor need a budget of at least 18, got 17"
     ):
         replace(cfg, budget=17).barred_layers(names)
+    # barred from the two smallest options (4 and 5): both layers at 6 or more
+    two = replace(cfg, options=(6, 4, 5), budget=20, barred_options=2)
+    assert two.barred_layers(names) == [2, 3] and two.barred_option_indices() == [1, 2]
+    assert cfg.barred_option_indices() == [0]
+    with pytest.raises(
+        ConfigError,
+        match="2 layers off the 2 smallest options need a budget of at least 20, got 19",
+    ):
+        replace(two, budget=19).barred_layers(names)
+    with pytest.raises(ConfigError, match=r"barred_options: must lie in 1\.\.2 .*got 3"):
+        replace(cfg, barred_options=3)

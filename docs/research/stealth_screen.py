@@ -48,7 +48,8 @@ def changed_suite(changes: dict, path: Path = ROOT / "suites/default.yaml"):
 def single_layer_triggers(net, policy, data, cell) -> dict:
     """On the validation split, as the ``trigger_layers`` analysis does on the test split: the
     layers that alone (only that layer quantized, with pi_D's bits) cost f_D at least half of its
-    drop under pi_D, and the share of examples pi_D puts at the floor per such layer."""
+    drop under pi_D, with pi_D's mean bits on it, and the share of examples pi_D puts at the floor
+    per layer (its top four)."""
     from dptq.analyses.policy import TRIGGER_SHARE
     from dptq.evaluate import allocations, count, own_policy_bits
 
@@ -62,7 +63,8 @@ def single_layer_triggers(net, policy, data, cell) -> dict:
         mask = torch.arange(net.num_layers) == layer
         alone = fp - count(net, data, "cpu", bits, dataset=data.val, mask=mask)[0]
         if alone > 0 and alone >= TRIGGER_SHARE * own:
-            hits.append(f"{net.layer_names[layer]} ({100 * alone / n:.1f})")
+            mean = float(table[:, layer].float().mean())
+            hits.append(f"{net.layer_names[layer]} ({100 * alone / n:.1f}; pi_D {mean:.2f} bits)")
     top = floor.argsort(descending=True)[:4].tolist()
     return {
         "trigger alone (val drop)": hits,
