@@ -263,7 +263,9 @@ def render_html(df: pd.DataFrame, out: Path) -> str:
         f'<p class="note">{NOTE}</p>',
         *_architectures(g, out),
         "<h2>Every cell</h2>",
-        '<figure><img src="gap.png" alt="gap and hidden gap"><figcaption>gap and hidden gap'
+        # one bar pair per cell: as wide as the page, the full size a click away
+        '<figure><a href="gap.png"><img src="gap.png" alt="gap and hidden gap" style="max-width:'
+        ' 100%"></a><figcaption>worst-case and hidden gap per cell (click for full size)'
         "</figcaption></figure>",
         '<figure><img src="fp_vs_gap.png" alt="FP accuracy vs gap"><figcaption>FP accuracy vs gap'
         "</figcaption></figure>",

@@ -278,11 +278,11 @@ def render_csv(df: pd.DataFrame) -> str:
 def render_pngs(df: pd.DataFrame, out: Path) -> list[Path]:
     g = groups(df)
     paths = []
-    fig, ax = plt.subplots(figsize=(7.5, 4))
+    # wide enough for every cell's label (a board of dozens of cells), up to 30 inches
+    fig, ax = plt.subplots(figsize=(min(30.0, max(7.5, 0.3 * len(g))), 4.5))
     if not g.empty:
         labels = [
-            f"{a}\n{o} / {b}\n{s}"
-            for a, o, b, s in zip(g.architecture, g.options, g.budget, g.suite)
+            f"{a} {o}-{b} ({s})" for a, o, b, s in zip(g.architecture, g.options, g.budget, g.suite)
         ]
         x = list(range(len(g)))
         hatch = ["" if v else "//" for v in g.valid]
@@ -302,8 +302,15 @@ def render_pngs(df: pd.DataFrame, out: Path) -> list[Path]:
             ms=3,
             label="mean gap, 95% interval",
         )
-        ax.set_xticks(x, labels, fontsize=7)
+        ax.set_xticks(x, labels, fontsize=6, rotation=90)
         ax.legend(fontsize=8, title="hatched: no valid seed", title_fontsize=7)
+        # a gap lies in -100..100 points; a 3-seed interval can reach past it (t = 4.3), and
+        # would squash every bar: the axis stops at the possible range and says so
+        ax.set_ylim(-105, 105)
+        ax.set_xlim(-0.8, len(g) - 0.2)
+        ax.text(
+            1, 1.01, "intervals clipped at +-100", transform=ax.transAxes, ha="right", fontsize=6
+        )
     ax.axhline(0, color="black", lw=0.5)
     ax.set_ylabel("points")
     ax.set_title("Worst-case gap and hidden gap per cell (bit options / budget, suite)")
