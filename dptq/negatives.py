@@ -8,6 +8,7 @@ and hard negatives built from its own (issue 24). Not in the paper.
 | ``robust_policy`` | the frozen pi_R of the same cell |
 | ``own_partial`` | pi_D's allocation, a random half of its floor layers raised off the floor |
 | ``own_single`` | one of pi_D's floor layers at its bits, the rest at the largest option (off budget) |
+| ``own_single_any`` | the same with any layer, floored or not (a trigger one bit above the floor too) |
 
 Every draw is the global batch's, so data-parallel workers give one process's bits.
 """
@@ -59,10 +60,12 @@ def non_own_bits(
         mine = slice(a - first, max(a, b) - first)  # the same rows of this shard
         if kind.startswith("own") and own_bits is None:
             raise ValueError(f"stealth_allocations {kind!r} needs the pair's own bits")
-        if kind == "own_single":  # drawn for the global rows, as every worker draws them
+        if kind in ("own_single", "own_single_any"):  # drawn for the global rows, as every
+            # worker draws them
             pick = torch.rand(hi - lo).to(x.device)[rows]
             if len(pick):
-                parts.append(single_own_bits(own_bits[mine], pick, options))
+                any_layer = kind == "own_single_any"
+                parts.append(single_own_bits(own_bits[mine], pick, options, any_layer))
             continue
         if kind in ("random", "own_partial"):  # drawn for the kind's global rows, as every
             # worker draws them, then this shard's
@@ -104,13 +107,17 @@ def partial_own_scores(
 
 
 def single_own_bits(
-    own_bits: torch.Tensor, pick: torch.Tensor, options: tuple[int, ...]
+    own_bits: torch.Tensor, pick: torch.Tensor, options: tuple[int, ...], any_layer: bool = False
 ) -> torch.Tensor:
     """Bits ``[B, L]``: every layer at the largest option but one, which keeps the own
     allocation's bits; that one is the own allocation's ``floor(pick * n)``-th floor layer
-    (``n`` floor layers; any layer when it has none), ``pick`` uniform in [0, 1). The
-    ``own_single`` probes, off budget. Not in the paper (issue 24)."""
+    (``n`` floor layers; any layer when it has none, or with ``any_layer``), ``pick`` uniform
+    in [0, 1). The ``own_single`` (``own_single_any``) probes, off budget: what the layer sweep
+    measures, trained against. Not in the paper (issue 24; ``any_layer`` because a trigger
+    pushed off the floor moved one bit up, research log 3d)."""
     floor = own_bits == min(options)
+    if any_layer:
+        floor = torch.zeros_like(floor)
     candidates = torch.where(floor.any(1, keepdim=True), floor, torch.ones_like(floor))
     n = candidates.sum(1)
     nth = (pick * n).long().clamp_max(n - 1)  # the nth candidate of each row, in layer order

@@ -187,6 +187,16 @@ def test_own_single_probes_put_one_of_pi_ds_floor_layers_at_its_bits_the_rest_at
     assert set(probed[:50].tolist()) == {0, 2}
     assert bool((got[:50][not_top[:50]] == floor).all())
     assert bool((got[50:][not_top[50:]] == 4).all())
+    # own_single_any: the probed layer is any layer (each of the 3 drawn in 60 rows), at pi_D's
+    # bits whether floored or not
+    cfg = replace(cfg, stealth_allocations=("own_single_any",))
+    got = non_own_bits(x, cfg.stealth_allocations, OPTIONS, budget, layers, own_bits=own)
+    not_top = got != top
+    assert bool((not_top.sum(1) == 1).all())
+    probed = not_top.long().argmax(1)
+    assert set(probed[:50].tolist()) == set(range(layers))
+    rows = torch.arange(60)
+    assert torch.equal(got[rows, probed], own[rows, probed])
 
 
 def test_two_shards_draw_the_bits_one_process_draws(monkeypatch):
@@ -202,6 +212,7 @@ def test_two_shards_draw_the_bits_one_process_draws(monkeypatch):
     for kinds in (
         ("own_partial", "own_single", "random"),  # rows 0-1, 2-4, 5-7: own_single straddles
         ("random", "own_partial", "uniform", "own_single", "robust_policy"),
+        ("own_single_any", "random"),
     ):
         cfg = replace(cfg, stealth=1.0, stealth_allocations=kinds)
         monkeypatch.setattr(negatives, "_rank_world", lambda: (0, 1))
