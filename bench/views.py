@@ -293,27 +293,18 @@ def render_pngs(df: pd.DataFrame, out: Path) -> list[Path]:
         for b, h in zip([*bars, *bars2], hatch * 2):
             b.set_hatch(h)
         ci = [v if v is not None and v == v else 0 for v in g.gap_ci]
-        ax.errorbar(
-            [i - 0.2 for i in x],
-            g.gap,
-            yerr=ci,
-            fmt="o",
-            color="black",
-            ms=3,
-            label="mean gap, 95% interval",
-        )
+        kw = {"fmt": "o", "color": "black", "ms": 3, "label": "mean gap, 95% interval"}
+        ax.errorbar([i - 0.2 for i in x], g.gap, yerr=ci, **kw)
         ax.set_xticks(x, labels, fontsize=6, rotation=90)
         ax.legend(fontsize=8, title="hatched: no valid seed", title_fontsize=7)
         # a gap lies in -100..100 points; a 3-seed interval can reach past it (t = 4.3), and
         # would squash every bar: the axis stops at the possible range and says so
         ax.set_ylim(-105, 105)
         ax.set_xlim(-0.8, len(g) - 0.2)
-        ax.text(
-            1, 1.01, "intervals clipped at +-100", transform=ax.transAxes, ha="right", fontsize=6
-        )
+        ax.text(1, 1.01, "intervals clipped at +-100", transform=ax.transAxes, ha="right")
     ax.axhline(0, color="black", lw=0.5)
     ax.set_ylabel("points")
-    ax.set_title("Worst-case gap and hidden gap per cell (bit options / budget, suite)")
+    ax.set_title("Worst-case gap and hidden gap per cell (bit options-budget, suite)")
     paths.append(_save(fig, out / "gap.png"))
     fig, ax = plt.subplots(figsize=(5.5, 4))
     ok = df[df.error == ""]
