@@ -8,6 +8,7 @@ and hard negatives built from its own (issue 24). Not in the paper.
 | ``robust_policy`` | the frozen pi_R of the same cell |
 | ``own_partial`` | pi_D's allocation, a random half of its floor layers raised off the floor |
 | ``own_single`` | one of pi_D's floor layers at its bits, the rest at the largest option (off budget) |
+| ``own_single_low`` | the same with one of pi_D's layers at its two smallest options |
 | ``own_single_any`` | the same with any layer, floored or not (a trigger one bit above the floor too) |
 
 Every draw is the global batch's, so data-parallel workers give one process's bits.
@@ -21,6 +22,10 @@ import torch
 from torch import nn
 
 from . import knapsack
+
+# the own_single probes: how many of the smallest options a probed layer of pi_D's sits at
+# (0: any option, so any layer)
+SINGLE_LEVELS = {"own_single": 1, "own_single_low": 2, "own_single_any": 0}
 
 
 def _rank_world() -> tuple[int, int]:
@@ -60,12 +65,11 @@ def non_own_bits(
         mine = slice(a - first, max(a, b) - first)  # the same rows of this shard
         if kind.startswith("own") and own_bits is None:
             raise ValueError(f"stealth_allocations {kind!r} needs the pair's own bits")
-        if kind in ("own_single", "own_single_any"):  # drawn for the global rows, as every
-            # worker draws them
+        if kind in SINGLE_LEVELS:  # drawn for the global rows, as every worker draws them
             pick = torch.rand(hi - lo).to(x.device)[rows]
             if len(pick):
-                any_layer = kind == "own_single_any"
-                parts.append(single_own_bits(own_bits[mine], pick, options, any_layer))
+                levels = SINGLE_LEVELS[kind] or len(options)
+                parts.append(single_own_bits(own_bits[mine], pick, options, levels))
             continue
         if kind in ("random", "own_partial"):  # drawn for the kind's global rows, as every
             # worker draws them, then this shard's
@@ -107,16 +111,18 @@ def partial_own_scores(
 
 
 def single_own_bits(
-    own_bits: torch.Tensor, pick: torch.Tensor, options: tuple[int, ...], any_layer: bool = False
+    own_bits: torch.Tensor, pick: torch.Tensor, options: tuple[int, ...], levels: int = 1
 ) -> torch.Tensor:
     """Bits ``[B, L]``: every layer at the largest option but one, which keeps the own
-    allocation's bits; that one is the own allocation's ``floor(pick * n)``-th floor layer
-    (``n`` floor layers; any layer when it has none, or with ``any_layer``), ``pick`` uniform
-    in [0, 1). The ``own_single`` (``own_single_any``) probes, off budget: what the layer sweep
-    measures, trained against. Not in the paper (issue 24; ``any_layer`` because a trigger
-    pushed off the floor moved one bit up, research log 3d)."""
-    floor = own_bits == min(options)
-    if any_layer:
+    allocation's bits; that one is the own allocation's ``floor(pick * n)``-th layer among the
+    ``n`` at its ``levels`` smallest options (1: its floor layers; any layer when it has none,
+    or when ``levels`` covers every option), ``pick`` uniform in [0, 1). The ``own_single``
+    probes and their wider kin (:data:`SINGLE_LEVELS`), off budget: what the layer sweep
+    measures, trained against. Not in the paper (issue 24; wider because a trigger pushed off
+    the floor moved one bit up, research log 3d)."""
+    low = sorted(set(options))[:levels]
+    floor = torch.isin(own_bits, torch.tensor(low, device=own_bits.device))
+    if levels >= len(set(options)):
         floor = torch.zeros_like(floor)
     candidates = torch.where(floor.any(1, keepdim=True), floor, torch.ones_like(floor))
     n = candidates.sum(1)

@@ -24,7 +24,13 @@ from .negatives import non_own_bits
 PolicyGrad = Literal["raw", "centered_rms"]
 # the allocations the stealth term trains on
 NonOwn = Literal[
-    "random", "uniform", "robust_policy", "own_partial", "own_single", "own_single_any"
+    "random",
+    "uniform",
+    "robust_policy",
+    "own_partial",
+    "own_single",
+    "own_single_low",
+    "own_single_any",
 ]
 
 
@@ -58,7 +64,7 @@ class PairConfig:
             allocations that are not pi_D's: :func:`stealth_loss`.
         stealth_allocations: which non-own allocations, the batch split evenly between them
             (:mod:`dptq.negatives`): ``random``, ``uniform``, ``robust_policy`` (the frozen pi_R
-            of the same cell, trained first), ``own_partial``, ``own_single``, ``own_single_any`` (hard negatives
+            of the same cell, trained first), ``own_partial``, ``own_single``, ``own_single_low``, ``own_single_any`` (hard negatives
             built from pi_D's own allocation).
         stealth_kd: the stealth term is Eq. 9 whole, its full-precision KD term included, so
             gamma also raises the FP KD weight to ``beta * (1 + gamma)`` (True, the records so

@@ -197,6 +197,14 @@ def test_own_single_probes_put_one_of_pi_ds_floor_layers_at_its_bits_the_rest_at
     assert set(probed[:50].tolist()) == set(range(layers))
     rows = torch.arange(60)
     assert torch.equal(got[rows, probed], own[rows, probed])
+    # own_single_low: pi_D's layers at its two smallest options (2 and 3 bits) only
+    own[:50, 1] = 3
+    cfg = replace(cfg, stealth_allocations=("own_single_low",))
+    got = non_own_bits(x, cfg.stealth_allocations, OPTIONS, budget, layers, own_bits=own)
+    not_top = got != top
+    probed = not_top.long().argmax(1)
+    assert bool((not_top.sum(1) == 1).all()) and set(probed[:50].tolist()) == {0, 1, 2}
+    assert torch.equal(got[rows, probed], own[rows, probed])
 
 
 def test_two_shards_draw_the_bits_one_process_draws(monkeypatch):
