@@ -18,6 +18,7 @@ from dptq.io import write_atomic
 
 from . import store
 from .page import render_html
+from .paper_table import board_markdown
 from .results import RESULTS_BEGIN, RESULTS_END
 from .results import results_section as _results_section
 from .store import RecordError
@@ -54,7 +55,7 @@ def regenerate(board: Path = LEADERBOARD, out: Path | None = None, extra=()) -> 
     df = frame(records, roots)
     out.mkdir(parents=True, exist_ok=True)
     # each view is replaced whole: a kill leaves the old file or the new one
-    write_atomic(out / "README.md", render_markdown(df))
+    write_atomic(out / "README.md", render_markdown(df) + board_markdown(df))
     write_atomic(out / "leaderboard.csv", render_csv(df))
     failpoint("leaderboard:views")
     pngs = render_pngs(df, out)  # before the page, which shows the figures that exist

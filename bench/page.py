@@ -25,6 +25,7 @@ import pandas as pd
 
 from .groups import ARCH_COLUMNS, architecture_view
 from .indicator_view import indicator_table, num
+from .paper_table import board_html
 from .views import COLUMNS, fmt, groups, link, roc_name
 
 FILTERS = ("dataset", "suite", "options", "budget", "validity")
@@ -274,6 +275,7 @@ def render_html(df: pd.DataFrame, out: Path) -> str:
         *_board_rows(g, out),
         "</tbody></table>",
         *_indicators(df, out),
+        *board_html(df),
     ]
     failed = df[df.error != ""] if not df.empty else df
     for _, row in failed.iterrows():

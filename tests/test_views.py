@@ -168,7 +168,8 @@ def test_page_sorts_filters_and_opens_rows_in_headless_chromium(tmp_path):
 
 def test_table1_sets_the_papers_row_beside_ours():
     """The paper's numbers come from leaderboard/paper/table1.csv (checked against its text);
-    ours from the records: Δ = minus the drop under the own policy; the nearest paper budget."""
+    ours from the records: Δ = minus the drop under the own policy; the paper's budgets in order
+    where the suite ran as many, else the nearest."""
     from bench.paper_table import paper_rows, table1, table1_markdown
 
     paper = paper_rows()
@@ -189,6 +190,14 @@ def test_table1_sets_the_papers_row_beside_ours():
     assert row["seeds"] == "2/2" and row["paper f_N"] == 88.03
     md = "\n".join(table1_markdown(table1(groups(frame(recs)), "digits-paper-cell"), "x"))
     assert "| resnet18 | I | B (110 / 112) | 88.03 | 99.00 |" in md
+    # the board shows it too: its README's section and its page, for every suite with such a cell
+    from bench.paper_table import board_html, board_markdown
+
+    board = board_markdown(frame(recs))
+    assert board.startswith("## Beside the paper's Table 1") and "`digits-paper-cell`" in board
+    assert "| resnet18 | I | B (110 / 112) | 88.03 | 99.00 |" in board
+    assert "<td>B (110 / 112)</td><td>88.03</td><td>99.00</td>" in "".join(board_html(frame(recs)))
+    assert board_markdown(frame([record("vgg11", 80, 1.0)])) == ""  # no cell of the paper's
     # rows in the paper's order whatever the board's rank: architecture, version, budget letter
     recs = [
         record(a, b, gap, suite="t1", version=o)
@@ -206,6 +215,14 @@ def test_table1_sets_the_papers_row_beside_ours():
         ("resnet18", "II", "C (160 / 160)"),
         ("regnetx_016", "I", "A (230 / 230)"),
     ]
+    # a suite with all three budgets of a version is matched in order, not by nearness: a raised
+    # A (340 -> 404, nearer the paper's B at 450) stays A
+    recs = [
+        record("mobilenetv4_conv_medium", b, 1.0, suite="t1", version="III")
+        for b in (404, 450, 570)
+    ]
+    letters = table1(groups(frame(recs)), "t1").budget.tolist()
+    assert letters == ["A (340 / 404)", "B (450 / 450)", "C (570 / 570)"]
 
 
 def test_schema_1_history_alone_is_shown_never_ranked():
