@@ -5,8 +5,8 @@ The paper's numbers are data (``leaderboard/paper/table1.csv``, typed from the p
 against its text); a suite's cell matches the paper's row of the same architecture and version
 in budget order when the suite runs as many budgets there as the paper, else the one whose budget
 is nearest (ours may differ where the paper's is degenerate or infeasible: see
-``suites/pets.yaml`` and MobileNetV4's III-A, 340 -> 404, in ``suites/digits-table1.yaml``). Our Δ is minus the drop under the pair's own policy, as the paper signs it;
-over several seeds, the mean over the valid ones and their count.
+``suites/pets.yaml`` and MobileNetV4's III-A, 340 -> 404, in ``suites/digits-table1.yaml``).
+Our Δ is minus the drop under the pair's own policy, as the paper signs it; over several seeds, the mean over the valid ones and their count.
 """
 
 from __future__ import annotations
@@ -74,6 +74,11 @@ def table1(g: pd.DataFrame, suite: str, paper: pd.DataFrame | None = None) -> pd
     return pd.DataFrame(rows, columns=cols)
 
 
+def _cell(v) -> str:
+    """One shown value of :func:`table1`: text as it is, a number to two places, none as -."""
+    return v if isinstance(v, str) else "-" if v is None or v != v else f"{v:.2f}"
+
+
 def table1_markdown(t: pd.DataFrame, suite: str) -> list[str]:
     """README's lines for :func:`table1` (none when the suite ran no paper cell)."""
     if t.empty:
@@ -87,8 +92,7 @@ def table1_markdown(t: pd.DataFrame, suite: str) -> list[str]:
         "|" + "---|" * len(t.columns),
     ]
     for _, r in t.iterrows():
-        cells = [v if isinstance(v, str) else "-" if v is None or v != v else f"{v:.2f}" for v in r]
-        lines.append("| " + " | ".join(md_cell(c) for c in cells) + " |")
+        lines.append("| " + " | ".join(md_cell(_cell(v)) for v in r) + " |")
     return [*lines, ""]
 
 
@@ -121,10 +125,7 @@ def board_html(df: pd.DataFrame) -> list[str]:
         head = "".join(f"<th>{html.escape(c)}</th>" for c in t.columns)
         body = []
         for _, r in t.iterrows():
-            cells = [
-                v if isinstance(v, str) else "-" if v is None or v != v else f"{v:.2f}" for v in r
-            ]
-            body.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
+            body.append("<tr>" + "".join(f"<td>{html.escape(_cell(v))}</td>" for v in r) + "</tr>")
         parts += [
             f"<h2>Suite {html.escape(suite)} beside the paper's Table 1</h2>",
             '<p class="note">The paper: Oxford-IIIT Pets; budget: the paper\'s letter (its bits / '
