@@ -55,7 +55,7 @@ def regenerate(board: Path = LEADERBOARD, out: Path | None = None, extra=()) -> 
     df = frame(records, roots)
     out.mkdir(parents=True, exist_ok=True)
     # each view is replaced whole: a kill leaves the old file or the new one
-    write_atomic(out / "README.md", render_markdown(df) + board_markdown(df))
+    write_atomic(out / "README.md", board_readme(df))
     write_atomic(out / "leaderboard.csv", render_csv(df))
     failpoint("leaderboard:views")
     pngs = render_pngs(df, out)  # before the page, which shows the figures that exist
@@ -63,6 +63,11 @@ def regenerate(board: Path = LEADERBOARD, out: Path | None = None, extra=()) -> 
     write_atomic(out / "schema.json", schema_text())
     written = [out / "README.md", out / "leaderboard.csv", out / "index.html", out / "schema.json"]
     return [*written, *pngs]
+
+
+def board_readme(df) -> str:
+    """The board's ``README.md``: the ranked tables, then Table 1 beside the paper's."""
+    return render_markdown(df) + board_markdown(df)
 
 
 def schema_text() -> str:
@@ -156,6 +161,7 @@ def compare(records: list, a: str, b: str) -> pd.DataFrame:
 
 __all__ = [
     "regenerate",
+    "board_readme",
     "submit",
     "compare",
     "frame",

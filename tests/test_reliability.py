@@ -24,7 +24,7 @@ import torch
 
 from bench import search, store
 from bench.events import read_events
-from bench.leaderboard import frame, render_markdown
+from bench.leaderboard import board_readme, frame
 from bench.names import Layout
 from bench.suite import load_suite
 from dptq.engine import checkpoint_epoch as load_checkpoint_epoch
@@ -248,7 +248,7 @@ def test_killed_during_leaderboard_write_loses_nothing(tmp_path, reference, poin
     assert _rows(board) == reference[1]
     assert _kept(board, old)
     # the views were regenerated from every record, not left as the kill found them
-    md = render_markdown(frame(store.load(board)))
+    md = board_readme(frame(store.load(board)))
     assert (board / "README.md").read_text() == md
     assert not list(board.rglob(".*.tmp"))
 
