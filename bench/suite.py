@@ -234,6 +234,7 @@ _LATER_FIELDS = (
     (("students", "*", "pretrained"), False),
     (("policy_options", "norm"), "batch"),
     (("pair", "stealth_kd"), True),
+    (("pair", "stealth_shares"), []),
     (("pair", "floor_barred"), []),
     (("pair", "barred_options"), 1),
     (("search", "select_epoch"), "last"),

@@ -16,7 +16,9 @@ Every draw is the global batch's, so data-parallel workers give one process's bi
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from fractions import Fraction
 
 import torch
 from torch import nn
@@ -35,6 +37,18 @@ def _rank_world() -> tuple[int, int]:
     return 0, 1
 
 
+def share_bounds(total: int, shares: Sequence[float]) -> list[int]:
+    """The first row of each kind in a batch of ``total`` rows split in proportion to
+    ``shares`` (in order), then ``total``: ``floor(total * (s_1 + .. + s_i) / sum(s))``, in
+    exact rational arithmetic so that equal shares give ``i * total // k``, the even split."""
+    exact = [Fraction(s) for s in shares]
+    whole, run, out = sum(exact), Fraction(0), [0]
+    for s in exact:
+        run += s
+        out.append(math.floor(total * run / whole))
+    return out
+
+
 def non_own_bits(
     x: torch.Tensor,
     kinds: Sequence[str],
@@ -43,21 +57,26 @@ def non_own_bits(
     num_layers: int,
     robust_policy: nn.Module | None = None,
     own_bits: torch.Tensor | None = None,
+    shares: Sequence[float] = (),
 ) -> torch.Tensor:
-    """Bit vectors ``[B, L]`` that are not the pair's own: the batch split evenly (in order)
-    between ``kinds`` (:data:`dptq.pair.NonOwn`), each allocation over ``options``; random ones are drawn from torch's global generator
-    (seeded and checkpointed with the training loop). ``own_bits`` (``[B, L]``, the pair's own
-    allocation of ``x``) is what ``own_partial`` and ``own_single`` start from.
+    """Bit vectors ``[B, L]`` that are not the pair's own: the batch split (in order) between
+    ``kinds`` (:data:`dptq.pair.NonOwn`) in proportion to ``shares`` (empty: evenly,
+    :func:`share_bounds`), each allocation over ``options``; random ones are drawn from torch's
+    global generator (seeded and checkpointed with the training loop). ``own_bits`` (``[B, L]``,
+    the pair's own allocation of ``x``) is what ``own_partial`` and ``own_single`` start from.
 
     In data-parallel training ``x`` is this worker's shard of the global batch (Accelerate's
     ``split_batches``: rank r holds rows r*B .. (r+1)*B - 1): the split and the random draws are
     the global batch's, each worker taking its rows, so N workers give one process's bits."""
     rank, world = _rank_world()
-    n, k = x.shape[0], len(kinds)
+    n = x.shape[0]
     total, first = n * world, rank * n
+    if shares and len(shares) != len(kinds):
+        raise ValueError(f"{len(shares)} shares for {len(kinds)} kinds of allocation")
+    bounds = share_bounds(total, shares or [1] * len(kinds))
     parts = []
     for i, kind in enumerate(kinds):
-        lo, hi = i * total // k, (i + 1) * total // k  # this kind's rows of the global batch
+        lo, hi = bounds[i], bounds[i + 1]  # this kind's rows of the global batch
         a, b = max(lo, first), min(hi, first + n)  # ... and of this worker's shard
         if hi <= lo:
             continue

@@ -66,6 +66,9 @@ class PairConfig:
             (:mod:`dptq.negatives`): ``random``, ``uniform``, ``robust_policy`` (the frozen pi_R
             of the same cell, trained first), ``own_partial``, ``own_single``, ``own_single_low``, ``own_single_any`` (hard negatives
             built from pi_D's own allocation).
+        stealth_shares: the share of the stealth term's batch each of
+            :attr:`stealth_allocations` gets, in order (any positive numbers, e.g. ``[1, 1, 1, 1,
+            4]`` gives the fifth kind half the rows); empty (the records so far): even.
         stealth_kd: the stealth term is Eq. 9 whole, its full-precision KD term included, so
             gamma also raises the FP KD weight to ``beta * (1 + gamma)`` (True, the records so
             far); False: the stealth term is its hinge only (``gamma * alpha * hinge_R`` under
@@ -101,6 +104,7 @@ class PairConfig:
     bn_eval: bool = True
     stealth: float = 0.0
     stealth_allocations: tuple[NonOwn, ...] = ("random", "uniform")
+    stealth_shares: tuple[float, ...] = ()
     stealth_kd: bool = True
     floor_barred: tuple[str, ...] = ()
     barred_options: int = 1
@@ -113,6 +117,14 @@ class PairConfig:
             self.stealth_allocations
         ):
             raise ConfigError("stealth_allocations: name each allocation once, at least one")
+        if self.stealth_shares and (
+            len(self.stealth_shares) != len(self.stealth_allocations)
+            or min(self.stealth_shares) <= 0
+        ):
+            raise ConfigError(
+                f"stealth_shares: give one positive share per stealth_allocations entry "
+                f"({len(self.stealth_allocations)}), got {list(self.stealth_shares)}"
+            )
         if self.mode not in ("robust", "detrimental"):
             raise ConfigError(f"mode: {self.mode!r} is not one of 'robust', 'detrimental'")
         if not self.options or min(self.options) < 2 or max(self.options) > 16:
@@ -282,7 +294,14 @@ def pair_step(
     if cfg.mode == "detrimental" and cfg.stealth > 0:
         layers = getattr(student, "module", student).num_layers  # DDP wraps it in data-parallel
         other = non_own_bits(
-            x, cfg.stealth_allocations, cfg.options, budget, layers, robust_policy, bits.detach()
+            x,
+            cfg.stealth_allocations,
+            cfg.options,
+            budget,
+            layers,
+            robust_policy,
+            bits.detach(),
+            cfg.stealth_shares,
         )
         other_logits = student(x, other)
         stealth = stealth_loss(other_logits, fp_logits, teacher_logits, cfg)

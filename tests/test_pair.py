@@ -207,6 +207,33 @@ def test_own_single_probes_put_one_of_pi_ds_floor_layers_at_its_bits_the_rest_at
     assert torch.equal(got[rows, probed], own[rows, probed])
 
 
+def test_stealth_shares_split_the_batch_in_proportion_even_when_left_out():
+    """``stealth_shares``: kind i gets rows floor(B * S_i / S) .. floor(B * S_(i+1) / S) of the
+    batch (S_i: the shares before it), by hand for B = 10; equal shares are the even split."""
+    from dptq.errors import ConfigError
+    from dptq.negatives import share_bounds
+    from dptq.pair import PairConfig
+
+    assert share_bounds(10, [1, 1, 2]) == [0, 2, 5, 10]
+    assert share_bounds(10, [0.1, 0.1, 0.1]) == [0, 3, 6, 10] == [i * 10 // 3 for i in range(4)]
+    x, student, policy, teacher, cfg, budget = setup()
+    layers, top = student.num_layers, max(OPTIONS)
+    x, own = torch.randn(10, 3, 8, 8), torch.full((10, layers), 4)
+    kinds = ("uniform", "own_single")
+    got = non_own_bits(x, kinds, OPTIONS, budget, layers, own_bits=own, shares=(1, 4))
+    probes = (got == top).sum(1) == layers - 1  # own_single rows: all but one layer at the top
+    assert probes.tolist() == [False] * 2 + [True] * 8
+    torch.manual_seed(1)
+    even = non_own_bits(x, kinds, OPTIONS, budget, layers, own_bits=own)
+    assert ((even == top).sum(1) == layers - 1).tolist() == [False] * 5 + [True] * 5
+    torch.manual_seed(1)
+    same = non_own_bits(x, kinds, OPTIONS, budget, layers, own_bits=own, shares=(2, 2))
+    assert torch.equal(same, even)  # equal shares draw what the even split draws
+    for bad in ((1,), (1, 0)):
+        with pytest.raises(ConfigError, match="stealth_shares: give one positive share"):
+            PairConfig(stealth_allocations=kinds, stealth_shares=bad)
+
+
 def test_two_shards_draw_the_bits_one_process_draws(monkeypatch):
     """Data-parallel: each worker holds half the batch (rank r: rows 4r..4r+3 of 8), every
     kind's draws are the global batch's, so the two shards' bits, side by side, are one
@@ -221,13 +248,13 @@ def test_two_shards_draw_the_bits_one_process_draws(monkeypatch):
         ("own_partial", "own_single", "random"),  # rows 0-1, 2-4, 5-7: own_single straddles
         ("random", "own_partial", "uniform", "own_single", "robust_policy"),
         ("own_single_any", "random"),
+        ("random", "own_single", (1, 3)),  # 2 random rows, 6 probes: shard 1 only probes
     ):
-        cfg = replace(cfg, stealth=1.0, stealth_allocations=kinds)
+        kinds, shares = (kinds[:-1], kinds[-1]) if isinstance(kinds[-1], tuple) else (kinds, ())
+        cfg = replace(cfg, stealth=1.0, stealth_allocations=kinds, stealth_shares=shares)
         monkeypatch.setattr(negatives, "_rank_world", lambda: (0, 1))
         torch.manual_seed(7)
-        whole = non_own_bits(
-            x, cfg.stealth_allocations, OPTIONS, budget, layers, policy, own_bits=own
-        )
+        whole = non_own_bits(x, kinds, OPTIONS, budget, layers, policy, own_bits=own, shares=shares)
         shards = []
         for rank in (0, 1):
             monkeypatch.setattr(negatives, "_rank_world", lambda rank=rank: (rank, 2))
@@ -242,6 +269,7 @@ def test_two_shards_draw_the_bits_one_process_draws(monkeypatch):
                     layers,
                     policy,
                     own_bits=own[rows],
+                    shares=shares,
                 )
             )
         assert torch.equal(torch.cat(shards), whole), kinds
