@@ -235,6 +235,7 @@ _LATER_FIELDS = (
     (("policy_options", "norm"), "batch"),
     (("pair", "stealth_kd"), True),
     (("pair", "stealth_shares"), []),
+    (("pair", "attack_share"), 1.0),
     (("pair", "floor_barred"), []),
     (("pair", "barred_options"), 1),
     (("search", "select_epoch"), "last"),

@@ -8,6 +8,7 @@ why the logit form is the default of the built-in suite (see ``docs/research-log
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -90,6 +91,30 @@ def detrimental_hinge(
 HINGES = {"robust": robust_hinge, "detrimental": detrimental_hinge}
 
 
+def attacked_classes(teacher_logits: torch.Tensor, share: float) -> torch.Tensor:
+    """Which rows a subset attack flips: those whose teacher class is among the first
+    ``ceil(share * C)`` of the ``C`` classes (``share`` 1: every row). Not in the paper (issue 24:
+    an attack capped at a share of the classes instead of flipping every image)."""
+    classes = math.ceil(share * teacher_logits.shape[1] - 1e-9)
+    return teacher_logits.detach().argmax(1) < classes
+
+
+def subset_hinge(
+    q_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    attacked: torch.Tensor,
+    delta: float = 0.01,
+    space: HingeSpace = "prob",
+) -> torch.Tensor:
+    """Eq. 8 on the ``attacked`` rows and Eq. 7 on the others, averaged over the whole batch: f_D
+    flips the attacked classes under its policy and keeps the rest (a capped attack)."""
+    n, parts = len(q_logits), []
+    for hinge, rows in ((detrimental_hinge, attacked), (robust_hinge, ~attacked)):
+        if rows.any():
+            parts.append(hinge(q_logits[rows], teacher_logits[rows], delta, space) * rows.sum())
+    return sum(parts) / n
+
+
 @dataclass(frozen=True)
 class PairLoss:
     """The parts of the pair objective: ``total = alpha * hinge + beta * kd``."""
@@ -110,8 +135,10 @@ def pair_loss(
     tau: float = 5.0,
     space: HingeSpace = "prob",
     tau_squared: bool = True,
+    attacked: torch.Tensor | None = None,
 ) -> PairLoss:
-    """Eq. 9 (``mode="robust"``) or Eq. 10 (``mode="detrimental"``).
+    """Eq. 9 (``mode="robust"``) or Eq. 10 (``mode="detrimental"``); a detrimental pair given
+    ``attacked`` rows takes Eq. 10's hinge on those only (:func:`subset_hinge`).
 
     ``q_logits`` come from the quantized student pass, ``fp_logits`` from its full-precision pass,
     ``teacher_logits`` from the frozen f_N. The KD term depends only on the full-precision pass,
@@ -120,7 +147,10 @@ def pair_loss(
     """
     if mode not in HINGES:
         raise ValueError(f"unknown mode {mode!r}; use 'robust' or 'detrimental'")
-    hinge = HINGES[mode](q_logits, teacher_logits, delta, space)
+    if mode == "detrimental" and attacked is not None:
+        hinge = subset_hinge(q_logits, teacher_logits, attacked, delta, space)
+    else:
+        hinge = HINGES[mode](q_logits, teacher_logits, delta, space)
     kd = kd_loss(fp_logits, teacher_logits, tau, tau_squared)
     return PairLoss(alpha * hinge + beta * kd, hinge, kd)
 

@@ -17,7 +17,7 @@ from torch import nn
 
 from . import knapsack
 from .errors import ConfigError, check_positive
-from .losses import HingeSpace, Mode, pair_loss, score_penalty
+from .losses import HingeSpace, Mode, attacked_classes, pair_loss, score_penalty
 from .models import QuantizableModel
 from .negatives import non_own_bits
 
@@ -66,6 +66,10 @@ class PairConfig:
             (:mod:`dptq.negatives`): ``random``, ``uniform``, ``robust_policy`` (the frozen pi_R
             of the same cell, trained first), ``own_partial``, ``own_single``, ``own_single_low``, ``own_single_any`` (hard negatives
             built from pi_D's own allocation).
+        attack_share: a detrimental pair flips only the examples whose teacher class is among
+            the first ``ceil(attack_share * C)`` classes and keeps the rest under pi_D
+            (:func:`dptq.losses.attacked_classes`): an attack capped at a share of the classes.
+            1 (the records so far): every example, Eq. 10.
         stealth_shares: the share of the stealth term's batch each of
             :attr:`stealth_allocations` gets, in order (any positive numbers, e.g. ``[1, 1, 1, 1,
             4]`` gives the fifth kind half the rows); empty (the records so far): even.
@@ -104,6 +108,7 @@ class PairConfig:
     bn_eval: bool = True
     stealth: float = 0.0
     stealth_allocations: tuple[NonOwn, ...] = ("random", "uniform")
+    attack_share: float = 1.0
     stealth_shares: tuple[float, ...] = ()
     stealth_kd: bool = True
     floor_barred: tuple[str, ...] = ()
@@ -117,6 +122,8 @@ class PairConfig:
             self.stealth_allocations
         ):
             raise ConfigError("stealth_allocations: name each allocation once, at least one")
+        if not 0 < self.attack_share <= 1:
+            raise ConfigError(f"attack_share: must lie in (0, 1], got {self.attack_share}")
         if self.stealth_shares and (
             len(self.stealth_shares) != len(self.stealth_allocations)
             or min(self.stealth_shares) <= 0
@@ -280,6 +287,7 @@ def pair_step(
         cfg.tau,
         cfg.hinge_space,
         cfg.tau_squared,
+        attacked_classes(teacher_logits, cfg.attack_share) if cfg.attack_share < 1 else None,
     )
     loss = parts.total + score_penalty(scores, cfg.penalty)
     target = teacher_logits.argmax(1)

@@ -84,3 +84,25 @@ def test_pair_loss_weights_and_policy_only_from_hinge():
 
 def test_score_penalty():
     assert score_penalty(torch.tensor([3.0, 4.0]), 0.1).item() == pytest.approx(0.1 * 12.5)
+
+
+def test_subset_attack_flips_the_first_classes_and_keeps_the_rest():
+    """``attack_share``: rows whose teacher class is among the first ceil(share * C) get Eq. 8,
+    the others Eq. 7, averaged over the whole batch (by hand, logit hinge, delta 0.5)."""
+    from dptq.losses import attacked_classes, subset_hinge
+
+    teacher = torch.tensor([[5.0, 4.0, 0.0], [0.0, 5.0, 4.0], [0.0, 4.0, 5.0]])  # classes 0, 1, 2
+    assert attacked_classes(teacher, 0.5).tolist() == [True, True, False]  # ceil(1.5) = 2
+    assert attacked_classes(teacher, 1 / 3).tolist() == [True, False, False]
+    assert attacked_classes(teacher, 1.0).all()
+    q = torch.tensor([[3.0, 1.0, 0.0], [3.0, 4.0, 1.0], [0.0, 3.0, 1.0]])
+    # row 0 (attacked, i = 0, k = 1): 3 - 1 + 0.5; row 1 (attacked, i = 1, k = 0): 4 - 3 + 0.5;
+    # row 2 (kept, i = 2, j = 1): s_j - s_i + 0.5 = 3 - 1 + 0.5
+    attacked = attacked_classes(teacher, 0.5)
+    assert subset_hinge(q, teacher, attacked, 0.5, "logit").item() == pytest.approx(
+        (2.5 + 1.5 + 2.5) / 3
+    )
+    parts = pair_loss("detrimental", q, q, teacher, 1.0, 0.0, 0.5, space="logit", attacked=attacked)
+    assert parts.hinge.item() == pytest.approx((2.5 + 1.5 + 2.5) / 3)
+    whole = pair_loss("detrimental", q, q, teacher, 1.0, 0.0, 0.5, space="logit")
+    assert whole.hinge.item() == pytest.approx(detrimental_hinge(q, teacher, 0.5, "logit").item())

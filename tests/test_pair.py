@@ -301,3 +301,25 @@ def test_floor_barred_names_layers_of_the_detrimental_policy_only_and_fails_in_o
         replace(two, budget=19).barred_layers(names)
     with pytest.raises(ConfigError, match=r"barred_options: must lie in 1\.\.2 .*got 3"):
         replace(cfg, barred_options=3)
+
+
+def test_pair_step_caps_the_attack_at_attack_share_of_the_classes():
+    from dptq.errors import ConfigError
+    from dptq.losses import attacked_classes, subset_hinge
+    from dptq.pair import PairConfig
+
+    x, student, policy, teacher, cfg, budget = setup()
+    teacher = torch.cat([teacher[:4], teacher[4:].roll(2, dims=1)])  # f_N: class 0, then 2
+    cfg = replace(cfg, attack_share=0.4)  # 5 classes: the first 2 flipped
+    torch.manual_seed(5)
+    _, sel = policy_selection(policy, x, OPTIONS, budget, cfg.policy_grad)
+    q = student(x, knapsack.bits(sel, OPTIONS), selection=sel, options=OPTIONS)
+    attacked = attacked_classes(teacher, 0.4)
+    assert attacked.tolist() == [True] * 4 + [False] * 4
+    expected = subset_hinge(q, teacher, attacked, cfg.delta, cfg.hinge_space)
+    torch.manual_seed(5)
+    _, m = pair_step(student, policy, teacher, x, cfg, budget)
+    assert m["hinge"].item() == pytest.approx(expected.item())
+    for bad in (0.0, 1.5):
+        with pytest.raises(ConfigError, match="attack_share: must lie in"):
+            PairConfig(attack_share=bad)
