@@ -74,6 +74,14 @@ def table1(g: pd.DataFrame, suite: str, paper: pd.DataFrame | None = None) -> pd
     return pd.DataFrame(rows, columns=cols)
 
 
+# what Table 1's columns mean, under the README's table and the page's
+KEY = (
+    "the paper: Oxford-IIIT Pets; budget: the paper's letter (its bits / ours); Δ = accuracy "
+    "change under the pair's own policy, ours the mean over the valid seeds, or over all where "
+    "none is valid (seeds: valid / run)"
+)
+
+
 def _cell(v) -> str:
     """One shown value of :func:`table1`: text as it is, a number to two places, none as -."""
     return v if isinstance(v, str) else "-" if v is None or v != v else f"{v:.2f}"
@@ -84,9 +92,7 @@ def table1_markdown(t: pd.DataFrame, suite: str) -> list[str]:
     if t.empty:
         return []
     lines = [
-        f"**Table 1 beside the paper** (suite `{suite}`, digits; the paper: Oxford-IIIT Pets; "
-        "budget: the paper's letter (its bits / ours); Δ = accuracy change under the pair's own "
-        "policy, ours the mean over the valid seeds, or over all where none is valid (seeds: valid / run)):",
+        f"**Table 1 beside the paper** (suite `{suite}`, digits; {KEY}):",
         "",
         "| " + " | ".join(t.columns) + " |",
         "|" + "---|" * len(t.columns),
@@ -128,9 +134,7 @@ def board_html(df: pd.DataFrame) -> list[str]:
             body.append("<tr>" + "".join(f"<td>{html.escape(_cell(v))}</td>" for v in r) + "</tr>")
         parts += [
             f"<h2>Suite {html.escape(suite)} beside the paper's Table 1</h2>",
-            '<p class="note">The paper: Oxford-IIIT Pets; budget: the paper\'s letter (its bits / '
-            "ours); Δ = accuracy change under the pair's own policy, ours the mean over the valid "
-            "seeds, or over all where none is valid (seeds: valid / run).</p>",
+            f'<p class="note">{KEY[0].upper() + KEY[1:]}.</p>',  # KEY: plain text, no markup
             f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>",
         ]
     return parts

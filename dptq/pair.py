@@ -5,6 +5,9 @@ A step: the policy scores the batch, the knapsack turns the scores into exact-bu
 f_N gives the targets, and ``alpha * hinge + beta * KD`` (Eq. 9/10) is backpropagated: the student
 gets both terms, the policy only the hinge (through the per-layer taps of
 :class:`dptq.models.QuantizableModel`), plus a small penalty that keeps its scores bounded.
+
+One job, over 300 lines because :class:`PairConfig` documents every setting the step reads (the
+stealth term's negatives are drawn in :mod:`dptq.negatives`, the losses are :mod:`dptq.losses`).
 """
 
 from __future__ import annotations
