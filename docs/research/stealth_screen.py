@@ -34,6 +34,9 @@ from bench.suite import load_suite, parse_suite, to_plain  # noqa: E402
 from dptq.evaluate import evaluate_cell  # noqa: E402
 from dptq.scores import points  # noqa: E402
 
+# suite fields that detrimental pairs alone read (any stealth field, the floor bar, the capped attack)
+DETRIMENTAL_ONLY = ("pair.floor_barred", "pair.barred_options", "pair.attack_share")
+
 
 def changed_suite(changes: dict, path: Path = ROOT / "suites/default.yaml"):
     """A suite (the default one) with dotted ``section.key`` (or top-level ``key``) values
@@ -111,12 +114,12 @@ def main() -> None:
     acc = process_accelerator(suite.resources)
     stage_of = {s.mode: s for w in plan.waves(suite, [cell]) for s in w if s.mode}
     if robust is None:  # a cell the default run has not got: its robust pair, trained once here
-        # keyed by the changes a robust pair reads (not the stealth term: detrimental pairs only)
-        # (floor_barred: detrimental pairs only, too)
+        # keyed by the changes a robust pair reads: the stealth term, the floor bar and the
+        # capped attack are read by detrimental pairs only
         kept = {
             k: v
             for k, v in sorted(changes.items())
-            if "stealth" not in k and "floor_barred" not in k
+            if "stealth" not in k and k not in DETRIMENTAL_ONLY
         }
         key = hashlib.sha256(json.dumps(kept, sort_keys=True).encode()).hexdigest()[:12]
         robust = args.work / f"robust-{cell.key}-{key}.pt"
