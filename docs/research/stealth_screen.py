@@ -34,7 +34,7 @@ from bench.suite import load_suite, parse_suite, to_plain  # noqa: E402
 from dptq.evaluate import evaluate_cell  # noqa: E402
 from dptq.scores import points  # noqa: E402
 
-# suite fields that detrimental pairs alone read (any stealth field, the floor bar, the capped attack)
+# suite fields besides the stealth ones that detrimental pairs alone read (floor bar, capped attack)
 DETRIMENTAL_ONLY = ("pair.floor_barred", "pair.barred_options", "pair.attack_share")
 
 
