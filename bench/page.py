@@ -24,7 +24,7 @@ from pathlib import Path
 import pandas as pd
 
 from .groups import ARCH_COLUMNS, architecture_view
-from .indicator_view import indicator_table, num
+from .indicator_view import HEADER, cells, indicator_table
 from .paper_table import board_html
 from .views import COLUMNS, fmt, groups, link, roc_name
 
@@ -218,21 +218,18 @@ def _indicators(df: pd.DataFrame, out: Path) -> list[str]:
         t = indicator_table(df[df.dataset == dataset])
         if t.empty:
             continue
-        lines = [
-            "<tr><th>indicator</th><th>AUC, valid pairs</th><th>pairs</th>"
-            "<th>AUC, attacked pairs</th><th>pairs</th><th>f_D above f_R</th></tr>"
-        ]
+        head = "".join(f"<th>{html.escape(h)}</th>" for h in HEADER)
+        lines = [f"<tr><th>indicator</th>{head}</tr>"]
         for _, r in t.iterrows():
-            lines.append(
-                f'<tr><td class="text">{html.escape(r.indicator)}</td><td>{num(r.auc_valid)}</td>'
-                f"<td>{r.n_valid}</td><td>{num(r.auc_attacked)}</td><td>{r.n_attacked}</td>"
-                f"<td>{num(r.f_D_above_f_R)}</td></tr>"
-            )
+            row = "".join(f"<td>{html.escape(c)}</td>" for c in cells(r))
+            lines.append(f'<tr><td class="text">{html.escape(r.indicator)}</td>{row}</tr>')
         parts += [
-            f"<h2>{html.escape(dataset)}: can a deployer tell f_D from f_R at full precision?</h2>",
+            f"<h2>{html.escape(dataset)}: can a deployer tell f_D from f_R or f_N at full "
+            "precision?</h2>",
             '<p class="note">ROC AUC of each full-precision indicator (analysis '
-            "<code>fp_indicators</code>, no quantizer involved) at separating f_D from f_R; 0.5 is "
-            "chance, below 0.5 the indicator points the other way.</p>",
+            "<code>fp_indicators</code>, no quantizer involved) at separating f_D from f_R and from "
+            "f_N (the student both were copied from); 0.5 is chance, below 0.5 the indicator "
+            "points the other way.</p>",
             f"<table>{''.join(lines)}</table>",
         ]
         if (out / roc_name(dataset)).exists():

@@ -79,20 +79,24 @@ def test_a_planted_outlier_channel_raises_act_outlier():
 
 
 def _board(values):
-    """A frame as bench.views.frame makes it: one row per seed, (f_R, f_D) indicator values."""
+    """A frame as bench.views.frame makes it: one row per seed, (f_R, f_D, valid, attacked[,
+    f_N]) indicator values (f_N 0.0 unless given; None: the record has no f_N values)."""
     import pandas as pd
 
-    rows = [
-        {
-            "dataset": "digits",
-            "suite": "s",
-            "error": "",
-            "valid": valid,
-            "attacked": attacked,
-            "indicators": {"f_N": {"a": 0.0}, "f_R": {"a": r}, "f_D": {"a": d}},
-        }
-        for r, d, valid, attacked in values
-    ]
+    rows = []
+    for r, d, valid, attacked, *n in values:
+        n = n[0] if n else 0.0
+        ind = {"f_R": {"a": r}, "f_D": {"a": d}} | ({} if n is None else {"f_N": {"a": n}})
+        rows.append(
+            {
+                "dataset": "digits",
+                "suite": "s",
+                "error": "",
+                "valid": valid,
+                "attacked": attacked,
+                "indicators": ind,
+            }
+        )
     rows.append({"dataset": "digits", "suite": "s", "error": "x", "valid": False})
     rows[-1].update(attacked=False, indicators=None)
     return pd.DataFrame(rows)
@@ -117,10 +121,30 @@ def test_the_board_auc_is_the_mann_whitney_count_over_valid_pairs(tmp_path):
     assert one.auc_valid.isna().all() and best_indicator(one) is None  # one pair: no AUC
 
 
+def _mann_whitney(pos, neg):
+    return sum((p > q) + 0.5 * (p == q) for p in pos for q in neg) / (len(pos) * len(neg))
+
+
+def test_the_auc_against_f_n_puts_the_shared_student_as_the_negative():
+    from bench.indicator_view import indicator_table
+
+    # (f_R, f_D, valid, attacked, f_N)
+    pairs = [(1.0, 3.0, True, True, 3.5), (0.5, 1.5, True, False, 1.0)]
+    pairs += [(2.5, 4.0, True, True, 2.0), (2.0, 2.2, True, True, None)]  # last: no f_N values
+    [row] = indicator_table(_board(pairs)).to_dict("records")
+    auc_r = _mann_whitney([3.0, 1.5, 4.0, 2.2], [1.0, 0.5, 2.5, 2.0])  # 13/16
+    assert row["auc_valid"] == pytest.approx(auc_r) and row["n_valid"] == 4
+    f_d, f_n = [3.0, 1.5, 4.0], [3.5, 1.0, 2.0]
+    assert row["auc_valid_vs_f_N"] == pytest.approx(_mann_whitney(f_d, f_n))  # 6/9
+    assert row["n_valid_vs_f_N"] == 3  # the record without f_N enters no f_N score
+    assert row["auc_attacked_vs_f_N"] == pytest.approx(_mann_whitney([3.0, 4.0], [3.5, 2.0]))
+    assert row["n_attacked_vs_f_N"] == 2 and row["n_attacked"] == 3
+
+
 def test_the_page_shows_the_auc_table(tmp_path):
     from bench.page import _indicators
 
     pairs = [(1.0, 3.0, True, True), (2.0, 1.5, True, False), (2.5, 4.0, True, True)]
     text = "".join(_indicators(_board(pairs), tmp_path))
-    assert "can a deployer tell f_D from f_R" in text
-    assert '<td class="text">a</td><td>0.78</td><td>3</td><td>1.00</td><td>2</td>' in text
+    assert "can a deployer tell f_D from f_R or f_N" in text
+    assert '<td class="text">a</td><td>0.78 (3)</td><td>1.00 (2)</td><td>1.00 (3)</td>' in text
