@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import importlib
 import json
-import os
 import platform
 import statistics
 import time
@@ -21,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from .machine import cpu_model
+from .machine import hardware
 
 BENCHMARKS = ("core", "train", "corruptions", "int8", "gpu")
 
@@ -41,12 +40,8 @@ def _median_times(fns: dict[str, Callable[[], object]], reps: int, warmup: int =
 
 
 def _machine() -> dict:
-    return {
-        "cpu": platform.processor() or platform.machine(),
-        "model": cpu_model(),
-        "capability": torch.backends.cpu.get_cpu_capability(),  # AVX2, AVX512, ...
-        "cores": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
+    """A record's :func:`bench.machine.hardware`, plus the versions a timing depends on."""
+    return hardware() | {
         "torch": torch.__version__,
         "device": "cpu",
         "python": platform.python_version(),
@@ -59,8 +54,9 @@ def header(res: dict, which: str) -> list[str]:
     return [
         f"# `python -m bench perf {which}`",
         "",
-        f"Machine: {m['cores']} cores ({m.get('model', m['cpu'])}, {m.get('capability', '?')}), "
-        f"torch {m['torch']} on {m['device']}, {m['torch_threads']} threads. Medians of "
+        f"Machine: {m['cores']} cores ({m.get('cpu_model', m.get('model', m['cpu']))}, "
+        f"{m.get('capability', '?')}), torch {m['torch']} on {m['device']}, "
+        f"{m.get('threads', m.get('torch_threads'))} threads. Medians of "
         "interleaved repetitions.",
         "",
     ]
