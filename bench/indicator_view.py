@@ -32,13 +32,14 @@ def indicator_table(df: pd.DataFrame) -> pd.DataFrame:
     :data:`REFERENCES`, and the paired share (f_D above its own f_R)."""
     from sklearn.metrics import roc_auc_score
 
-    names = sorted({k for v in pairs(df, "valid").indicators for k in v.get("f_D", {})})
+    values = {which: list(pairs(df, which).indicators) for which, _ in SETS}
+    names = sorted({k for v in values["valid"] for k in v.get("f_D", {})})
     rows = []
     for name in names:
         row = {"indicator": name}
         for which, _ in SETS:
             for ref, suffix in REFERENCES:
-                sub = [v for v in pairs(df, which).indicators if ref in v]
+                sub = [v for v in values[which] if ref in v]
                 d = [v["f_D"][name] for v in sub]
                 r = [v[ref][name] for v in sub]
                 row[f"auc_{which}{suffix}"] = (

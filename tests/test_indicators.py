@@ -102,6 +102,10 @@ def _board(values):
     return pd.DataFrame(rows)
 
 
+def _mann_whitney(pos, neg):
+    return sum((p > q) + 0.5 * (p == q) for p in pos for q in neg) / (len(pos) * len(neg))
+
+
 def test_the_board_auc_is_the_mann_whitney_count_over_valid_pairs(tmp_path):
     from bench.indicator_view import best_indicator, indicator_table
     from bench.views import render_roc
@@ -111,18 +115,13 @@ def test_the_board_auc_is_the_mann_whitney_count_over_valid_pairs(tmp_path):
     table = indicator_table(_board(pairs))
     [row] = table.to_dict("records")
     f_d, f_r = [3.0, 1.5, 4.0], [1.0, 2.0, 2.5]
-    wins = sum((d > r) + 0.5 * (d == r) for d in f_d for r in f_r)
-    assert row["auc_valid"] == pytest.approx(wins / 9) and row["n_valid"] == 3
+    assert row["auc_valid"] == pytest.approx(_mann_whitney(f_d, f_r)) and row["n_valid"] == 3
     assert row["auc_attacked"] == pytest.approx(1.0) and row["n_attacked"] == 2
     assert row["f_D_above_f_R"] == pytest.approx(2 / 3)  # paired: 3 > 1, 1.5 < 2, 4 > 2.5
     assert best_indicator(table) == "a"
     assert render_roc(_board(pairs), table, tmp_path / "roc.png").stat().st_size > 1000
     one = indicator_table(_board(pairs[:1]))
     assert one.auc_valid.isna().all() and best_indicator(one) is None  # one pair: no AUC
-
-
-def _mann_whitney(pos, neg):
-    return sum((p > q) + 0.5 * (p == q) for p in pos for q in neg) / (len(pos) * len(neg))
 
 
 def test_the_auc_against_f_n_puts_the_shared_student_as_the_negative():
