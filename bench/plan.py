@@ -142,7 +142,7 @@ def reads_robust_policy(suite) -> bool:
     the robust searches run first): ``robust_policy`` among the stealth allocations and the
     stealth term on, or searched (a trial may turn it on)."""
     p = suite.pair
-    on = p.stealth > 0 or suite.search.stealth is not None
+    on = p.stealth_on or suite.search.stealth is not None
     return on and "robust_policy" in p.stealth_allocations
 
 

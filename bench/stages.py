@@ -143,7 +143,7 @@ def pair(suite, data: DatasetPair, stage: Stage, inputs: dict, params, *, ckpt, 
     cfg = replace(suite.pair, mode=mode, options=cell.options, budget=cell.budget, **params)
     f_n = load_f_n(suite, cell.student, inputs["kd"], data.num_classes).to(acc.device)
     robust_policy = None
-    if mode == "detrimental" and cfg.stealth > 0 and "robust_policy" in cfg.stealth_allocations:
+    if mode == "detrimental" and cfg.stealth_on and "robust_policy" in cfg.stealth_allocations:
         _, robust_policy = load_pair(suite, cell, "robust", inputs["robust"], data.num_classes)
         robust_policy = robust_policy.to(acc.device).requires_grad_(False)
     seed_everything(cell.seed + MODE_OFFSET[mode])

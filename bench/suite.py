@@ -234,6 +234,7 @@ _LATER_FIELDS = (
     (("students", "*", "pretrained"), False),
     (("policy_options", "norm"), "batch"),
     (("pair", "stealth_kd"), True),
+    (("pair", "stealth_start"), None),
     (("pair", "stealth_shares"), []),
     (("pair", "attack_share"), 1.0),
     (("pair", "floor_barred"), []),

@@ -109,6 +109,8 @@ class Loop:
         step: ``(batch, prepared modules) -> (loss, metrics)``.
         evaluate: ``() -> metrics`` after each epoch (the selection split, never the test split).
         train_mode: puts the modules in training mode at the start of each epoch.
+        on_epoch: ``(epoch) -> None`` at the start of each epoch (0-based; a resumed run calls
+            it with the epoch it resumes at), for settings on a per-epoch schedule; None: none.
         min_lr_ratio: the schedule's floor, as a fraction of each group's learning rate.
         config: saved in every checkpoint.
         select: ``(epoch's evaluation) -> score`` (larger is better): :func:`fit` keeps the
@@ -126,6 +128,7 @@ class Loop:
     step: Callable[[tuple, dict[str, nn.Module]], tuple[torch.Tensor, dict]]
     evaluate: Callable[[], dict]
     train_mode: Callable[[], None]
+    on_epoch: Callable[[int], None] | None = None
     min_lr_ratio: float = 0.0
     config: dict = field(default_factory=dict)
     select: Callable[[dict], float] | None = None
@@ -185,6 +188,8 @@ def train_one_epoch(
 
     A non-finite loss stops the stage (``FloatingPointError``, naming it and the epoch).
     """
+    if loop.on_epoch is not None:
+        loop.on_epoch(epoch)
     loop.train_mode()
     bar = tqdm(
         loader,

@@ -65,6 +65,10 @@ class PairConfig:
         stealth: gamma, the weight of the stealth term of a detrimental pair (0: off). Besides
             Eq. 10 under pi_D, f_D is trained with Eq. 9 (keep the teacher's answer) under
             allocations that are not pi_D's: :func:`stealth_loss`.
+        stealth_start: a gamma schedule: the stealth weight of the first epoch, moving linearly
+            to :attr:`stealth` at the last (:meth:`stealth_at`), e.g. 0.5 -> 2 lets the attack
+            form under a weak stealth term and then presses the other allocations back; None (the
+            records so far): :attr:`stealth` every epoch.
         stealth_allocations: which non-own allocations, the batch split evenly between them
             (:mod:`dptq.negatives`): ``random``, ``uniform``, ``robust_policy`` (the frozen pi_R
             of the same cell, trained first), ``own_partial``, ``own_single``, ``own_single_low``, ``own_single_any`` (hard negatives
@@ -110,6 +114,7 @@ class PairConfig:
     policy_grad: PolicyGrad = "centered_rms"
     bn_eval: bool = True
     stealth: float = 0.0
+    stealth_start: float | None = None
     stealth_allocations: tuple[NonOwn, ...] = ("random", "uniform")
     attack_share: float = 1.0
     stealth_shares: tuple[float, ...] = ()
@@ -121,6 +126,8 @@ class PairConfig:
         check_positive(self, "epochs", "batch_size", "lr_student", "lr_policy", "tau")
         if min(self.alpha, self.beta, self.delta, self.penalty, self.stealth) < 0:
             raise ConfigError("alpha, beta, delta, penalty, stealth: must be >= 0")
+        if self.stealth_start is not None and self.stealth_start < 0:
+            raise ConfigError(f"stealth_start: must be >= 0 or null, got {self.stealth_start}")
         if not self.stealth_allocations or len(set(self.stealth_allocations)) != len(
             self.stealth_allocations
         ):
@@ -149,6 +156,20 @@ class PairConfig:
             )
         if self.optimizer not in ("adam", "sgd"):
             raise ConfigError(f"optimizer: {self.optimizer!r} is not one of 'adam', 'sgd'")
+
+    def stealth_at(self, epoch: int) -> float:
+        """gamma in epoch ``epoch`` (0-based): :attr:`stealth`, or with :attr:`stealth_start` the
+        linear schedule from it (first epoch) to :attr:`stealth` (last epoch)."""
+        if self.stealth_start is None or self.epochs == 1:
+            return self.stealth
+        t = min(max(epoch, 0), self.epochs - 1) / (self.epochs - 1)
+        return self.stealth_start + t * (self.stealth - self.stealth_start)
+
+    @property
+    def stealth_on(self) -> bool:
+        """Whether the stealth term is on in some epoch (then a detrimental pair reads its
+        non-own allocations, pi_R's among them)."""
+        return self.stealth > 0 or bool(self.stealth_start)
 
     def barred_layers(self, layer_names: list[str]) -> list[int]:
         """The indices of the layers :attr:`floor_barred` names for this pair's policy (none for

@@ -12,7 +12,7 @@ Each returns its evaluation; all share :func:`dptq.engine.fit`.
 from __future__ import annotations
 
 import copy
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -221,10 +221,16 @@ def train_pair(
                 if isinstance(m, _BatchNorm):
                     m.eval()
 
+    epoch_cfg = [cfg]  # this epoch's settings: cfg with gamma on its schedule (stealth_at)
+
+    def on_epoch(epoch):
+        epoch_cfg[0] = replace(cfg, stealth=cfg.stealth_at(epoch), stealth_start=None)
+
     def step(batch, mods):
         images, _ = batch
         x = normalize(images.to(acc.device), data.mean, data.std)
-        return pair_step(mods["student"], mods["policy"], teacher(x), x, cfg, budget, robust_policy)
+        t = teacher(x)
+        return pair_step(mods["student"], mods["policy"], t, x, epoch_cfg[0], budget, robust_policy)
 
     split = selection_split(data)
 
@@ -244,6 +250,7 @@ def train_pair(
         step=step,
         evaluate=evaluate,
         train_mode=train_mode,
+        on_epoch=on_epoch,
         config={"pair": asdict(cfg)},
         select=select,
     )

@@ -130,3 +130,22 @@ def test_fit_with_select_ends_on_the_best_epoch_and_resumes_to_it(tmp_path, monk
     assert resumed["selected_epoch"] == 2 and resumed["w"] == result["w"]
     for k, v in net.state_dict().items():
         torch.testing.assert_close(v, snaps[1][k], rtol=0, atol=0)
+
+
+def test_on_epoch_is_called_with_each_epoch_and_a_resume_starts_at_its_epoch(tmp_path, monkeypatch):
+    from dptq.engine import RunOptions, fit, make_accelerator
+
+    opts = RunOptions(cpu=True, progress=False)
+    calls = []
+    loop = _selecting_loop()[0]
+    loop.on_epoch = calls.append
+    monkeypatch.setenv("DPTQ_FAILPOINT", "epoch:toy:2")  # killed after epoch 2 ...
+    monkeypatch.setenv("DPTQ_FAILPOINT_ACTION", "raise")
+    with pytest.raises(FailpointHit):
+        fit(loop, tmp_path / "killed.pt", opts, make_accelerator(opts))
+    monkeypatch.delenv("DPTQ_FAILPOINT")
+    assert calls == [0, 1]
+    loop = _selecting_loop()[0]  # ... and resumed at the third epoch (index 2)
+    loop.on_epoch = calls.append
+    fit(loop, tmp_path / "killed.pt", opts, make_accelerator(opts))
+    assert calls == [0, 1, 2, 3]

@@ -323,3 +323,39 @@ def test_pair_step_caps_the_attack_at_attack_share_of_the_classes():
     for bad in (0.0, 1.5):
         with pytest.raises(ConfigError, match="attack_share: must lie in"):
             PairConfig(attack_share=bad)
+
+
+def test_stealth_at_runs_linearly_from_stealth_start_to_stealth():
+    from dptq.errors import ConfigError
+
+    cfg = PairConfig(epochs=5, stealth=2.0, stealth_start=0.5)
+    assert [cfg.stealth_at(e) for e in range(5)] == [0.5, 0.875, 1.25, 1.625, 2.0]
+    flat = replace(cfg, stealth_start=None)
+    assert [flat.stealth_at(e) for e in range(5)] == [2.0] * 5  # the records so far
+    assert replace(cfg, epochs=1).stealth_at(0) == 2.0
+    assert PairConfig(stealth=0.0, stealth_start=1.0).stealth_on  # on in its first epochs
+    assert not PairConfig(stealth=0.0, stealth_start=0.0).stealth_on
+    with pytest.raises(ConfigError, match="stealth_start: must be >= 0"):
+        PairConfig(stealth_start=-0.5)
+
+
+def test_train_pair_trains_each_epoch_with_that_epochs_gamma(tmp_path, monkeypatch):
+    """gamma on its schedule reaches every step of its epoch (a resume's epochs:
+    tests/test_engine.py)."""
+    import dptq.train as train
+    from dptq.engine import RunOptions, make_accelerator
+    from dptq.policy import policy_options
+    from tests.nets import tiny_data, tiny_q
+
+    seen = []
+
+    def recording(student, policy, teacher, x, cfg, budget, robust_policy=None):
+        seen.append(cfg.stealth)
+        return pair_step(student, policy, teacher, x, cfg, budget, robust_policy)
+
+    monkeypatch.setattr(train, "pair_step", recording)
+    cfg = PairConfig(options=(3, 4, 6, 8), epochs=3, batch_size=8, stealth=2.0, stealth_start=0.0)
+    opts = RunOptions(cpu=True, progress=False)
+    kw = {"policy_options": policy_options("small_cnn")(width=4, depth=1, input_size=None)}
+    train.train_pair(tiny_q(), tiny_data(), cfg, None, opts, make_accelerator(opts), **kw)
+    assert seen == [0.0] * 3 + [1.0] * 3 + [2.0] * 3  # 24 examples, batches of 8
