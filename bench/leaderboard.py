@@ -29,6 +29,7 @@ LEADERBOARD = Path("leaderboard")
 README_SUITES = ("default", "digits-full", "digits-stealth", "digits-paper", "digits-paper-cell")
 README_SUITES += (
     "digits-paper-cell-attack",
+    "digits-paper-cell-capped",
     "digits-archs",
     "digits-table1",
     "digits-table1-highlight",
