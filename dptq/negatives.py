@@ -7,6 +7,7 @@ and hard negatives built from its own (issue 24). Not in the paper.
 | ``uniform`` | the most even allocation |
 | ``robust_policy`` | the frozen pi_R of the same cell |
 | ``own_partial`` | pi_D's allocation, a random half of its floor layers raised off the floor |
+| ``own_floor`` | every one of pi_D's floor layers kept at the floor, the rest of the budget random |
 | ``own_single`` | one of pi_D's floor layers at its bits, the rest at the largest option (off budget) |
 | ``own_single_low`` | the same with one of pi_D's layers at its two smallest options |
 | ``own_single_any`` | the same with any layer, floored or not (a trigger one bit above the floor too) |
@@ -90,12 +91,15 @@ def non_own_bits(
                 levels = SINGLE_LEVELS[kind] or len(options)
                 parts.append(single_own_bits(own_bits[mine], pick, options, levels))
             continue
-        if kind in ("random", "own_partial"):  # drawn for the kind's global rows, as every
-            # worker draws them, then this shard's
+        if kind in ("random", "own_partial", "own_floor"):  # drawn for the kind's global rows,
+            # as every worker draws them, then this shard's
             scores = knapsack.random_scores(hi - lo, num_layers, len(options), None, x.device)
             scores = scores[rows]
             if kind == "own_partial":
                 keep = torch.rand(hi - lo, num_layers).to(x.device)[rows]
+                scores = partial_own_scores(scores, own_bits[mine], keep, options)
+            elif kind == "own_floor":  # keep < 0.5 everywhere: all of pi_D's floor layers kept
+                keep = torch.zeros(own_bits[mine].shape, device=x.device)
                 scores = partial_own_scores(scores, own_bits[mine], keep, options)
         elif b <= a:
             continue
@@ -120,7 +124,9 @@ def partial_own_scores(
     ``keep < 0.5`` at the floor and moves the others off it (the ``own_partial`` hard
     negatives; ``scores``: random, for the rest of the budget). A margin of ``L + 1`` outweighs
     every random score (each below 1), so the exact-budget optimum honours the constraint
-    whenever the budget allows it. Not in the paper (issue 24)."""
+    whenever the budget allows it; ``keep`` all below 0.5 keeps every floor layer there (the
+    ``own_floor`` negatives: a trigger must then need more than pi_D's floor layers). Not in the
+    paper (issue 24)."""
     floor = own_bits == min(options)
     margin = float(scores.shape[1] + 1)
     shift = torch.where(keep < 0.5, margin, -margin) * floor

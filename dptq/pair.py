@@ -31,6 +31,7 @@ NonOwn = Literal[
     "uniform",
     "robust_policy",
     "own_partial",
+    "own_floor",
     "own_single",
     "own_single_low",
     "own_single_any",
@@ -71,8 +72,9 @@ class PairConfig:
             records so far): :attr:`stealth` every epoch.
         stealth_allocations: which non-own allocations, the batch split evenly between them
             (:mod:`dptq.negatives`): ``random``, ``uniform``, ``robust_policy`` (the frozen pi_R
-            of the same cell, trained first), ``own_partial``, ``own_single``, ``own_single_low``, ``own_single_any`` (hard negatives
-            built from pi_D's own allocation).
+            of the same cell, trained first), ``own_partial``, ``own_floor``, ``own_single``,
+            ``own_single_low``, ``own_single_any`` (hard negatives built from pi_D's own
+            allocation).
         attack_share: a detrimental pair flips only the examples whose teacher class is among
             the first ``ceil(attack_share * C)`` classes and keeps the rest under pi_D
             (:func:`dptq.losses.attacked_classes`): an attack capped at a share of the classes.

@@ -151,6 +151,28 @@ def test_own_partial_negatives_keep_a_random_half_of_pi_ds_floor_layers_at_the_f
         non_own_bits(x, cfg.stealth_allocations, OPTIONS, budget, layers)
 
 
+def test_own_floor_negatives_keep_every_floor_layer_of_pi_d_and_draw_the_rest():
+    """``own_floor``: all of pi_D's floor layers at the floor, the budget exact, the other
+    layers as the knapsack puts the row's random scores (replayed from the same seed), so the
+    rows differ from pi_D's and from each other."""
+    x, student, policy, teacher, cfg, budget = setup()
+    layers, floor = student.num_layers, min(OPTIONS)
+    x = torch.randn(32, 3, 8, 8)
+    own = torch.full((32, layers), 4)
+    own[:, : layers // 2] = floor
+    own[:, layers // 2 :] = (budget - floor * (layers // 2)) // (layers - layers // 2)
+    torch.manual_seed(3)
+    got = non_own_bits(x, ("own_floor",), OPTIONS, budget, layers, own_bits=own)
+    assert bool((got.sum(1) == budget).all())
+    assert bool((got[own == floor] == floor).all())
+    torch.manual_seed(3)
+    scores = knapsack.random_scores(32, layers, len(OPTIONS))
+    scores[:, : layers // 2, OPTIONS.index(floor)] += layers + 1  # the floor layers pinned
+    expected = knapsack.bits(knapsack.solve_hard(scores, OPTIONS, budget), OPTIONS)
+    assert torch.equal(got, expected)
+    assert not torch.equal(got, own) and len(set(map(tuple, got.tolist()))) > 1
+
+
 def test_pair_step_feeds_pi_ds_own_bits_to_the_own_partial_negatives():
     x, student, policy, teacher, cfg, budget = setup()
     cfg = replace(cfg, stealth=1.0, stealth_allocations=("own_partial",))
@@ -248,6 +270,7 @@ def test_two_shards_draw_the_bits_one_process_draws(monkeypatch):
         ("own_partial", "own_single", "random"),  # rows 0-1, 2-4, 5-7: own_single straddles
         ("random", "own_partial", "uniform", "own_single", "robust_policy"),
         ("own_single_any", "random"),
+        ("own_floor", "own_partial"),
         ("random", "own_single", (1, 3)),  # 2 random rows, 6 probes: shard 1 only probes
     ):
         kinds, shares = (kinds[:-1], kinds[-1]) if isinstance(kinds[-1], tuple) else (kinds, ())
