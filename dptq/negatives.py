@@ -64,7 +64,9 @@ def non_own_bits(
     ``kinds`` (:data:`dptq.pair.NonOwn`) in proportion to ``shares`` (empty: evenly,
     :func:`share_bounds`), each allocation over ``options``; random ones are drawn from torch's
     global generator (seeded and checkpointed with the training loop). ``own_bits`` (``[B, L]``,
-    the pair's own allocation of ``x``) is what ``own_partial`` and ``own_single`` start from.
+    the pair's own allocation of ``x``) is what the ``own_*`` kinds start from (an ``own_partial``
+    or ``own_floor`` row can come out as pi_D's own allocation where the budget leaves the other
+    layers little choice; at the paper's cells, 20 layers, that is vanishingly rare).
 
     In data-parallel training ``x`` is this worker's shard of the global batch (Accelerate's
     ``split_batches``: rank r holds rows r*B .. (r+1)*B - 1): the split and the random draws are
