@@ -97,11 +97,12 @@ def non_own_bits(
             # as every worker draws them, then this shard's
             scores = knapsack.random_scores(hi - lo, num_layers, len(options), None, x.device)
             scores = scores[rows]
-            if kind == "own_partial":
-                keep = torch.rand(hi - lo, num_layers).to(x.device)[rows]
-                scores = partial_own_scores(scores, own_bits[mine], keep, options)
-            elif kind == "own_floor":  # keep < 0.5 everywhere: all of pi_D's floor layers kept
-                keep = torch.zeros(own_bits[mine].shape, device=x.device)
+            if kind != "random":  # own_partial: a random half of pi_D's floor layers kept;
+                # own_floor: keep < 0.5 everywhere, all of them kept
+                if kind == "own_partial":
+                    keep = torch.rand(hi - lo, num_layers).to(x.device)[rows]
+                else:
+                    keep = torch.zeros(own_bits[mine].shape, device=x.device)
                 scores = partial_own_scores(scores, own_bits[mine], keep, options)
         elif b <= a:
             continue
