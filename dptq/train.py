@@ -31,6 +31,7 @@ from .losses import kd_loss
 from .models import QuantizableModel
 from .pair import PairConfig, pair_step
 from .policy import bar_floor, create_policy
+from .teacher_cache import Indexed, TeacherCache
 
 
 @dataclass(frozen=True)
@@ -190,16 +191,20 @@ def train_pair(
     policy_options=None,
     robust_policy: nn.Module | None = None,
     select=None,
+    cache_f_n: bool = True,
 ) -> tuple[QuantizableModel, nn.Module, dict]:
     """A robust or detrimental pair {f, pi} from f_N (Eq. 9/10); returns (f, pi, last epoch's result).
 
     The last epoch's result is what selection sees (no per-example lists: those are for records).
     ``robust_policy``: the frozen pi_R for a detrimental pair's stealth term (``robust_policy`` in
     ``cfg.stealth_allocations``). ``select``: ``Loop.select`` (end on the best-scoring epoch's
-    pair on the validation split, not the last).
+    pair on the validation split, not the last). ``cache_f_n``: f_N's answers computed once
+    (:class:`TeacherCache`; the same numbers, the teacher's forward pass out of every step).
+    The result says whether the cache served the trial (``f_n_cached``).
     """
     budget = cfg.resolve_budget(f_n.num_layers)
     teacher = BlackBox(f_n)
+    cache = TeacherCache(teacher, data, cfg.batch_size, acc.device) if cache_f_n else None
     student = copy.deepcopy(f_n)
     policy = create_policy(policy_name, student.num_layers, len(cfg.options), policy_options)
     barred = cfg.barred_option_indices()
@@ -227,9 +232,9 @@ def train_pair(
         epoch_cfg[0] = replace(cfg, stealth=cfg.stealth_at(epoch), stealth_start=None)
 
     def step(batch, mods):
-        images, _ = batch
+        images, _, *index = batch
         x = normalize(images.to(acc.device), data.mean, data.std)
-        t = teacher(x)
+        t = teacher(x) if cache is None else cache.logits(x, index[0])
         return pair_step(mods["student"], mods["policy"], t, x, epoch_cfg[0], budget, robust_policy)
 
     split = selection_split(data)
@@ -238,14 +243,15 @@ def train_pair(
         res = evaluate_pair(
             student, policy, data, cfg.options, budget, acc.device, opts.seed, split
         )
-        return {"split": split, **res}
+        cached = {} if cache is None else {"f_n_cached": int(cache.on)}
+        return {"split": split, **res, **cached}
 
     loop = Loop(
         name=f"pair-{cfg.mode}",
         modules={"student": student, "policy": policy},
         optimizer=optimizer,
         epochs=cfg.epochs,
-        dataset=data.train,
+        dataset=data.train if cache is None else Indexed(data.train),
         batch_size=cfg.batch_size,
         step=step,
         evaluate=evaluate,

@@ -382,3 +382,56 @@ def test_train_pair_trains_each_epoch_with_that_epochs_gamma(tmp_path, monkeypat
     kw = {"policy_options": policy_options("small_cnn")(width=4, depth=1, input_size=None)}
     train.train_pair(tiny_q(), tiny_data(), cfg, None, opts, make_accelerator(opts), **kw)
     assert seen == [0.0] * 3 + [1.0] * 3 + [2.0] * 3  # 24 examples, batches of 8
+
+
+def _train(cache_f_n: bool, data=None, n=26):
+    """A detrimental pair of the tests' tiny network, 3 epochs, stealth on; (student, result)."""
+    import dptq.train as train
+    from dptq.engine import RunOptions, make_accelerator, seed_everything
+    from dptq.policy import policy_options
+    from tests.nets import tiny_data, tiny_q
+
+    cfg = PairConfig(options=(3, 4, 6, 8), epochs=3, batch_size=8, stealth=1.0)
+    opts = RunOptions(cpu=True, progress=False)
+    kw = {"policy_options": policy_options("small_cnn")(width=4, depth=1, input_size=None)}
+    f_n, data = tiny_q(), data or tiny_data(n=n)
+    seed_everything(3)
+    student, _, result = train.train_pair(
+        f_n, data, cfg, None, opts, make_accelerator(opts), cache_f_n=cache_f_n, **kw
+    )
+    return student, result
+
+
+def test_the_f_n_cache_trains_the_same_pair_as_asking_f_n_in_every_step():
+    """f_N's answers computed once (batches of the step's size, the last one padded: 26
+    examples, batches of 8) give the same weights, bit for bit, as f_N asked in every step."""
+    cached, r1 = _train(True)
+    live, r2 = _train(False)
+    assert r1["f_n_cached"] == 1 and "f_n_cached" not in r2
+    for (k, a), b in zip(cached.state_dict().items(), live.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=k)
+    assert {k: v for k, v in r1.items() if k not in ("seconds", "f_n_cached")} == {
+        k: v for k, v in r2.items() if k != "seconds"
+    }
+
+
+def test_the_f_n_cache_turns_itself_off_when_an_example_does_not_read_the_same_twice():
+    """A training split whose images change between reads (a random transform): the first step's
+    check finds the cached answers differ and every step asks f_N instead."""
+    from dptq.data import DatasetPair
+    from tests.nets import tiny_data
+
+    base = tiny_data()
+
+    class Noisy(torch.utils.data.Dataset):
+        def __len__(self):
+            return len(base.train)
+
+        def __getitem__(self, i):
+            img, y = base.train[i]
+            noise = torch.randint(0, 40, img.shape, dtype=torch.uint8)
+            return img // 2 + noise, y
+
+    data = DatasetPair(Noisy(), base.test, base.num_classes, base.mean, base.std, val=base.val)
+    _, result = _train(True, data)
+    assert result["f_n_cached"] == 0
