@@ -31,7 +31,8 @@ Job = Callable[..., dict]  # job(params, *, ckpt, report, acc) -> the trial's la
 @dataclass(frozen=True)
 class SearchSpec:
     """One stage's search: ``num_samples`` trials of ``job`` over ``ranges`` (first trial at
-    ``start``; none searched: one trial), each resuming from ``trial_file(params)``."""
+    ``start``; none searched: one trial), or one trial per name of ``grid`` (params
+    ``{"configuration": name}``, in order), each resuming from ``trial_file(params)``."""
 
     stage: Stage
     job: Job
@@ -40,6 +41,7 @@ class SearchSpec:
     start: dict[str, float]
     num_samples: int
     epochs: int
+    grid: tuple[str, ...] = ()
 
     @property
     def name(self) -> str:

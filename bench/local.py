@@ -78,6 +78,11 @@ class LocalExecutor:
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         log_event(self.run_dir, event="search", experiment=spec.name)
+        if spec.grid:  # whole configurations, one trial each, in order
+            progress = Progress(spec.name, len(spec.grid), spec.epochs, self.run_dir)
+            return SearchResult(
+                [self._trial(spec, progress, {"configuration": name}) for name in spec.grid]
+            )
         total = spec.num_samples if spec.ranges else 1
         progress = Progress(spec.name, total, spec.epochs, self.run_dir)
         if not spec.ranges:

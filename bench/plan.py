@@ -5,6 +5,8 @@ A **cell** is one leaderboard row: a student, a bit-option version, a budget and
 and seed (f_N), or one pair search of a cell and mode. :func:`waves` orders them: teachers, then
 KD stages, then the pair searches (robust ones first when a detrimental pair's stealth term reads
 the cell's robust policy); the stages of a wave can run at once. Names and paths: :mod:`bench.names`.
+One job, over 300 lines: what a suite trains, in which order, and from which settings (the
+cells, their stages, the hash that lets a finished stage be reused, the plan as printed).
 """
 
 from __future__ import annotations
@@ -26,8 +28,9 @@ MODE_OFFSET = {"robust": 2, "detrimental": 3}  # a pair's networks start from se
 class Cell:
     """One leaderboard row: a student, a bit-option version (its options), a budget, a seed.
 
-    ``stage_seed``: the seed of the teacher and f_N it starts from; ``allocations``: how many bit
-    vectors meet the budget (1: degenerate, no policy has a choice).
+    ``stage_seed``: the seed of the f_N (KD stage) it starts from, ``teacher_seed`` that of the
+    teacher f_N was distilled from; ``allocations``: how many bit vectors meet the budget (1:
+    degenerate, no policy has a choice).
     """
 
     student: str
@@ -37,6 +40,7 @@ class Cell:
     seed: int = 0
     stage_seed: int = 0
     allocations: int = 0
+    teacher_seed: int = 0
 
     @property
     def key(self) -> str:
@@ -52,7 +56,7 @@ class Cell:
     def stages(self) -> tuple[str, ...]:
         """Every stage this cell's row depends on, by name."""
         s, st = self.stage_seed, self.student
-        return (teacher_name(s), kd_name(st, s), *map(self.search, MODES))
+        return (teacher_name(self.teacher_seed), kd_name(st, s), *map(self.search, MODES))
 
 
 @dataclass(frozen=True)
@@ -84,10 +88,13 @@ class Stage:
 def waves(suite, cells: list[Cell]) -> list[list[Stage]]:
     """Every stage of the plan, in waves that run one after another (module docstring)."""
     seeds = sorted({c.stage_seed for c in cells})
-    teachers = [Stage(teacher_name(s), "teacher", s) for s in seeds]
+    teachers = [
+        Stage(teacher_name(s), "teacher", s) for s in sorted({c.teacher_seed for c in cells})
+    ]
     students = {(c.student, c.stage_seed) for c in cells}  # --cells: only the students it picks
+    teacher_of = {c.stage_seed: c.teacher_seed for c in cells}
     kds = [
-        Stage(kd_name(st.name, s), "kd", s, st.name, needs=(teacher_name(s),))
+        Stage(kd_name(st.name, s), "kd", s, st.name, needs=(teacher_name(teacher_of[s]),))
         for s in seeds
         for st in suite.students
         if (st.name, s) in students
@@ -127,6 +134,8 @@ def stage_settings(suite, stage: Stage) -> str:
         [student] = [s for s in plain["students"] if s["name"] == stage.student]
         out["student"] = {k: v for k, v in student.items() if k != "budgets"}
         out["kd"] = plain["kd_stage"]
+    if stage.kind == "kd" and stage.needs != (teacher_name(stage.seed),):
+        out["teacher_stage"] = list(stage.needs)  # share_stages: teacher (another seed's)
     if stage.kind == "pair":
         keys = ("pair", "search", "policy", "policy_options", "act", "weight_bits")
         out.update({k: plain[k] for k in keys})
@@ -141,9 +150,13 @@ def reads_robust_policy(suite) -> bool:
     """Whether a detrimental pair's stealth term may read its cell's chosen robust policy (then
     the robust searches run first): ``robust_policy`` among the stealth allocations and the
     stealth term on, or searched (a trial may turn it on)."""
-    p = suite.pair
-    on = p.stealth_on or suite.search.stealth is not None
-    return on and "robust_policy" in p.stealth_allocations
+    configs = suite.search.configurations("detrimental")
+    pairs = [suite.pair_config("detrimental", {"configuration": c.name}) for c in configs]
+    searched = suite.search.stealth is not None
+    return any(
+        (p.stealth_on or searched) and "robust_policy" in p.stealth_allocations
+        for p in pairs or [suite.pair]
+    )
 
 
 def count_layers(student, num_classes: int) -> int:
@@ -200,12 +213,20 @@ def cells(suite, num_classes: int) -> list[Cell]:
                     knapsack.check_budget(options, b, L)
                 except ValueError as e:
                     raise SuiteError(f"{where}: {e}") from None
-                try:  # pair.floor_barred: its globs and this budget, before any training
-                    replace(suite.pair, options=options, budget=b).barred_layers(
-                        list(layer_names(st, num_classes))
+                configs = suite.search.configurations("detrimental")
+                for c in configs or [None]:  # pair.floor_barred: its globs and this budget
+                    pair = (
+                        suite.pair
+                        if c is None
+                        else suite.pair_config("detrimental", {"configuration": c.name})
                     )
-                except ConfigError as e:
-                    raise SuiteError(f"pair.{e} ({where}, budget {b})") from None
+                    try:
+                        replace(pair, options=options, budget=b).barred_layers(
+                            list(layer_names(st, num_classes))
+                        )
+                    except ConfigError as e:
+                        named = "" if c is None else f" (search.grid configuration {c.name})"
+                        raise SuiteError(f"pair.{e} ({where}, budget {b}){named}") from None
                 n = knapsack.count_allocations(options, b, L)
                 if n == 1 and not suite.protocol.allow_degenerate:
                     raise SuiteError(
@@ -215,7 +236,14 @@ def cells(suite, num_classes: int) -> list[Cell]:
                     )
                 for seed in suite.seed_list:
                     cell = Cell(st.name, version, tuple(options), int(b), seed)
-                    out.append(replace(cell, stage_seed=suite.stage_seed(seed), allocations=n))
+                    out.append(
+                        replace(
+                            cell,
+                            stage_seed=suite.stage_seed(seed),
+                            teacher_seed=suite.teacher_seed(seed),
+                            allocations=n,
+                        )
+                    )
     return list(dict.fromkeys(out))
 
 
@@ -256,22 +284,38 @@ def _count(n: int) -> str:
 
 def describe(suite, plan: list[Cell], run_dir: Path) -> str:
     """The plan as the run prints it (and ``--dry-run`` shows)."""
+    from .search import num_trials
+
     searches = len(plan) * len(MODES)
-    samples = suite.search.num_samples if suite.search.ranges() else 1
+    per_mode = [num_trials(suite, m) for m in MODES]
+    trials = sum(per_mode) * len(plan)
+    samples = (
+        str(per_mode[0])
+        if len(set(per_mode)) == 1
+        else f"{per_mode[0]} (robust) / {per_mode[1]} (detrimental)"
+    )
     res = suite.resources
     stage_seeds = sorted({c.stage_seed for c in plan})
+    teacher_seeds = sorted({c.teacher_seed for c in plan})
     seeds = ", ".join(map(str, suite.seed_list))
     lines = [
         f"suite '{suite.name}' (hash {suite.digest()}, seeds {seeds}, recipe {suite.recipe}) "
         f"-> {run_dir}",
         f"  stage teacher: {suite.teacher.name}, {suite.teacher_stage.epochs} epochs, "
-        f"{len(stage_seeds)} trial(s)",
+        f"{len(teacher_seeds)} trial(s)",
         f"  stage kd: {len(suite.students) * len(stage_seeds)} trial(s), "
         f"{suite.kd_stage.epochs} epochs each",
-        f"  stage pairs: {searches} searches x {samples} samples = {searches * samples} trials, "
+        f"  stage pairs: {searches} searches x {samples} samples = {trials} trials, "
         f"{suite.pair.epochs} epochs each; selected on the validation split "
         f"({suite.protocol.val_fraction:.0%} of the training data)",
     ]
+    if suite.division == "closed":
+        grid = suite.search.configurations("detrimental")
+        lines.insert(
+            1,
+            f"  closed division, attack {suite.attack}: portfolio "
+            f"{', '.join(c.name for c in grid)}; protocol v{suite.protocol.version}",
+        )
     for c in plan:
         marked = " (DEGENERATE: one allocation)" if c.allocations == 1 else ""
         lines.append(

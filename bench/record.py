@@ -84,12 +84,17 @@ class Rules(_Model):
     random_allocations: int
     allow_degenerate: bool
     attack_min: float = 10.0  # added after the first schema-3 records: their protocol's value
+    version: Literal[2, 3] = 2  # the rules (bench.protocol.judge); records before it: v2
+    select_margin: float = 0.0  # protocol v3's selection bound (bench.protocol.selection_score)
 
 
 class TrialRow(_Model):
     """One trial of a stage's search: its searched settings, its validation score (the last
     epoch's, or with ``search.select_epoch: best`` the selected epoch's, ``selected_epoch``),
-    the epochs it trained and its wall seconds (training and evaluation, over every resume)."""
+    the epochs it trained and its wall seconds (training and evaluation, over every resume).
+    A grid's trial (``search.grid``, the closed division's portfolio) also names its
+    configuration and the validation figures its score is computed from (the drop under its
+    own policy and its FP accuracy, in points), so a reader recomputes the winner."""
 
     config: dict[Literal["delta", "alpha", "beta", "stealth"], float]
     score: float | None
@@ -97,6 +102,9 @@ class TrialRow(_Model):
     seconds: Annotated[float, Field(ge=0)] | None
     failed: bool
     selected_epoch: Annotated[int, Field(ge=1)] | None = None
+    configuration: Name | None = None
+    val_drop: Points | None = None
+    val_fp_acc: Pct | None = None
 
 
 Stage = Literal["teacher", "kd", "robust", "detrimental", "analyses"]
@@ -125,6 +133,11 @@ class Record(_Model):
     options: list[Annotated[int, Field(ge=2, le=16)]]
     budget: Annotated[int, Field(ge=1, le=100_000)]
     recipe: Name
+    # the closed division (bench.closed): its attack version and each mode's winning
+    # configuration; an open record (every record before it) has neither
+    division: Literal["open", "closed"] = "open"
+    attack: Name | None = None
+    configuration: dict[Literal["robust", "detrimental"], Name] | None = None
     date: Annotated[str, Field(pattern=r"^\d{4}-\d\d-\d\dT[0-9:+.Z-]{8,20}$")]
     git_commit: Annotated[str, Field(pattern="^[0-9a-f]{40}$")] | None
     git_dirty: bool | None = None  # tracked files differed from git_commit (None: not recorded)

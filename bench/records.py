@@ -72,6 +72,8 @@ def base(
         "options": list(cell.options),
         "budget": cell.budget,
         "recipe": suite.recipe,
+        "division": suite.division,
+        "attack": suite.attack,
         **env,
         "retries": retries,
         "skipped_images": list(skipped),
@@ -131,6 +133,10 @@ def success(
         },
         "analyses": {k: _plain(v) for k, v in result.fields.items()},
         "best": {m: s["config"] for m, s in chosen.items()},
+        "configuration": {
+            m: s["configuration"] for m, s in chosen.items() if s.get("configuration")
+        }
+        or None,
         "trials": {m: s["trials"] for m, s in chosen.items()},
         "stage_seconds": seconds or None,
         "searches": {m: s["history"] for m, s in chosen.items() if "history" in s} or None,

@@ -298,7 +298,7 @@ def _spec(suite, data, stage: plan.Stage, layout: Layout, done: dict) -> SearchS
     """A stage as the executor runs it: its job with the files it reads, its trials' space."""
     file = lambda name: layout.root / done[name]["file"]  # noqa: E731
     inputs: dict = {}
-    ranges, start, samples = {}, {}, 1
+    ranges, start, samples, grid = {}, {}, 1, ()
     if stage.kind == "kd":
         inputs["teacher"] = file(stage.needs[0])
     elif stage.kind == "pair":
@@ -307,8 +307,9 @@ def _spec(suite, data, stage: plan.Stage, layout: Layout, done: dict) -> SearchS
         robust = stage.cell.search("robust")
         if robust in done:
             inputs["robust"] = file(robust)
-        ranges, start = search.space(suite)
-        samples = search.num_trials(suite)
+        grid = search.grid(suite, stage.mode)
+        ranges, start = ({}, {}) if grid else search.space(suite)
+        samples = search.num_trials(suite, stage.mode)
     return SearchSpec(
         stage,
         stages.job(suite, data, stage, inputs),
@@ -317,4 +318,5 @@ def _spec(suite, data, stage: plan.Stage, layout: Layout, done: dict) -> SearchS
         start,
         samples,
         stage.epochs(suite),
+        grid,
     )

@@ -2,6 +2,8 @@
 
 Search ranges, the protocol, resources, students, the teacher and the dataset; each field is
 documented where it is declared. Loaded and checked through :func:`bench.suite.load_suite`.
+One job, over 300 lines: a suite's sections and their checks, each field documented beside its
+type (a section's rules are read where the section is).
 """
 
 from __future__ import annotations
@@ -35,6 +37,26 @@ class Range:
 
 
 SEARCHED = ("delta", "alpha", "beta", "stealth")  # the pair settings a search may range over
+MODES = ("robust", "detrimental")
+
+
+@dataclass(frozen=True)
+class GridEntry:
+    """One whole pair configuration of a search grid: its name (a record's trial rows and winner
+    name it) and what it changes in the suite's ``pair`` section (any of its fields but the ones
+    the plan sets: mode, options, budget, avg_bits; checked when the suite loads)."""
+
+    name: str
+    pair: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self):
+        import re
+
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", self.name):
+            raise ConfigError(f"name: {self.name!r} must be 1-64 letters, digits, '.', '_' or '-'")
+        for key in ("mode", "options", "budget", "avg_bits"):
+            if key in self.pair:
+                raise ConfigError(f"pair.{key}: set by the plan for each cell; remove it here")
 
 
 @dataclass(frozen=True)
@@ -54,6 +76,15 @@ class Search:
         select_epoch: ``last``: a trial's pair is its last epoch's; ``best``: the epoch whose
             validation score (this objective) is the highest, its checkpoint what the record
             evaluates (``selected_epoch`` in the stage's metrics).
+        objective: ``penalty`` (README "The search objective": FP loss beyond ``fp_tolerance``
+            costs ``penalty`` points); ``constrained``: selection under the protocol
+            (:func:`bench.protocol.selection_score`): among the epochs and trials that hold full
+            precision within the protocol's ``fp_drop_max - select_margin`` of f_N on the
+            validation split, the largest drop (robust: the smallest); where none does, the
+            smallest shortfall beyond that bound. The closed division's.
+        grid: whole pair configurations per mode (``robust``, ``detrimental``), one trial each,
+            instead of Optuna over the ranges (a mode without one: the ``pair`` section as
+            today); a tie goes to the earlier configuration. The closed division's portfolio.
     """
 
     num_samples: int = 1
@@ -66,8 +97,21 @@ class Search:
     stealth_penalty: float = 0.0
     asha: bool = False
     select_epoch: Literal["last", "best"] = "last"
+    objective: Literal["penalty", "constrained"] = "penalty"
+    grid: dict[Literal["robust", "detrimental"], tuple[GridEntry, ...]] = field(
+        default_factory=dict
+    )
 
     def __post_init__(self):
+        for mode, entries in self.grid.items():
+            names = [e.name for e in entries]
+            if not entries or len(set(names)) != len(names):
+                raise ConfigError(f"grid.{mode}: name each configuration once, at least one")
+            if self.ranges():
+                raise ConfigError(
+                    f"grid.{mode}: a grid of whole configurations replaces the search ranges "
+                    f"({', '.join(self.ranges())}); give one or the other"
+                )
         if self.stealth_penalty < 0:
             raise ConfigError(f"stealth_penalty: must be >= 0, got {self.stealth_penalty}")
         if not 1 <= self.num_samples <= 10_000:
@@ -78,6 +122,14 @@ class Search:
     def ranges(self) -> dict[str, Range]:
         """The searched settings and their ranges (empty: nothing is searched)."""
         return {k: getattr(self, k) for k in SEARCHED if getattr(self, k) is not None}
+
+    def configurations(self, mode: str) -> tuple[GridEntry, ...]:
+        """The grid's configurations of ``mode`` (empty: none, the pair section's own)."""
+        return tuple(self.grid.get(mode, ()))
+
+    def configuration(self, mode: str, name: str) -> GridEntry:
+        """The configuration called ``name`` of ``mode``'s grid."""
+        return next(e for e in self.configurations(mode) if e.name == name)
 
 
 @dataclass(frozen=True)
@@ -102,6 +154,13 @@ class Protocol:
             (points); the board's attack success counts those seeds.
         allow_degenerate: admit cells whose budget leaves exactly one allocation (no policy has a
             choice there); their rows are marked.
+        version: the rules a record is judged by (:func:`bench.protocol.judge`). 2: today's
+            (FP match within ``fp_match_max`` is a rule too). 3: full precision one-sided against
+            f_N (f_R and f_D each at most ``fp_drop_max`` below it; gaining accuracy is no
+            fault), FP match only reported; the closed division's.
+        select_margin: with ``search.objective: constrained``, a pair holds full precision on the
+            validation split when it is at most ``fp_drop_max - select_margin`` below f_N there:
+            room for the test split's noise, so the bound judged on test holds at the edge.
     """
 
     val_fraction: float = 0.15
@@ -113,8 +172,15 @@ class Protocol:
     random_allocations: int = 8
     allow_degenerate: bool = False
     attack_min: float = 10.0
+    version: Literal[2, 3] = 2
+    select_margin: float = 0.0
 
     def __post_init__(self):
+        if not 0 <= self.select_margin <= self.fp_drop_max:
+            raise ConfigError(
+                f"select_margin: must lie in 0..fp_drop_max ({self.fp_drop_max:g}), got "
+                f"{self.select_margin}"
+            )
         if not 0 < self.val_fraction <= 0.5:
             raise ConfigError(f"val_fraction: must lie in (0, 0.5], got {self.val_fraction}")
         if not 0 <= self.split_seed < 2**31:
@@ -146,6 +212,9 @@ class Resources:
             mixed precision); quantizers, knapsack and policy gradient stay in float32.
         loader_workers: DataLoader worker processes per trial (0: in the trial's process);
             batches are pinned in memory when the trial has a GPU.
+        cache_f_n: a pair trial computes f_N's answers on the training split once instead of in
+            every step (:class:`dptq.train.TeacherCache`: the same numbers, checked; off: f_N in
+            every step, as records before it were made).
     """
 
     cpus: float = 1.0
@@ -155,6 +224,7 @@ class Resources:
     gpus_per_worker: float | None = None
     precision: Literal["no", "bf16", "fp16"] = "no"
     loader_workers: int = 0
+    cache_f_n: bool = True
 
     def __post_init__(self):
         if not 1 <= self.workers <= 4096:

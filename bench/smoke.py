@@ -125,6 +125,10 @@ def smoke_suite(suite: Suite, gpu: bool | None = None) -> Suite:
         ),
         resources=resources,
         retries=0,
+        # a closed suite's smoke changes what the attack fixes (epochs, batch): an open run, and
+        # never a record of the closed division
+        division="open",
+        attack=None,
     )
 
 

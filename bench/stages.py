@@ -65,9 +65,17 @@ def load_pair(suite, cell: Cell, mode: str, pair_file: Path, num_classes: int):
     f.load_state_dict(ckpt["modules"]["student"])
     pi = create_policy(suite.policy, f.num_layers, len(cell.options), suite.policy_options)
     pi.load_state_dict(ckpt["modules"]["policy"])
-    cfg = replace(suite.pair, mode=mode, options=cell.options, budget=cell.budget)
+    # the floor bar the pair was trained with (a grid configuration may set its own)
+    trained = ckpt.get("config", {}).get("pair", {})
+    bar = {
+        k: tuple(trained[k]) if k == "floor_barred" else trained[k] for k in _BAR if k in trained
+    }
+    cfg = replace(suite.pair, mode=mode, options=cell.options, budget=cell.budget, **bar)
     pi = bar_floor(pi, cfg.barred_layers(f.layer_names), cfg.barred_option_indices())
     return f.eval(), pi.eval()
+
+
+_BAR = ("floor_barred", "barred_options")
 
 
 def f_n_accuracy(summary: dict) -> float:
@@ -100,9 +108,10 @@ def kd(suite, data: DatasetPair, stage: Stage, inputs: dict, params, *, ckpt, re
     return distill(model.to(acc.device), teacher_, data, suite.kd_stage, ckpt, opts, acc)
 
 
-def objective(mode: str, result: dict, f_n_acc: float, search, stealth_max: float) -> float:
+def objective(mode: str, result: dict, f_n_acc: float, search, protocol) -> float:
     """The search objective on one epoch's validation result, larger is better (README "The
-    search objective").
+    search objective"). With ``search.objective: constrained``, selection under the protocol
+    (:func:`bench.protocol.selection_score`); else the penalty objective below.
 
     Robust: ``-drop - penalty * lost``. Detrimental: ``drop - stealth_penalty * max(0, worst -
     stealth_max) - penalty * lost``, with ``lost = max(0, (f_n_acc - fp_acc) - fp_tolerance)`` and
@@ -110,17 +119,22 @@ def objective(mode: str, result: dict, f_n_acc: float, search, stealth_max: floa
     drop by losing FP accuracy, or by failing under any allocation, is pushed down, not thrown
     away.
     """
+    if search.objective == "constrained":
+        from .protocol import selection_score
+
+        return selection_score(mode, result["drop"], result["fp_acc"], f_n_acc, protocol)
     lost = max(0.0, (f_n_acc - result["fp_acc"]) - search.fp_tolerance)
     if mode == "robust":
         return -result["drop"] - search.penalty * lost
     worst = result["fp_acc"] - min(result["random_acc"], result["uniform_acc"])
-    unstealthy = max(0.0, worst - stealth_max)
+    unstealthy = max(0.0, worst - protocol.stealth_max)
     return result["drop"] - search.stealth_penalty * unstealthy - search.penalty * lost
 
 
 def pair(suite, data: DatasetPair, stage: Stage, inputs: dict, params, *, ckpt, report, acc):
     """Train one pair of the stage's mode with the pair settings ``params`` (delta, alpha, beta,
-    stealth). Every epoch's result carries ``score`` (:func:`objective`); returns the last one.
+    stealth; or a grid's ``configuration``: :meth:`bench.suite.Suite.pair_config`). Every epoch's
+    result carries ``score`` (:func:`objective`); returns the last one (or the selected one).
 
     ``inputs``: ``kd`` (f_N's checkpoint), ``f_n_acc`` (its validation accuracy) and, when a
     detrimental pair's stealth term reads it, ``robust`` (the cell's chosen robust pair).
@@ -131,8 +145,7 @@ def pair(suite, data: DatasetPair, stage: Stage, inputs: dict, params, *, ckpt, 
     f_n_acc = inputs["f_n_acc"]
 
     def score(result: dict) -> dict:
-        stealth_max = suite.protocol.stealth_max
-        result["score"] = objective(mode, result, f_n_acc, suite.search, stealth_max)
+        result["score"] = objective(mode, result, f_n_acc, suite.search, suite.protocol)
         return result
 
     def scored(epoch: int, result: dict) -> None:
@@ -140,7 +153,7 @@ def pair(suite, data: DatasetPair, stage: Stage, inputs: dict, params, *, ckpt, 
             report(epoch, score(result))
 
     opts = _options(suite, cell.seed, scored if report is not None else None)
-    cfg = replace(suite.pair, mode=mode, options=cell.options, budget=cell.budget, **params)
+    cfg = replace(suite.pair_config(mode, params), options=cell.options, budget=cell.budget)
     f_n = load_f_n(suite, cell.student, inputs["kd"], data.num_classes).to(acc.device)
     robust_policy = None
     if mode == "detrimental" and cfg.stealth_on and "robust_policy" in cfg.stealth_allocations:
@@ -149,7 +162,17 @@ def pair(suite, data: DatasetPair, stage: Stage, inputs: dict, params, *, ckpt, 
     seed_everything(cell.seed + MODE_OFFSET[mode])
     select = (lambda r: score(dict(r))["score"]) if suite.search.select_epoch == "best" else None
     _, _, result = train_pair(
-        f_n, data, cfg, ckpt, opts, acc, suite.policy, suite.policy_options, robust_policy, select
+        f_n,
+        data,
+        cfg,
+        ckpt,
+        opts,
+        acc,
+        suite.policy,
+        suite.policy_options,
+        robust_policy,
+        select,
+        cache_f_n=suite.resources.cache_f_n,
     )
     return score(result)
 

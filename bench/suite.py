@@ -29,6 +29,7 @@ from dptq.policy import policy_options
 from dptq.recipes import RECIPES
 from dptq.train import TEACHER_DEFAULTS, StageConfig
 
+from .closed import resolve as resolve_closed
 from .sections import SEARCHED, Dataset, Protocol, Range, Resources, Search, Student, Teacher
 from .typed_yaml import build, read_yaml, to_plain
 
@@ -57,7 +58,14 @@ class Suite:
         seeds: several seeds (replaces ``seed``): every cell is run once per seed, teacher and
             KD included unless ``share_stages``; the views score a cell over its valid seeds
             (:mod:`bench.groups`: worst case, attack success, mean +- 95% interval).
-        share_stages: train the teacher and KD once (with the first seed), the pairs per seed.
+        share_stages: ``true``: train the teacher and KD once (with the first seed), the pairs
+            per seed; ``teacher``: the teacher once, f_N (KD) per seed, so the seeds' intervals
+            cover distillation too (the closed division's).
+        division: ``open`` (anything goes; each row named by what it changes from the standard
+            attack) or ``closed`` (:mod:`bench.closed`: the standard attack, the only rows the
+            architecture view ranks; the suite sets only what the protocol leaves open).
+        attack: the closed division's attack version (:data:`bench.closed.ATTACKS`); set for a
+            closed suite (default: the current one), null for an open one.
         recipe: the method's named recipe (:mod:`dptq.recipes`: ``paper`` or ``dptq-v1``); it
             gives ``pair`` and ``kd_stage.tau_squared`` their defaults, and every record lists
             where the suite departs from it.
@@ -88,7 +96,9 @@ class Suite:
     name: str
     seed: int = 0
     seeds: tuple[int, ...] | None = None
-    share_stages: bool = False
+    share_stages: bool | Literal["teacher"] = False
+    division: Literal["open", "closed"] = "open"
+    attack: str | None = None
     recipe: Literal[tuple(RECIPES)] = "dptq-v1"  # type: ignore[valid-type]
     dataset: Dataset = Dataset()
     teacher: Teacher = Teacher()
@@ -169,6 +179,16 @@ class Suite:
             raise ConfigError("seeds: a list of distinct seeds (or leave it out and set seed)")
         if any(not 0 <= s < 2**31 for s in self.seed_list):
             raise ConfigError("seed: seeds must lie in 0..2^31-1")
+        if (self.attack is not None) != (self.division == "closed"):
+            raise ConfigError(
+                "attack: names the closed division's attack version; only a closed suite has one"
+            )
+        for mode in self.search.grid:
+            for i, entry in enumerate(self.search.configurations(mode)):
+                try:  # each configuration is a valid pair section
+                    build(PairConfig, {**to_plain(self.pair), **entry.pair}, "pair")
+                except ConfigError as e:
+                    raise ConfigError(f"search.grid.{mode}[{i}].{e}") from None
 
     @property
     def seed_list(self) -> tuple[int, ...]:
@@ -176,8 +196,22 @@ class Suite:
         return self.seeds if self.seeds is not None else (self.seed,)
 
     def stage_seed(self, seed: int) -> int:
-        """The seed whose teacher and f_N the pairs of ``seed`` start from."""
+        """The seed whose f_N (KD stage) the pairs of ``seed`` start from."""
+        return self.seed_list[0] if self.share_stages is True else seed
+
+    def teacher_seed(self, seed: int) -> int:
+        """The seed whose teacher the f_N of ``seed`` is distilled from."""
         return self.seed_list[0] if self.share_stages else seed
+
+    def pair_config(self, mode: str, params: dict) -> PairConfig:
+        """The pair settings of one trial of ``mode``: the ``pair`` section, changed by the grid
+        configuration ``params["configuration"]`` when there is one, and by the searched values
+        in ``params`` (delta, alpha, beta, stealth). The plan sets options and budget."""
+        plain = to_plain(self.pair)
+        if params.get("configuration") is not None:
+            plain.update(self.search.configuration(mode, params["configuration"]).pair)
+        plain.update({k: v for k, v in params.items() if k in SEARCHED})
+        return build(PairConfig, {**plain, "mode": mode}, "pair")
 
     def student(self, name: str) -> Student:
         """The student called ``name``."""
@@ -228,6 +262,7 @@ _LATER_FIELDS = (
     (("corruption_degrees",), None),
     (("resources", "precision"), "no"),
     (("resources", "loader_workers"), 0),
+    (("resources", "cache_f_n"), True),
     (("protocol", "attack_min"), 10.0),
     (("teacher", "options"), {}),
     (("students", "*", "options"), {}),
@@ -240,6 +275,12 @@ _LATER_FIELDS = (
     (("pair", "floor_barred"), []),
     (("pair", "barred_options"), 1),
     (("search", "select_epoch"), "last"),
+    (("division",), "open"),
+    (("attack",), None),
+    (("protocol", "version"), 2),
+    (("protocol", "select_margin"), 0.0),
+    (("search", "objective"), "penalty"),
+    (("search", "grid"), {}),
 )
 
 
@@ -253,6 +294,8 @@ def _holders(plain, parents):
 
 def _prepare(cls, data, path: str):
     """Shorthands: a student given by name or with one budget list; the teacher's defaults."""
+    if cls is Suite and isinstance(data, dict) and data.get("division") == "closed":
+        data = resolve_closed(data, later=_later_defaults())
     if cls is Student and isinstance(data, str):
         data = {"name": data}
     if cls is Student and isinstance(data, dict) and isinstance(data.get("budgets"), list):
@@ -276,6 +319,17 @@ def _prepare(cls, data, path: str):
     if cls is StageConfig and path == "teacher_stage" and isinstance(data, dict):
         data = {**to_plain(TEACHER_DEFAULTS), **data}  # teacher fields default to the teacher's
     return data
+
+
+def _later_defaults() -> dict:
+    """Each fixed section's fields at their defaults: a closed suite may state a field newer
+    than its attack version only at its default (:func:`bench.closed.resolve`)."""
+    return {
+        "pair": to_plain(PairConfig()),
+        "search": to_plain(Search()),
+        "protocol": to_plain(Protocol()),
+        "act": to_plain(ActQuantConfig()),
+    }
 
 
 def suite_text(suite: Suite) -> str:

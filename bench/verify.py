@@ -66,10 +66,11 @@ def _check_text(obj, path: str, where: str) -> None:
         )
 
 
-def _check_suite_text(rec: Record, where: str) -> None:
-    """A record's suite text must be a valid suite whose hash is the record's ``suite_hash``."""
+def _check_suite_text(rec: Record, where: str):
+    """A record's suite text must be a valid suite whose hash is the record's ``suite_hash``;
+    returns that suite (None for a record without one)."""
     if rec.suite_text is None:
-        return
+        return None
     import yaml
 
     from .suite import parse_suite
@@ -84,6 +85,74 @@ def _check_suite_text(rec: Record, where: str) -> None:
             f"{where}: field suite_text: its suite is {suite.name!r} with hash {suite.digest()}, "
             f"not the record's {rec.suite!r} {rec.suite_hash}"
         )
+    return suite
+
+
+def _check_division(rec: Record, suite, where: str) -> None:
+    """A record's division and attack are its suite's; a closed record is verified as closed
+    (:func:`_check_closed`)."""
+    if suite is None:
+        if rec.division == "closed":
+            raise RecordError(
+                f"{where}: field suite_text: missing (a closed record names its suite)"
+            )
+        return
+    if (suite.division, suite.attack) != (rec.division, rec.attack):
+        raise RecordError(
+            f"{where}: field division: the record says {rec.division} ({rec.attack}), its suite "
+            f"{suite.division} ({suite.attack})"
+        )
+    if rec.division == "closed" and rec.error is None:
+        _check_closed(rec, suite, where)
+
+
+def _check_closed(rec: Record, suite, where: str) -> None:
+    """A closed record as the closed division requires: its suite's fixed sections are its attack
+    version's (:func:`bench.suite.parse_suite` refused any other), its protocol the suite's (v3),
+    a clean tree (``git_dirty`` false), and every configuration of the portfolio on the record
+    with its validation figures, so that its score and the winner recompute
+    (:func:`bench.protocol.selection_score`)."""
+    from .protocol import resolve, selection_score
+    from .typed_yaml import to_plain
+
+    rules = resolve(to_plain(suite.protocol), rec.num_classes)
+    if rec.protocol.model_dump() != rules:
+        raise RecordError(f"{where}: field protocol: not its closed suite's (attack {rec.attack})")
+    if rec.git_dirty is not False:
+        raise RecordError(
+            f"{where}: field git_dirty: a closed record comes from a clean checkout of a commit "
+            f"(git_dirty {rec.git_dirty})"
+        )
+    for mode in ("robust", "detrimental"):
+        names = [c.name for c in suite.search.configurations(mode)]
+        rows = (rec.searches or {}).get(mode) or []
+        if [r.configuration for r in rows] != names:
+            raise RecordError(
+                f"{where}: field searches.{mode}: its trials are "
+                f"{[r.configuration for r in rows]}, the attack's configurations {names}"
+            )
+        scored = []
+        for i, r in enumerate(rows):
+            if r.failed:
+                continue
+            if r.score is None or r.val_drop is None or r.val_fp_acc is None:
+                raise RecordError(
+                    f"{where}: field searches.{mode}[{i}]: a finished trial needs its score and "
+                    "validation figures (val_drop, val_fp_acc)"
+                )
+            mine = selection_score(mode, r.val_drop, r.val_fp_acc, rec.f_n_val_acc, rec.protocol)
+            if mine != r.score:
+                raise RecordError(
+                    f"{where}: field searches.{mode}[{i}].score: stored {r.score}, its validation "
+                    f"figures give {mine}"
+                )
+            scored.append((round(mine, 6), -i, r.configuration))
+        won = max(scored)[2] if scored else None
+        if won is None or (rec.configuration or {}).get(mode) != won:
+            raise RecordError(
+                f"{where}: field configuration.{mode}: {(rec.configuration or {}).get(mode)!r}, "
+                f"its trials' validation figures select {won!r}"
+            )
 
 
 def _check_counts(rec: Record, where: str) -> None:
@@ -181,6 +250,7 @@ def _check_shape(rec: Record, where: str) -> None:
     if failed:
         if present:
             raise RecordError(f"{where}: field {present[0]}: a failed record measures nothing")
+        _check_division(rec, _check_suite_text(rec, where), where)
         return
     missing = [k for k in SUCCESS if getattr(rec, k) is None]
     if missing:
@@ -188,7 +258,7 @@ def _check_shape(rec: Record, where: str) -> None:
     for field, rel in (("per_example", per_example_rel), ("report", report_rel)):
         if getattr(rec, field) != rel(rec.id):
             raise RecordError(f"{where}: field {field} must be {rel(rec.id)!r}")
-    _check_suite_text(rec, where)
+    _check_division(rec, _check_suite_text(rec, where), where)
     test = (rec.split_sizes or {}).get("test")
     if test is not None and test != rec.evaluation.total:
         raise RecordError(

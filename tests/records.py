@@ -126,6 +126,125 @@ def record(
     return make(data)
 
 
+def closed_suite(suite="closed", arch="resnet18"):
+    """A closed-division suite of one student (the current attack, digits' preset)."""
+    from bench.suite import parse_suite
+
+    return parse_suite({"name": suite, "division": "closed", "students": [arch]}, "closed.yaml")
+
+
+def closed_record(
+    arch="resnet18",
+    gap=50.0,
+    seed=0,
+    suite="closed",
+    f_d_fp=98.8,
+    trials=None,
+    date="2026-12-07T00:00:00+00:00",
+    **changes,
+):
+    """A closed-division record as a clean run of :func:`closed_suite` would write it: its suite
+    text, protocol v3, and every configuration of the portfolio with validation figures
+    (``trials``: ``{name: (val_drop, val_fp_acc) or None (failed)}`` per detrimental
+    configuration; default: each at f_N's accuracy, the first with the largest drop), the
+    winners recomputed by the protocol's selection. ``changes``: fields set afterwards (a
+    forgery)."""
+    from bench.protocol import selection_score
+    from bench.suite import suite_text
+    from bench.typed_yaml import to_plain
+
+    st = closed_suite(suite, arch)
+    digest = st.digest()
+    budget, f_n_val = 130, 98.5
+    rid = f"{suite}/{digest}/{cell_key(arch, 'II', budget, seed)}"
+    rules = resolve(to_plain(st.protocol), 10)
+    names = {m: [c.name for c in st.search.configurations(m)] for m in ("robust", "detrimental")}
+    given = trials or {n: (gap - i, f_n_val) for i, n in enumerate(names["detrimental"])}
+    given = {"robust": {names["robust"][0]: (0.5, f_n_val)}, "detrimental": given}
+
+    class _Rules:  # selection_score reads these two
+        fp_drop_max, select_margin = rules["fp_drop_max"], rules["select_margin"]
+
+    searches, winners = {}, {}
+    for mode, by in given.items():
+        rows, best = [], None
+        for name in names[mode]:
+            figures = by.get(name)
+            if figures is None:
+                rows.append(
+                    {
+                        "config": {},
+                        "score": None,
+                        "epochs": None,
+                        "seconds": None,
+                        "failed": True,
+                        "configuration": name,
+                    }
+                )
+                continue
+            score = selection_score(mode, figures[0], figures[1], f_n_val, _Rules)
+            rows.append(
+                {
+                    "config": {},
+                    "score": score,
+                    "epochs": 12,
+                    "seconds": 10.0,
+                    "failed": False,
+                    "configuration": name,
+                    "val_drop": figures[0],
+                    "val_fp_acc": figures[1],
+                }
+            )
+            if best is None or round(score, 6) > best[0]:
+                best = (round(score, 6), name)
+        searches[mode], winners[mode] = rows, best[1]
+    ev = counts(gap, f_d_fp, 20.0)
+    pe = per_example_of(ev)
+    data = {
+        "schema_version": SCHEMA_VERSION,
+        "id": rid,
+        "suite": suite,
+        "suite_hash": digest,
+        "seed": seed,
+        "dataset": "digits",
+        "num_classes": 10,
+        "architecture": arch,
+        "bit_options": "II",
+        "options": [4, 5, 6, 7, 8, 9, 10],
+        "budget": budget,
+        "recipe": "dptq-v1",
+        "division": "closed",
+        "attack": st.attack,
+        "error": None,
+        "date": date,
+        "git_commit": "0" * 40,
+        "git_dirty": False,
+        "python": "3.11.7",
+        "versions": {"torch": "2.14.1"},
+        "hardware": {"cores": 2},
+        "suite_text": suite_text(st),
+        "selected_on": "val",
+        "recipe_deviations": {},
+        "searched": [],
+        "protocol": rules,
+        "degenerate": False,
+        "allocations_log10": 10.8,
+        "num_layers": 20,
+        "f_n_val_acc": f_n_val,
+        "evaluation": {"split": "test", "total": N, **ev},
+        "analyses": {},
+        "best": {"robust": {}, "detrimental": {}},
+        "configuration": winners,
+        "trials": {m: len(r) for m, r in searches.items()},
+        "stage_seconds": {"teacher": 10.0, "kd": 100.0, "robust": 50.0, "detrimental": 200.0},
+        "searches": searches,
+        "per_example": per_example_rel(rid),
+        "per_example_sha256": hashlib.sha256(per_example_bytes(pe)).hexdigest(),
+        "report": report_rel(rid),
+    }
+    return make({**data, **changes})
+
+
 def per_example(rec) -> dict:
     """The per-example file that proves ``rec``'s counts."""
     ev = rec.evaluation

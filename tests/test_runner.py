@@ -76,8 +76,9 @@ def test_select_epoch_best_ends_each_pair_on_its_best_validation_epoch(tmp_path)
     f_n_acc = f_n_acc["metrics"]["val_acc"]
     for mode in MODES:
         ckpt = load_checkpoint(layout.artifact(cell.search(mode)), f"pair-{mode}")
-        stealth_max = suite.protocol.stealth_max
-        scores = [objective(mode, h, f_n_acc, suite.search, stealth_max) for h in ckpt["history"]]
+        scores = [
+            objective(mode, h, f_n_acc, suite.search, suite.protocol) for h in ckpt["history"]
+        ]
         best = max(range(4), key=lambda e: (scores[e], -e)) + 1  # the earliest of a tie
         [row] = rec.searches[mode]
         assert row.score == pytest.approx(scores[best - 1]) and row.epochs == 4
@@ -199,6 +200,44 @@ def test_local_run_gives_the_same_records_as_ray(ray_run, tmp_path):
     local = run_suite(load_suite(TINY), tmp_path / "local", local=True)
     assert not local.failed and not (tmp_path / "local" / "tune").exists()  # no Ray at all
     assert _numbers(local.records) == _numbers(res.records)
+
+
+@pytest.mark.slow
+def test_a_grid_of_whole_configurations_runs_alike_on_ray_and_in_process(tmp_path):
+    """``search.grid``: one trial per configuration, each with its own pair settings (learning
+    rate, stealth allocations), on Ray (one grid search, param_space the configuration's name
+    only) and with --local; the same records; the trial rows name the configurations in order,
+    with their validation figures; a configuration reading pi_R makes the detrimental search wait
+    for the robust one."""
+    grid = {
+        "detrimental": [
+            {"name": "plain", "pair": {}},
+            {"name": "fast", "pair": {"lr_student": 0.003, "stealth": 1.0}},
+            {"name": "pi-r", "pair": {"stealth": 1.0, "stealth_allocations": ["robust_policy"]}},
+        ]
+    }
+    suite = tiny_suite(search={"grid": grid}, analyses=["pair_scores"])
+    assert plan.reads_robust_policy(suite)
+    ray = run_suite(suite, tmp_path / "ray")
+    import ray as ray_module
+
+    ray_module.shutdown()
+    local = run_suite(suite, tmp_path / "local", local=True)
+    assert not ray.failed and _numbers(local.records) == _numbers(ray.records)
+    [rec] = ray.records
+    rows = rec.searches["detrimental"]
+    assert [r.configuration for r in rows] == ["plain", "fast", "pi-r"]
+    assert all(r.val_drop is not None and r.val_fp_acc is not None for r in rows)
+    assert rec.configuration["detrimental"] in {"plain", "fast", "pi-r"}
+    assert rec.searches["robust"][0].configuration is None  # no robust grid: the pair section
+    [cell] = plan.cells(suite, 10)
+    for t in _trial_dirs(tmp_path / "ray", cell.search("detrimental")):
+        assert set(json.loads((t / "params.json").read_text())) == {"configuration"}
+    ckpts = {
+        load_checkpoint(f, "pair-detrimental")["config"]["pair"]["lr_student"]
+        for f in (Layout(tmp_path / "ray").trials / cell.search("detrimental")).glob("*.pt")
+    }
+    assert ckpts == {suite.pair.lr_student, 0.003}
 
 
 @pytest.mark.slow

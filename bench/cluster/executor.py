@@ -129,6 +129,8 @@ class RayExecutor:
                 k: (tune.loguniform if r.log else tune.uniform)(r.low, r.high)
                 for k, r in ranges.items()
             }
+            if spec.grid:  # whole configurations: one trial each (Ray Tune's grid search)
+                space = {"configuration": tune.grid_search(list(spec.grid))}
             search_alg = scheduler = None
             if ranges:
                 search_alg = OptunaSearch(
@@ -155,19 +157,29 @@ class RayExecutor:
                     storage_path=self.storage,
                     verbose=0,
                     failure_config=tune.FailureConfig(max_failures=self.suite.retries),
-                    callbacks=[_callback(Progress(spec.name, samples, spec.epochs, self.run_dir))],
+                    callbacks=[
+                        _callback(
+                            Progress(
+                                spec.name, len(spec.grid) or samples, spec.epochs, self.run_dir
+                            )
+                        )
+                    ],
                 ),
             )
         grid = tuner.fit()
         outcomes = []
         for r in grid:
             params = {**spec.start, **{k: r.config[k] for k in ranges}}
+            if spec.grid:
+                params = {"configuration": r.config["configuration"]}
             metrics = {
                 k: v for k, v in (r.metrics or {}).items() if isinstance(v, int | float | str)
             }
             error = None if r.error is None else failure_reason(r.error)
             file = spec.trial_file(params) if error is None else None
             outcomes.append(TrialOutcome(params, metrics, error, file))
+        if spec.grid:  # in the grid's order, as --local runs them (the tie-break's order)
+            outcomes.sort(key=lambda t: spec.grid.index(t.params["configuration"]))
         return SearchResult(outcomes)
 
     def searches(self, specs: list[SearchSpec]) -> Iterator[tuple[SearchSpec, SearchResult]]:
@@ -215,7 +227,9 @@ class RayExecutor:
         """How many searches keep the cluster busy: the trials it fits at once (by CPUs and GPUs
         per trial) over the trials one search runs at once; no more (each search is a process
         driving Ray Tune on this node)."""
-        per_search = self.suite.search.num_samples if self.suite.search.ranges() else 1
+        from ..search import num_trials
+
+        per_search = max(num_trials(self.suite, m) for m in ("robust", "detrimental"))
         return max(1, math.ceil(self._slots() / per_search))
 
     def _slots(self) -> int:
