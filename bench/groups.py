@@ -14,10 +14,15 @@ by what an attacker can reach (issue 22):
 
 A cell is *valid* (ranked) when at least one of its seeds is; the invalid seeds' reasons are shown
 beside it and none of their numbers enters a score. A cell with no valid seed is shown apart.
+Cells are ranked within their division: the closed division (:mod:`bench.closed`: one standard
+attack for every architecture) is the ranking; the open division's order compares recipes as
+much as architectures.
 
 :func:`architecture_view` is what a person choosing an architecture reads first: one row per
-architecture at each dataset's *common cell* (the bit options and bits per layer that the most
-architectures share).
+architecture of the closed division at each dataset's *common cell* (the bit options and bits per
+layer that the most architectures share; the closed division fixes it), with a verdict in words
+(:func:`verdict`): an architecture is shown as resisting the standard attack only when every
+configuration of its portfolio failed on every seed.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ import math
 import pandas as pd
 from scipy import stats
 
-KEY = ["dataset", "suite", "suite_hash", "architecture", "options", "budget", "recipe"]
+KEY = ["dataset", "division", "suite", "suite_hash", "architecture", "options", "budget", "recipe"]
 WORST = ("gap", "hidden_gap")  # scored by their worst case over valid seeds
 
 
@@ -64,6 +69,18 @@ def groups(df: pd.DataFrame, measures: tuple[str, ...], names: tuple[str, ...]) 
         for k in WORST:
             vals = _numbers(good[k])
             row[f"{k}_worst"] = max(vals) if vals else None
+        gaps = _numbers(good.gap)
+        row["gap_median"] = float(pd.Series(gaps).median()) if gaps else None
+        row["attack"] = next((a for a in g.attack if a), None)
+        row["winners"] = (
+            ", ".join(f"s{s}: {c}" for s, c in zip(g.seed, g.configuration) if c) or None
+        )
+        walls = _numbers(g.wall_s)
+        row["wall_min"] = sum(walls) / 60 if walls else None
+        # every configuration failed on every seed: no test attack, no validation attack
+        row["resists"] = bool(len(g)) and not (g.attacked.any() or g.portfolio_attack.any())
+        row["also_in"] = ", ".join(dict.fromkeys(x for v in g.also_in for x in v.split(", ") if x))
+        row["changes"] = next((c for c in g.changes if c), "")
         row["attacks"] = int(good.attacked.sum())
         row["attack_success"] = f"{row['attacks']}/{len(good)}" if len(good) else None
         spec = _numbers(good[good.attacked].specificity)
@@ -91,9 +108,27 @@ def groups(df: pd.DataFrame, measures: tuple[str, ...], names: tuple[str, ...]) 
         ["dataset", "_invalid", "gap_worst", "architecture", "budget"], kind="mergesort"
     )
     out["rank"] = None
-    for _, g in out[out.valid].groupby("dataset"):
+    for _, g in out[out.valid].groupby(["dataset", "division"]):
         out.loc[g.index, "rank"] = range(1, len(g) + 1)
     return out.drop(columns="_invalid").reset_index(drop=True)
+
+
+def verdict(row) -> str:
+    """An architecture's result under the standard attack, in words (the architecture view)."""
+    n, k = int(row["n"]), int(row["n_valid"])
+    if row["attacks"]:
+        return f"attacked on {row['attacks']} of {k} valid seeds"
+    if row["resists"]:
+        return (
+            f"resists {row['attack'] or 'the attack'}: no configuration found an attack on any "
+            f"of its {n} seeds"
+        )
+    if not k:
+        return "no valid seed"
+    return (
+        f"no attack on its {k} valid seeds, yet not resisting: a configuration dropped f_D by "
+        "more than the protocol's attack_min on validation or on an invalid seed"
+    )
 
 
 def bits_per_layer(row) -> float | None:
@@ -125,20 +160,25 @@ ARCH_COLUMNS = [  # (field, heading) of the architecture view
     ("f_n_acc", "f_N acc"),
     ("gap_worst", "worst-case gap"),
     ("attack_success", "attack success"),
+    ("gap_median", "median gap"),
     ("hidden_gap_worst", "worst hidden gap"),
     ("specificity_best", "specificity"),
-    ("policy_only_drop", "policy-only attack"),
-    ("best_defense_gap", "gap after best defense"),
-    ("best_defense", "best defense"),
+    ("fp_match", "FP match"),
+    ("winners", "winning configuration"),
+    ("wall_min", "wall time (min)"),
+    ("verdict", "verdict"),
     ("suite", "suite"),
 ]
 
 
 def architecture_view(g: pd.DataFrame) -> pd.DataFrame:
-    """One row per (dataset, architecture) at the dataset's common cell (:func:`common_cells`),
-    valid rows ranked by the worst-case gap, most robust first; invalid ones after them. Where
-    several suites ran an architecture at that cell, the one with the most valid seeds, then the
+    """One row per (dataset, architecture) of the closed division at the dataset's common cell
+    (:func:`common_cells`), valid rows ranked by the worst-case gap, most robust first; invalid
+    ones after them; each with its :func:`verdict`. Where several closed suites ran an
+    architecture at that cell, the one with the most seeds, then the most valid ones, then the
     strongest attack (the largest worst-case gap: what an attacker can reach)."""
+    if not g.empty:
+        g = g[g.division == "closed"]
     if g.empty:
         return pd.DataFrame()
     g = g.assign(bits=[bits_per_layer(r) for _, r in g.iterrows()])
@@ -146,12 +186,13 @@ def architecture_view(g: pd.DataFrame) -> pd.DataFrame:
     for dataset, (options, bits) in common_cells(g).items():
         d = g[(g.dataset == dataset) & (g.options == options) & (g.bits == bits)]
         d = d.sort_values(
-            ["architecture", "n_valid", "gap_worst"],
-            ascending=[True, False, False],
+            ["architecture", "n", "n_valid", "gap_worst"],
+            ascending=[True, False, False, False],
             kind="mergesort",
         )
         for _, r in d.groupby("architecture", sort=True).head(1).iterrows():
-            rows.append({**r.to_dict(), "cell": f"{options}, {bits:g} bits x L"})
+            cell = f"{options}, {bits:g} bits x L"
+            rows.append({**r.to_dict(), "cell": cell, "verdict": verdict(r)})
     out = pd.DataFrame(rows)
     if out.empty:
         return out

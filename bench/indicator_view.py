@@ -8,7 +8,7 @@ reads the robust hinge's mark on f_R, not the attack's mark on f_D. A pair whose
 share one f_N counts that f_N once per pair. An AUC of 0.5 is chance; below 0.5 the indicator
 points the other way (reported as measured, never flipped).
 Pure functions of the board's frame (:func:`bench.views.frame`); pandas and scikit-learn only
-(the ROC figure is :func:`bench.views.render_roc`).
+(the ROC figure is :func:`bench.figures.render_roc`).
 """
 
 from __future__ import annotations

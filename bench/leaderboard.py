@@ -17,16 +17,18 @@ from dptq.faults import failpoint
 from dptq.io import write_atomic
 
 from . import store
+from .figures import render_pngs
 from .page import render_html
 from .paper_table import board_markdown
 from .results import RESULTS_BEGIN, RESULTS_END
 from .results import results_section as _results_section
 from .store import RecordError
-from .views import frame, render_csv, render_markdown, render_pngs
+from .views import frame, render_csv, render_markdown
 
 LEADERBOARD = Path("leaderboard")
 # the suites README.md's results section reports
-README_SUITES = ("default", "digits-full", "digits-stealth", "digits-paper", "digits-paper-cell")
+README_SUITES = ("closed-digits", "default", "digits-full", "digits-stealth", "digits-paper")
+README_SUITES += ("digits-paper-cell",)
 README_SUITES += (
     "digits-paper-cell-attack",
     "digits-paper-cell-capped",

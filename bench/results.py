@@ -8,7 +8,7 @@ import pandas as pd
 from .groups import architecture_view
 from .indicator_view import indicator_markdown, indicator_table
 from .paper_table import table1, table1_markdown
-from .views import COLUMNS, architecture_rows, fmt, groups, md_cell
+from .views import COLUMNS, architecture_rows, fmt, groups, indicator_pairs, md_cell
 
 # suites run on the paper's grid
 TABLE1_SUITES = ("digits-paper-cell", "digits-table1", "digits-table1-highlight")
@@ -29,34 +29,52 @@ def results_section(df: pd.DataFrame, suites: tuple[str, ...]) -> str:
         lines += [f"*{md_cell(dataset)}*:", "", *architecture_rows(arch[arch.dataset == dataset])]
     headings = dict(COLUMNS) | {"worst_non_own_drop": "f_D worst other drop"}
     cols = [(k, headings[k]) for k in SHOWN]
+    lines += [
+        "**The open division**: every other suite, each with what it changes from the standard "
+        "attack; its rows compare recipes as much as architectures.",
+        "",
+    ]
     for suite in suites:
         sub = g[g.suite == suite] if not g.empty else g
-        if sub.empty:
+        shared = g[[suite in x.split(", ") for x in g.also_in]] if not g.empty else g
+        if set(sub.division) == {"closed"} or (sub.empty and shared.empty):
             continue
-        # read in budget order here (the board ranks)
-        sub = sub.sort_values(["architecture", "options", "budget"], kind="mergesort")
-        lines += [
-            f"**Suite `{suite}`** (test split; worst case and attack success over the valid "
-            "seeds, other numbers their mean ± 95% interval):",
-            "",
-        ]
-        lines += [
-            "| " + " | ".join(h for _, h in cols) + " | valid (invalid seeds) |",
-            "|" + "---|" * (len(cols) + 1),
-        ]
-        for _, row in sub.iterrows():
-            verdict = "yes" if row.valid else "no"
-            if row.reasons:
-                verdict += f" ({md_cell(row.reasons)})"
-            lines.append(
-                "| " + " | ".join(md_cell(fmt(row, k, 1)) for k, _ in cols) + f" | {verdict} |"
+        lines += _suite_rows(sub, suite, cols) if not sub.empty else [f"**Suite `{suite}`**:", ""]
+        if len(shared):
+            cells = ", ".join(
+                f"{r.architecture} {r.options}-{r.budget} (under `{r.suite}`)"
+                for _, r in shared.iterrows()
             )
-        lines.append("")
-        lines += _deployer_rows(sub)
+            lines += [f"Also this suite's, the same evaluation shown once: {md_cell(cells)}.", ""]
+        lines += _deployer_rows(sub) if not sub.empty else []
         if suite in TABLE1_SUITES:
             lines += table1_markdown(table1(g, suite), suite)
-    lines += indicator_markdown(indicator_table(df[df.suite.isin(suites)]))
+    pairs_of, which = indicator_pairs(df[df.suite.isin(suites)])
+    table = indicator_table(pairs_of)
+    lines += ([which, ""] if not table.empty else []) + indicator_markdown(table)
     return "\n".join([*lines, RESULTS_END])
+
+
+def _suite_rows(sub: pd.DataFrame, suite: str, cols) -> list[str]:
+    """One open suite's cells, in budget order (the board ranks), with what it changes."""
+    sub = sub.sort_values(["architecture", "options", "budget"], kind="mergesort")
+    changes = next((c for c in sub.changes if c), "")
+    lines = [
+        f"**Suite `{suite}`** (open division; changes from the standard attack: "
+        f"{md_cell(changes or 'none')}; test split; worst case and attack success over the "
+        "valid seeds, other numbers their mean ± 95% interval):",
+        "",
+        "| " + " | ".join(h for _, h in cols) + " | valid (invalid seeds) |",
+        "|" + "---|" * (len(cols) + 1),
+    ]
+    for _, row in sub.iterrows():
+        verdict = "yes" if row.valid else "no"
+        if row.reasons:
+            verdict += f" ({md_cell(row.reasons)})"
+        lines.append(
+            "| " + " | ".join(md_cell(fmt(row, k, 1)) for k, _ in cols) + f" | {verdict} |"
+        )
+    return [*lines, ""]
 
 
 def _deployer_rows(sub: pd.DataFrame) -> list[str]:

@@ -1,36 +1,31 @@
-"""Tables, CSV and figures of the leaderboard, as pure functions of the records.
+"""The board's frame and its tables (Markdown, CSV), as pure functions of the records.
 
 :func:`frame` keeps the **latest** record per (suite, architecture, bit options, budget, seed)
-(older ones stay in the data as history) and adds the verdict of :mod:`bench.protocol`;
+(older ones stay in the data as history) and adds the verdict of :mod:`bench.protocol`; records
+that are one evaluation (the same per-example file of the same cell, e.g. a suite that copied
+another's stages) are one row, under the suite that made it first, the others named (``also_in``);
 :func:`groups` puts the seeds of one (suite, architecture, options, budget) together (mean, sd,
 n). Valid groups are ranked by their worst-case gap, smallest first; invalid ones are shown apart
-with their reasons, never ranked; failed entries last. Same records, same bytes. One job: the
-board's tables and figures from one frame of the records (the page is :mod:`bench.page`).
+with their reasons, never ranked; failed entries last; the closed division's architecture view
+first, the open division apart (:mod:`bench.closed`). Same records, same bytes. One job: the
+board's frame and the tables read from it (the figures are :mod:`bench.figures`, the page
+:mod:`bench.page`).
 """
 
 from __future__ import annotations
 
 import math
 import os
+from functools import lru_cache
 from pathlib import Path
 
-import matplotlib
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
+from dptq.scores import points
 
-from dptq.io import write_figure  # noqa: E402
-from dptq.scores import points  # noqa: E402
-
-from . import groups as cell_groups  # noqa: E402
-from .groups import ARCH_COLUMNS, KEY, architecture_view  # noqa: E402
-from .indicator_view import (  # noqa: E402
-    best_indicator,
-    indicator_markdown,
-    indicator_table,
-    pairs,
-)
+from . import groups as cell_groups
+from .groups import ARCH_COLUMNS, KEY, architecture_view
+from .indicator_view import best_indicator, indicator_markdown, indicator_table
 
 MEASURED = ("f_n_acc", "f_r_fp_acc", "f_r_q_acc", "f_r_drop", "f_d_fp_acc", "f_d_q_acc")
 MEASURED += ("f_d_drop", "gap", "fp_match", "f_d_random_acc")
@@ -78,6 +73,7 @@ COLUMNS = [  # (field, heading) of the ranked tables: accuracies at FP, then dro
     ("options", "options"),
     ("budget", "budget"),
     ("recipe", "recipe"),
+    ("winners", "winning configuration"),
     ("seeds", "valid seeds"),
     ("f_n_acc", "f_N acc"),
     ("f_r_fp_acc", "f_R FP acc"),
@@ -112,11 +108,24 @@ def frame(records: list, roots: dict[str, Path] | None = None) -> pd.DataFrame:
     latest: dict[tuple, object] = {}
     for r in sorted(records, key=lambda r: (r.date, r.id)):
         latest[(r.suite, r.architecture, r.bit_options, r.budget, r.seed)] = r
+    first: dict[tuple, object] = {}  # one evaluation, one row: the first suite that made it
+    also: dict[str, list[str]] = {}
+    for r in sorted(latest.values(), key=lambda r: (r.date, r.id)):
+        key = (r.dataset, r.architecture, r.bit_options, r.budget, r.seed, _evidence(r))
+        if key[-1] is None:
+            key = (*key, r.id)
+        if key not in first:
+            first[key] = r
+            also[r.id] = []
+        else:
+            also[first[key].id].append(r.suite)
     rows = []
-    for r in latest.values():
+    for r in first.values():
         ok = r.error is None
         row = {
             "dataset": r.dataset,
+            "division": getattr(r, "division", "open"),
+            "attack": getattr(r, "attack", None) or "",
             "suite": r.suite,
             "suite_hash": r.suite_hash,
             "architecture": r.architecture,
@@ -143,12 +152,52 @@ def frame(records: list, roots: dict[str, Path] | None = None) -> pd.DataFrame:
         for k, read in TEXTS.items():
             row[k] = (read(r) if ok else None) or ""
         row["indicators"] = r.analysis("fp_indicators", "values") if ok else None
+        row.update(_closed_columns(r, ok))
+        row["also_in"] = ", ".join(dict.fromkeys(also[r.id]))
         rows.append(row)
     columns = [*KEY, "seed", "id", "error", "valid", "reasons", "stealthy", "attacked"]
     columns += ["num_layers", "degenerate"]
     columns += ["retries", "report", "per_example", "root", *MEASURES, *NAMES, "indicators"]
+    columns += ["attack", "configuration", "portfolio_attack", "wall_s", "changes", "also_in"]
     df = pd.DataFrame(rows, columns=columns)
     return df.sort_values(["dataset", "id"], kind="mergesort").reset_index(drop=True)
+
+
+def _evidence(r) -> str | None:
+    """The hash of a record's per-example file: what makes two records one evaluation."""
+    return getattr(r, "per_example_sha256", None) if r.error is None else None
+
+
+def _closed_columns(r, ok: bool) -> dict:
+    """A record's division columns: the winning configuration, whether any configuration of its
+    portfolio found an attack on validation (a drop above ``attack_min``), its wall time, and
+    (open rows) what its suite changes from the standard attack."""
+    rows = ((getattr(r, "searches", None) or {}).get("detrimental") or []) if ok else []
+    limit = getattr(getattr(r, "protocol", None), "attack_min", 10.0)
+    seconds = getattr(r, "stage_seconds", None) or {}
+    return {
+        "configuration": ((getattr(r, "configuration", None) or {}).get("detrimental")) or "",
+        "portfolio_attack": any(
+            t.val_drop is not None and t.val_drop > limit for t in rows if not t.failed
+        ),
+        "wall_s": float(sum(seconds.values())) if seconds else None,
+        "changes": _changes(getattr(r, "suite_text", None), getattr(r, "division", "open")),
+    }
+
+
+@lru_cache(maxsize=256)
+def _changes(text: str | None, division: str) -> str:
+    """What an open record's suite changes from the standard attack (:func:`bench.closed.changes`)."""
+    if division == "closed":
+        return ""
+    if text is None:
+        return "unknown (a record without its suite)"
+    import yaml
+
+    from .closed import changes
+    from .suite import parse_suite, to_plain
+
+    return changes(to_plain(parse_suite(yaml.safe_load(text), "suite_text")))
 
 
 def groups(df: pd.DataFrame) -> pd.DataFrame:
@@ -178,73 +227,121 @@ def md_cell(text: str) -> str:
     return text.replace("\\", "\\\\").replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
 
 
+INTRO = (
+    "Catastrophic failure under dynamic post-training quantization, per architecture, bit "
+    "options and budget, over seeds. **The closed division** is the ranking of architectures: "
+    "every row made by one standard attack, fixed in code and versioned (`bench/closed.py`: a "
+    "portfolio of detrimental configurations and one robust control, selection under the "
+    "protocol on the validation split, protocol v3), as RobustBench runs one attack on every "
+    "entry. **The open division** is everything else, each row named by what its suite changes "
+    "from the standard attack: it compares recipes as much as architectures. **gap** = "
+    "quantized drop of the detrimental pair minus that of the robust pair (points); a cell is "
+    "scored by what an attacker can reach: its **worst-case gap** (the largest gap among its "
+    "valid seeds; the rank, most robust first) and its **attack success** (valid seeds whose "
+    "f_D dropped by more than the protocol's `attack_min`, 10 points, under its own policy: a "
+    "seed whose search found no attack is the attacker's failure, not the architecture's "
+    "robustness); other numbers are means over the valid seeds ± the half width of their 95% "
+    "interval (Student's t). **hidden gap** = f_D's drop under its own policy minus its worst "
+    "drop under any other allocation (pi_R, uniform, random, held-out); **specificity** = that "
+    "worst other drop / the drop under pi_D (0: only pi_D breaks f_D; the paper's Table 3 pair: "
+    "0.23), of the most specific attack among the valid seeds; **FP match** = |FP f_R - FP "
+    "f_D|. Accuracy columns (acc) are at full precision; every other column is a drop in points. "
+    "A cell is ranked when at least one seed is *valid* under the protocol its records name (v2: "
+    "selected on the validation split, FP match and both FP drops within the bounds, f_N above "
+    "the minimum; v3, the closed division's: the same without the FP match rule, full precision "
+    "judged one-sided against f_N); invalid seeds are named with their reason and enter no "
+    "score; cells without a valid seed are listed apart. Records that are one evaluation (the "
+    "same per-example file) are one row, under the suite that made it first (*also in*). The "
+    "deployer's columns (analyses `audit`, `quantizer_transfer`, `defenses`; `-` where a suite "
+    "did not run them): **policy-only attack** = f_N's drop under an adversarial bit allocation "
+    "alone, its weights frozen; **gap, best / worst quantizer** = the gap under the activation "
+    "quantizer (of six) that shrinks / widens it most; **gap after best defense** = the smallest "
+    "gap a defense leaves that costs f_D at most the protocol's FP drop. Generated by `python -m "
+    "bench leaderboard` from `records/`; do not edit by hand."
+)
+DIVISION_TITLES = {
+    "closed": "Every cell of the closed division, ranked by its worst-case gap:",
+    "open": (
+        "Every cell of the open division, by worst-case gap (its suites' recipes differ: an "
+        "order of results, not a ranking of architectures):"
+    ),
+}
+
+
 def render_markdown(df: pd.DataFrame) -> str:
     g = groups(df)
     lines = [
         "# dptq-bench leaderboard",
         "",
-        "Catastrophic failure under dynamic post-training quantization, per architecture, bit "
-        "options and budget, over seeds. **gap** = quantized drop of the detrimental pair minus "
-        "that of the robust pair (points); a cell is scored by what an attacker can reach: its "
-        "**worst-case gap** (the largest gap among its valid seeds; the rank, most robust first) "
-        "and its **attack success** (valid seeds whose f_D dropped by more than the protocol's "
-        "`attack_min`, 10 points, under its own policy: a seed whose search found no attack is "
-        "the attacker's failure, not the architecture's robustness); other numbers are means "
-        "over the valid seeds ± the half width of their 95% interval (Student's t). **hidden "
-        "gap** = f_D's drop under its own policy minus its worst drop under any other allocation "
-        "(pi_R, uniform, random, held-out); **specificity** = that worst other drop / the drop "
-        "under pi_D (0: only pi_D breaks f_D; the paper's Table 3 pair: 0.23), of the most "
-        "specific attack among the valid seeds; **FP match** = |FP f_R - FP f_D|. Accuracy "
-        "columns (acc) are at full precision; every other column is a drop in points. A cell is "
-        "ranked when at least one seed is *valid* (selected on the validation split, FP match and "
-        "both FP drops within the protocol's bounds, f_N above the protocol's minimum); invalid "
-        "seeds are named with their reason and enter no score; cells without a valid seed are "
-        "listed apart. The deployer's columns (analyses `audit`, `quantizer_transfer`, "
-        "`defenses`; `-` where a suite did not run them): **policy-only attack** = f_N's drop "
-        "under an adversarial bit allocation alone, its weights frozen; **gap, best / worst "
-        "quantizer** = the gap under the activation quantizer (of six) that shrinks / widens it "
-        "most; **gap after best defense** = the smallest gap a defense leaves that costs f_D at "
-        "most the protocol's FP drop. Generated by `python -m bench leaderboard` from "
-        "`records/`; do not edit by hand.",
+        INTRO,
         "",
         "![gap per architecture and budget](gap.png) ![FP accuracy vs gap](fp_vs_gap.png)",
         "",
     ]
     if df.empty:
         return "\n".join(lines + ["No records yet.", ""])
-    head = "| rank | " + " | ".join(h for _, h in COLUMNS) + " |"
-    rule = "|---:|" + "---|" * len(COLUMNS)
     arch = architecture_view(g) if not g.empty else g
     for dataset in sorted(df.dataset.unique()):
-        lines += [f"## {md_cell(dataset)}", ""]
-        lines += architecture_rows(arch[arch.dataset == dataset] if not arch.empty else arch)
+        lines += [f"## {md_cell(dataset)}", "", "### Closed division", ""]
+        shown = arch[arch.dataset == dataset] if not arch.empty else arch
+        lines += architecture_rows(shown) or [
+            "No closed-division records yet: no architecture is ranked on this dataset.",
+            "",
+        ]
         sub = g[g.dataset == dataset] if not g.empty else g
-        valid, invalid = (
-            sub[sub.valid] if not sub.empty else sub,
-            sub[~sub.valid] if not sub.empty else sub,
-        )
-        if len(valid):
-            lines += ["Every cell, ranked by its worst-case gap:", "", head, rule]
-            for _, row in valid.iterrows():
-                mark = " (degenerate)" if row.degenerate else ""
-                cells = [md_cell(fmt(row, k)) for k, _ in COLUMNS]
-                lines.append(f"| {row['rank']}{mark} | " + " | ".join(cells) + " |")
-            lines.append("")
-        if len(invalid):
-            lines += ["Not ranked (invalid):", "", head.replace("| rank |", "| reason |"), rule]
-            for _, row in invalid.iterrows():
-                cells = [md_cell(fmt(row, k)) for k, _ in COLUMNS]
-                lines.append(f"| {md_cell(row.reasons)} | " + " | ".join(cells) + " |")
-            lines.append("")
+        for division in ("closed", "open"):
+            part = sub[sub.division == division] if not sub.empty else sub
+            if division == "open":
+                lines += ["### Open division", ""]
+            lines += cell_rows(part, DIVISION_TITLES[division], division)
         failed = df[(df.dataset == dataset) & (df.error != "")]
         for _, row in failed.iterrows():
             lines.append(f"Failed: `{md_cell(row.id)}`: {md_cell(row.error)}")
         lines.append("")
-        table = indicator_table(df[df.dataset == dataset])
+        pairs_of, which = indicator_pairs(df[df.dataset == dataset])
+        table = indicator_table(pairs_of)
+        lines += [which, ""] if not table.empty else []
         lines += indicator_markdown(table)
         if best_indicator(table) is not None:
             lines += [f"![best indicator's ROC]({roc_name(dataset)})", ""]
     return "\n".join(lines)
+
+
+def indicator_pairs(df: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+    """The rows the full-precision indicator table reads: the closed division's (one row per
+    evaluation) where it has pairs with the indicators, else every row; and a line saying which."""
+    closed = df[df.division == "closed"] if not df.empty else df
+    if not indicator_table(closed).empty:
+        return closed, "Full-precision indicators over the closed division's pairs:"
+    return df, "Full-precision indicators over every pair (no closed-division pair has them):"
+
+
+def cell_rows(sub: pd.DataFrame, title: str, division: str) -> list[str]:
+    """A division's cells: the valid ones ranked (ordered), the invalid ones apart."""
+    if sub.empty:
+        return []
+    cols = COLUMNS + (
+        [("changes", "changes from the standard attack")] if division == "open" else []
+    )
+    cols = cols + [("also_in", "also in")]
+    head = "| rank | " + " | ".join(h for _, h in cols) + " |"
+    rule = "|---:|" + "---|" * len(cols)
+    lines = []
+    valid, invalid = sub[sub.valid], sub[~sub.valid]
+    if len(valid):
+        lines += [title, "", head, rule]
+        for _, row in valid.iterrows():
+            mark = " (degenerate)" if row.degenerate else ""
+            cells = [md_cell(fmt(row, k)) for k, _ in cols]
+            lines.append(f"| {row['rank']}{mark} | " + " | ".join(cells) + " |")
+        lines.append("")
+    if len(invalid):
+        lines += ["Not ranked (invalid):", "", head.replace("| rank |", "| reason |"), rule]
+        for _, row in invalid.iterrows():
+            cells = [md_cell(fmt(row, k)) for k, _ in cols]
+            lines.append(f"| {md_cell(row.reasons)} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return lines
 
 
 def roc_name(dataset: str) -> str:
@@ -256,10 +353,15 @@ def architecture_rows(arch: pd.DataFrame) -> list[str]:
     """The architecture view of one dataset (:func:`bench.groups.architecture_view`)."""
     if arch.empty:
         return []
+    attacks = ", ".join(sorted({a for a in arch.attack if a}))
     lines = [
-        f"**Architectures** at the common cell ({md_cell(arch.iloc[0].cell)}: the bit options and "
-        "bits per layer the most architectures share), smallest worst-case gap first; at 0/n attack "
-        "success no seed's search found an attack, which is no evidence of robustness:",
+        f"**Architectures** under the standard attack ({md_cell(attacks)}) at its cell "
+        f"({md_cell(arch.iloc[0].cell)}), smallest worst-case gap first. The verdict says in "
+        "words what the seeds show: an architecture *resists* only when every configuration of "
+        "the portfolio failed on every seed; at 0/n attack success otherwise, an attack was "
+        "found that broke full precision, which is no evidence of robustness. The winning "
+        "configuration of each seed is the one selected on validation; wall time: every stage "
+        "of every seed:",
         "",
         "| " + " | ".join(h for _, h in ARCH_COLUMNS) + " | valid |",
         "|" + "---|" * (len(ARCH_COLUMNS) + 1),
@@ -273,118 +375,6 @@ def architecture_rows(arch: pd.DataFrame) -> list[str]:
 
 def render_csv(df: pd.DataFrame) -> str:
     return df.drop(columns=["root", "indicators"]).to_csv(index=False, float_format="%.4f")
-
-
-def render_pngs(df: pd.DataFrame, out: Path) -> list[Path]:
-    g = groups(df)
-    paths = []
-    # wide enough for every cell's label (a board of dozens of cells), up to 30 inches
-    fig, ax = plt.subplots(figsize=(min(30.0, max(7.5, 0.3 * len(g))), 4.5))
-    if not g.empty:
-        labels = [
-            f"{a} {o}-{b} ({s})" for a, o, b, s in zip(g.architecture, g.options, g.budget, g.suite)
-        ]
-        x = list(range(len(g)))
-        hatch = ["" if v else "//" for v in g.valid]
-        worst = [v if v is not None and v == v else 0 for v in g.gap_worst]
-        bars = ax.bar([i - 0.2 for i in x], worst, 0.4, color="tab:red", label="worst-case gap")
-        hid = [v if v is not None and v == v else 0 for v in g.hidden_gap_worst]
-        bars2 = ax.bar([i + 0.2 for i in x], hid, 0.4, color="tab:purple", label="worst hidden gap")
-        for b, h in zip([*bars, *bars2], hatch * 2):
-            b.set_hatch(h)
-        ci = [v if v is not None and v == v else 0 for v in g.gap_ci]
-        kw = {"fmt": "o", "color": "black", "ms": 3, "label": "mean gap, 95% interval"}
-        ax.errorbar([i - 0.2 for i in x], g.gap, yerr=ci, **kw)
-        ax.set_xticks(x, labels, fontsize=6, rotation=90)
-        ax.legend(fontsize=8, title="hatched: no valid seed", title_fontsize=7)
-        # a gap lies in -100..100 points; a 3-seed interval can reach past it (t = 4.3), and
-        # would squash every bar: the axis stops at the possible range and says so
-        ax.set_ylim(-105, 105)
-        ax.set_xlim(-0.8, len(g) - 0.2)
-        ax.text(1, 1.01, "intervals clipped at +-100", transform=ax.transAxes, ha="right")
-    ax.axhline(0, color="black", lw=0.5)
-    ax.set_ylabel("points")
-    ax.set_title("Worst-case gap and hidden gap per cell (bit options-budget, suite)")
-    paths.append(_save(fig, out / "gap.png"))
-    fig, ax = plt.subplots(figsize=(5.5, 4))
-    ok = df[df.error == ""]
-    for arch, a in ok.groupby("architecture", sort=True):
-        ax.scatter(a.f_d_fp_acc, a.gap, label=arch, s=30)
-    ax.set_xlabel("f_D full-precision accuracy (%)")
-    ax.set_ylabel("gap (points)")
-    ax.set_title("Full-precision accuracy vs gap (each seed)")
-    if not ok.empty:
-        ax.legend(fontsize=7)
-    paths.append(_save(fig, out / "fp_vs_gap.png"))
-    for dataset in sorted(df.dataset.unique()):
-        sub = df[df.dataset == dataset]
-        roc = render_roc(sub, indicator_table(sub), out / roc_name(dataset))
-        paths += [roc] if roc is not None else []
-    arch = architecture_view(g) if not g.empty else g
-    for dataset in sorted(arch.dataset.unique()) if not arch.empty else []:
-        path = out / f"architectures_{dataset}.png"
-        paths.append(render_architectures(df, arch[arch.dataset == dataset], path))
-    return paths
-
-
-def render_architectures(df: pd.DataFrame, arch: pd.DataFrame, path: Path) -> Path:
-    """Architectures at the common cell on one axis, each seed's gap a dot (filled: valid), the
-    worst case over the valid seeds marked (the architecture view's order)."""
-    fig, ax = plt.subplots(figsize=(max(5.0, 0.9 * len(arch) + 2), 3.8))
-    for i, (_, a) in enumerate(arch.iterrows()):
-        same = (df.error == "") & (df.suite == a.suite) & (df.suite_hash == a.suite_hash)
-        same &= (df.architecture == a.architecture) & (df.options == a.options)
-        seeds = df[same & (df.budget == a.budget)]
-        for _, s in seeds.iterrows():
-            face = "tab:red" if s.valid else "none"
-            ax.scatter([i], [s.gap], s=28, facecolors=face, edgecolors="tab:red", zorder=3)
-        if a.gap_worst is not None and a.gap_worst == a.gap_worst:
-            ax.scatter([i], [a.gap_worst], marker="_", s=500, color="black", zorder=4)
-    ax.scatter([], [], s=28, color="tab:red", label="seed (valid)")
-    ax.scatter([], [], s=28, facecolors="none", edgecolors="tab:red", label="seed (invalid)")
-    ax.scatter([], [], marker="_", s=200, color="black", label="worst case (valid seeds)")
-    ax.set_xticks(range(len(arch)), list(arch.architecture), rotation=30, ha="right", fontsize=8)
-    ax.axhline(0, color="black", lw=0.5)
-    ax.set_ylabel("gap (points)")
-    cell = arch.iloc[0].cell if len(arch) else ""
-    ax.set_title(f"Gap per architecture at {cell}", fontsize=10)
-    ax.legend(fontsize=7)
-    return _save(fig, path)
-
-
-def render_roc(df: pd.DataFrame, table: pd.DataFrame, path: Path) -> Path | None:
-    """The best indicator's ROC curve over the valid pairs (None: fewer than two pairs)."""
-    import matplotlib
-    from sklearn.metrics import roc_curve
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from .views import _save
-
-    name = best_indicator(table)
-    if name is None:
-        return None
-    sub = pairs(df, "valid")
-    d = [v["f_D"][name] for v in sub.indicators]
-    r = [v["f_R"][name] for v in sub.indicators]
-    fpr, tpr, _ = roc_curve([1] * len(d) + [0] * len(r), d + r)
-    auc = float(table.set_index("indicator").loc[name, "auc_valid"])
-    fig, ax = plt.subplots(figsize=(4.2, 4))
-    ax.plot(fpr, tpr, "o-", color="tab:red", ms=3, label=f"{name} (AUC {auc:.2f}, {len(d)} pairs)")
-    ax.plot([0, 1], [0, 1], "--", color="gray", lw=0.8, label="chance")
-    ax.set_xlabel("f_R flagged (false positive rate)")
-    ax.set_ylabel("f_D flagged (true positive rate)")
-    ax.set_title("Best full-precision indicator", fontsize=10)
-    ax.legend(fontsize=7, loc="lower right")
-    return _save(fig, path)
-
-
-def _save(fig, path: Path) -> Path:
-    fig.tight_layout()
-    write_figure(fig, path, dpi=100)
-    plt.close(fig)
-    return path
 
 
 def link(root: str, rel: str | None, out: Path) -> str | None:

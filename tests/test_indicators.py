@@ -107,8 +107,8 @@ def _mann_whitney(pos, neg):
 
 
 def test_the_board_auc_is_the_mann_whitney_count_over_valid_pairs(tmp_path):
+    from bench.figures import render_roc
     from bench.indicator_view import best_indicator, indicator_table
-    from bench.views import render_roc
 
     pairs = [(1.0, 3.0, True, True), (2.0, 1.5, True, False), (2.5, 4.0, True, True)]
     pairs.append((0.0, 9.0, False, True))  # invalid: enters no score

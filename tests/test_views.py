@@ -12,7 +12,7 @@ from bench.groups import architecture_view
 from bench.leaderboard import compare, regenerate
 from bench.store import RecordError
 from bench.views import frame, groups, render_markdown
-from tests.records import board_with, record, sample_records
+from tests.records import board_with, closed_record, record, sample_records
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_invalid_rows_are_shown_apart_with_their_reason_and_never_ranked(tmp_path):
     recs = [record("resnet18", 80, 1.0, f_d_fp=95.0), record("vgg11", 80, 50.0)]
     md = render_markdown(frame(recs))
-    board = md[md.index("Every cell, ranked") :]
+    board = md[md.index("Every cell of the open division") :]
     ranked, apart = board.split("Not ranked (invalid):")
     assert "| 1 | vgg11" in ranked and "resnet18" not in ranked  # smallest gap, but invalid
     assert "FP match 4.00 &gt; 2" in apart and "resnet18" in apart  # ">" escaped
@@ -63,18 +63,55 @@ def test_an_invalid_seed_enters_no_score_and_is_named():
     assert not none_valid.valid and none_valid.gap_worst is None and none_valid["rank"] is None
 
 
-def test_architecture_view_reads_the_common_cell():
-    """One row per architecture at the bit options and bits per layer most architectures share
-    (here 6.5 x L: budget 130 of 20 layers), valid rows by worst-case gap; an invalid one shown."""
-    recs = [record(a, 130, g) for a, g in (("resnet18", 30.0), ("vgg11", 20.0), ("regnet", 40.0))]
-    recs += [record("resnet18", 80, 5.0), record("convnext", 130, 10.0, f_d_fp=95.0)]
+def test_architecture_view_reads_the_closed_division_only():
+    """One row per architecture of the closed division at its cell (II, 6.5 x L: budget 130 of
+    20 layers), valid rows by worst-case gap; an invalid one shown; open rows, whatever their
+    gap or cell, never enter it (they are the open division's table)."""
+    recs = [
+        closed_record(a, g, suite=f"c-{a}")
+        for a, g in (("resnet18", 30.0), ("vgg11", 20.0), ("regnet", 40.0))
+    ]
+    recs += [record("resnet18", 130, 5.0, version="II"), record("alexnet", 130, 1.0, version="II")]
+    recs += [closed_record("convnext", 10.0, suite="c-convnext", f_d_fp=95.0)]
     view = architecture_view(groups(frame(recs)))
     assert list(view.architecture) == ["vgg11", "resnet18", "regnet", "convnext"]
-    assert set(view.budget) == {130} and set(view.cell) == {"I, 6.5 bits x L"}
+    assert set(view.budget) == {130} and set(view.cell) == {"II, 6.5 bits x L"}
     assert list(view.valid) == [True, True, True, False]
+    assert set(view.division) == {"closed"} and "alexnet" not in set(view.architecture)
     md = render_markdown(frame(recs))
-    assert "**Architectures** at the common cell (I, 6.5 bits x L" in md
+    assert "**Architectures** under the standard attack (closed-v1) at its cell (II, 6.5" in md
     assert md.index("| vgg11 | 20 |") < md.index("| resnet18 | 20 |")
+    assert md.index("### Closed division") < md.index("| vgg11 | 20 |") < md.index("### Open")
+    assert "| alexnet |" in md[md.index("### Open division") :]
+
+
+def test_the_architecture_view_says_in_words_what_the_seeds_show():
+    """Resisting is said only when every configuration failed on every seed; an architecture
+    whose only attacks broke full precision is not resisting; the winners are named per seed."""
+    quiet = {"default": (2.0, 98.5), "lr3e-3": (1.0, 98.5), "capped": (0.5, 98.5)}
+    broke = {"default": (60.0, 80.0), "lr3e-3": (2.0, 98.5), "capped": (1.0, 98.5)}
+    recs = [closed_record("vgg11", 1.0, seed=s, trials=quiet, suite="a") for s in (0, 1, 2)]
+    recs += [closed_record("regnet", 1.5, seed=s, trials=broke, suite="b") for s in (0, 1)]
+    recs += [closed_record("resnet18", 40.0 + s, seed=s, suite="c") for s in (0, 1)]
+    view = architecture_view(groups(frame(recs))).set_index("architecture")
+    assert view.loc["vgg11", "verdict"].startswith("resists closed-v1: no configuration")
+    assert view.loc["regnet", "verdict"].startswith("no attack on its 2 valid seeds, yet not")
+    assert view.loc["resnet18", "verdict"] == "attacked on 2 of 2 valid seeds"
+    assert view.loc["regnet", "winners"] == "s0: lr3e-3, s1: lr3e-3"  # default broke FP
+    assert view.loc["resnet18", "gap_median"] == pytest.approx(40.5)
+    assert view.loc["resnet18", "wall_min"] == pytest.approx(2 * 360 / 60)
+
+
+def test_one_evaluation_is_one_row_under_the_suite_that_made_it_first():
+    """Two suites whose records are the same evaluation (the same per-example file of the same
+    cell) give one row, under the earlier one, the other named; a statistic counts it once."""
+    first = record("resnet18", 130, 30.0, suite="a", date="2026-12-01T00:00:00+00:00")
+    copy = record("resnet18", 130, 30.0, suite="b", date="2026-12-02T00:00:00+00:00")
+    other = record("resnet18", 130, 31.0, suite="c")
+    df = frame([copy, first, other])
+    assert sorted(df.suite) == ["a", "c"]
+    assert df.set_index("suite").loc["a", "also_in"] == "b"
+    assert len(groups(df)) == 2
 
 
 def test_markdown_cells_stay_in_their_column():
@@ -90,7 +127,7 @@ def test_views_regenerate_byte_for_byte(tmp_path):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
     md = (tmp_path / "a" / "README.md").read_text()
     digits = md[md.index("## digits") :]
-    digits = digits[digits.index("Every cell, ranked") :]
+    digits = digits[digits.index("Every cell of the open division") :]
     order = [a for a in ("regnetx_016", "mobilenetv4_conv_medium", "resnet18") if a in digits]
     assert [digits.index(a) for a in order] == sorted(
         digits.index(a) for a in order
