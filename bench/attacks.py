@@ -117,6 +117,12 @@ CLOSED_V1 = Attack(
             {"lr_student": 0.003, "stealth_allocations": _STEALTHY, "attack_share": 0.5},
             "suites/digits-paper-cell-capped.yaml (research log 3f-3i)",
         ),
+        Configuration(
+            "fp-hold",
+            {"stealth": 3.0},
+            "the stealth term at gamma 3 (FP KD weight beta (1 + gamma) = 4): holds full "
+            "precision on MobileNetV4 / V3 while an attack grows (research log 5, S1 and S6)",
+        ),
     ),
     robust=(Configuration("control", {}, "dptq-v1's robust pair"),),
     sections={

@@ -62,8 +62,19 @@ def header(res: dict, which: str) -> list[str]:
     ]
 
 
+PER_MACHINE_KIND = ("train",)  # kept once per vector extension: train-avx2.md, train-avx512.md
+
+
+def result_stem(which: str, machine: dict) -> str:
+    """The file name (without suffix) of a benchmark's result on ``machine``: ``<which>``, or for
+    the benchmarks kept per machine kind ``<which>-<vector extension>`` (``train-avx512``)."""
+    kind = str(machine.get("capability") or "").lower()
+    return f"{which}-{kind}" if which in PER_MACHINE_KIND and kind else which
+
+
 def run_perf(which: str, out_dir: str = "leaderboard/perf", quick: bool = False) -> dict:
-    """Run benchmark ``which`` and write ``<out_dir>/<which>.json`` and ``.md``."""
+    """Run benchmark ``which`` and write ``<out_dir>/<stem>.json`` and ``.md``
+    (:func:`result_stem`)."""
     if which not in BENCHMARKS:
         raise ValueError(f"unknown benchmark {which!r}; known: {', '.join(BENCHMARKS)}")
     res = {"benchmark": which, "machine": _machine(), "quick": quick}
@@ -72,7 +83,8 @@ def run_perf(which: str, out_dir: str = "leaderboard/perf", quick: bool = False)
     md = getattr(mod, f"markdown_{which}")(res)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    (out / f"{which}.json").write_text(json.dumps(res, indent=2) + "\n")
-    (out / f"{which}.md").write_text(md)
+    stem = result_stem(which, res["machine"])
+    (out / f"{stem}.json").write_text(json.dumps(res, indent=2) + "\n")
+    (out / f"{stem}.md").write_text(md)
     print(md)
     return res

@@ -1,8 +1,14 @@
 """``python -m bench perf train``: one pair-training step over one plain supervised step of the
-same student and batch (resnet18, batch 64, at 32 and 64 px), and where the pair step's time goes
-(:func:`profile_pair_step`)."""
+same student and batch (resnet18, batch 64, at 32 and 64 px), as training runs it (f_N's answers
+from :class:`dptq.teacher_cache.TeacherCache`) and with f_N's forward pass in every step (as
+before the cache); each step's peak memory; the same steps under ``torch.compile`` where it
+works; and where the pair step's time goes (:func:`profile_pair_step`). The results are kept per
+machine kind (``train-<vector extension>.md``: the AVX2 and AVX-512 figures side by side)."""
 
 from __future__ import annotations
+
+import threading
+import time
 
 import torch
 
@@ -12,9 +18,13 @@ from dptq.policy import create_policy
 
 from .perf import _median_times, header
 
+B = 64
 
-def pair_setup(size: int):
-    """resnet18 student, frozen f_N, policy and a batch of 64; returns them and one pair step."""
+
+def pair_setup(size: int, cached: bool = True):
+    """resnet18 student, frozen f_N, policy and a batch of 64; returns them and one pair step
+    (``cached``: f_N's logits computed once, as :class:`dptq.teacher_cache.TeacherCache` serves
+    them in training; else f_N's forward pass inside the step)."""
     torch.manual_seed(0)
     student = QuantizableModel(create_model("resnet18", 10))
     teacher = QuantizableModel(create_model("resnet18", 10)).eval()
@@ -22,36 +32,108 @@ def pair_setup(size: int):
     budget = cfg.resolve_budget(student.num_layers)
     policy = create_policy("small_cnn", student.num_layers, len(cfg.options))
     opt = torch.optim.Adam([*student.parameters(), *policy.parameters()], lr=1e-5)
-    x = torch.randn(64, 3, size, size)
+    x = torch.randn(B, 3, size, size)
+    with torch.no_grad():
+        table = teacher(x)
 
     def pair():
         opt.zero_grad(set_to_none=True)
-        with torch.no_grad():
-            t_logits = teacher(x)
+        if cached:
+            t_logits = table
+        else:
+            with torch.no_grad():
+                t_logits = teacher(x)
         pair_step(student, policy, t_logits, x, cfg, budget)[0].backward()
         opt.step()
 
     return student, policy, cfg, budget, x, pair
 
 
-def bench_train_step(quick: bool, size: int) -> dict:
-    """One pair-training step over one plain supervised step of the same student and batch."""
-    student, _, _, _, x, pair = pair_setup(size)
-    plain_opt = torch.optim.Adam(student.parameters(), lr=1e-5)
-    y = torch.randint(0, 10, (64,))
-    student.train()
+def _plain(student, x):
+    opt = torch.optim.Adam(student.parameters(), lr=1e-5)
+    y = torch.randint(0, 10, (x.shape[0],))
 
     def plain():
-        plain_opt.zero_grad(set_to_none=True)
+        opt.zero_grad(set_to_none=True)
         torch.nn.functional.cross_entropy(student(x), y).backward()
-        plain_opt.step()
+        opt.step()
 
-    t = _median_times({"pair": pair, "plain": plain}, reps=3 if quick else 9)
+    return plain
+
+
+def peak_memory(fn, reps: int = 2) -> float:
+    """Peak resident memory (MiB) above the process's before one call of ``fn``, the most of
+    ``reps`` calls: the process's RSS sampled every millisecond while it runs (psutil)."""
+    import psutil
+
+    proc, peaks = psutil.Process(), []
+    for _ in range(reps):
+        base, peak, running = proc.memory_info().rss, [0], [True]
+
+        def sample():
+            while running[0]:
+                peak[0] = max(peak[0], proc.memory_info().rss)
+                time.sleep(0.001)
+
+        t = threading.Thread(target=sample)
+        t.start()
+        fn()
+        running[0] = False
+        t.join()
+        peaks.append(max(peak[0], proc.memory_info().rss) - base)
+    return max(peaks) / 2**20
+
+
+def bench_train_step(quick: bool, size: int) -> dict:
+    """One pair-training step (f_N cached, and f_N in the step) over one plain supervised step
+    of the same student and batch, with each one's peak memory."""
+    student, _, _, _, x, pair = pair_setup(size, cached=True)
+    _, _, _, _, _, uncached = pair_setup(size, cached=False)
+    student.train()
+    plain = _plain(student, x)
+    steps = {"pair": pair, "pair_uncached": uncached, "plain": plain}
+    t = _median_times(steps, reps=3 if quick else 9)
     return {
         "model": "resnet18",
         "image": size,
-        "B": 64,
+        "B": B,
         "L": student.num_layers,
+        "pair_step_s": t["pair"],
+        "pair_uncached_s": t["pair_uncached"],
+        "plain_step_s": t["plain"],
+        "ratio": t["pair"] / t["plain"],
+        "ratio_uncached": t["pair_uncached"] / t["plain"],
+        "peak_mib": {k: peak_memory(fn) for k, fn in steps.items()},
+    }
+
+
+def bench_compiled(quick: bool, size: int = 32) -> dict:
+    """The pair and plain steps with the student under ``torch.compile`` (default mode): step
+    times, the first (compiling) step's seconds, or why it is not available here."""
+    student, policy, cfg, budget, x, _ = pair_setup(size, cached=True)
+    try:
+        compiled = torch.compile(student)
+        opt = torch.optim.Adam([*student.parameters(), *policy.parameters()], lr=1e-5)
+        with torch.no_grad():
+            table = QuantizableModel(create_model("resnet18", 10)).eval()(x)
+
+        def pair():
+            opt.zero_grad(set_to_none=True)
+            pair_step(compiled, policy, table, x, cfg, budget)[0].backward()
+            opt.step()
+
+        plain = _plain(compiled, x)
+        began = time.perf_counter()
+        pair()
+        plain()
+        warmup = time.perf_counter() - began
+        t = _median_times({"pair": pair, "plain": plain}, reps=3 if quick else 5)
+    except Exception as e:  # no compiler, a graph it cannot take: said, not fatal
+        return {"available": False, "why": " ".join(f"{type(e).__name__}: {e}".split())[:300]}
+    return {
+        "available": True,
+        "image": size,
+        "warmup_s": warmup,
         "pair_step_s": t["pair"],
         "plain_step_s": t["plain"],
         "ratio": t["pair"] / t["plain"],
@@ -61,35 +143,62 @@ def bench_train_step(quick: bool, size: int) -> dict:
 def bench_train(quick: bool) -> dict:
     return {
         "steps": [bench_train_step(quick, s) for s in (32, 64)],
+        "compiled": bench_compiled(quick),
         "profile": profile_pair_step(32, steps=1 if quick else 3),
+        "profile_uncached": profile_pair_step(32, steps=1 if quick else 3, cached=False),
     }
 
 
 def markdown_train(res: dict) -> str:
     lines = [
         *header(res, "train"),
-        "One pair-training step (frozen f_N forward, policy, knapsack, student quantized and "
-        "full-precision passes, backward, update) over one plain supervised step of the same "
-        "student and batch (resnet18, B=64, options 3..10, budget 4 x L).",
+        "One pair-training step (policy, knapsack, student quantized and full-precision passes, "
+        "backward, update; f_N's answers from the training cache, `dptq/teacher_cache.py`, as "
+        "training runs it) over one plain supervised step of the same student and batch "
+        "(resnet18, B=64, options 3..10, budget 4 x L); beside it the same step with f_N's "
+        "forward pass in it (as before the cache). Peak memory: resident memory above the "
+        "process's before the step, sampled every millisecond.",
         "",
-        "| image | pair step (ms) | plain step (ms) | ratio |",
-        "|---:|---:|---:|---:|",
+        "| image | pair step (ms) | plain step (ms) | ratio | with f_N in the step (ms) | ratio "
+        "| peak MiB: pair / with f_N / plain |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in res["train"]["steps"]:
-        lines.append(
-            f"| {r['image']}x{r['image']} | {r['pair_step_s'] * 1e3:.0f} | "
-            f"{r['plain_step_s'] * 1e3:.0f} | {r['ratio']:.2f}x |"
+        ms = lambda k: f"{r[k] * 1e3:.0f}"  # noqa: E731
+        peak = r.get("peak_mib")
+        peaks = " / ".join(f"{peak[k]:.0f}" for k in ("pair", "pair_uncached", "plain")) if peak else "-"
+        uncached = (
+            f"{ms('pair_uncached_s')} | {r['ratio_uncached']:.2f}x" if "pair_uncached_s" in r else "- | -"
         )
-    lines += [
-        "",
-        "Where one pair step's time goes at 32x32 (`torch.profiler`, self CPU time per op, grouped "
-        "by what the op is part of; the quantized pass's convolutions count as convolution):",
-        "",
-        "| part | ms per step | share |",
-        "|---|---:|---:|",
-    ]
-    for r in res["train"]["profile"]:
-        lines.append(f"| {r['part']} | {r['ms']:.1f} | {100 * r['share']:.1f}% |")
+        lines.append(
+            f"| {r['image']}x{r['image']} | {ms('pair_step_s')} | {ms('plain_step_s')} | "
+            f"{r['ratio']:.2f}x | {uncached} | {peaks} |"
+        )
+    c = res["train"].get("compiled")
+    if c is not None:
+        lines.append("")
+        if c["available"]:
+            lines.append(
+                f"Under `torch.compile` (the student, default mode, {c['image']} px): pair step "
+                f"{c['pair_step_s'] * 1e3:.0f} ms, plain step {c['plain_step_s'] * 1e3:.0f} ms "
+                f"({c['ratio']:.2f}x); the first two steps (compiling) took {c['warmup_s']:.0f} s."
+            )
+        else:
+            lines.append(f"`torch.compile` is not available for these steps here: {c['why']}")
+    for key, what in (("profile", "as training runs it"), ("profile_uncached", "with f_N in it")):
+        if key not in res["train"]:
+            continue
+        lines += [
+            "",
+            f"Where one pair step's time goes at 32x32, {what} (`torch.profiler`, self CPU time "
+            "per op, grouped by what the op is part of; the quantized pass's convolutions count as "
+            "convolution):",
+            "",
+            "| part | ms per step | share |",
+            "|---|---:|---:|",
+        ]
+        for r in res["train"][key]:
+            lines.append(f"| {r['part']} | {r['ms']:.1f} | {100 * r['share']:.1f}% |")
     return "\n".join(lines + [""])
 
 
@@ -119,11 +228,11 @@ CATEGORIES = {  # torch.profiler op name -> what it is part of (the rest: "other
 }
 
 
-def profile_pair_step(size: int = 32, steps: int = 3) -> list[dict]:
+def profile_pair_step(size: int = 32, steps: int = 3, cached: bool = True) -> list[dict]:
     """Where a pair step's time goes (torch.profiler, self CPU time by op, grouped)."""
     from torch.profiler import ProfilerActivity, profile
 
-    _, _, _, _, _, pair = pair_setup(size)
+    _, _, _, _, _, pair = pair_setup(size, cached)
     pair()  # warm-up
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         for _ in range(steps):
