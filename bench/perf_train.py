@@ -21,12 +21,14 @@ from .perf import _median_times, header
 B = 64
 
 
-def pair_setup(size: int, cached: bool = True):
+def pair_setup(size: int, cached: bool = True, compiled: bool = False):
     """resnet18 student, frozen f_N, policy and a batch of 64; returns them and one pair step
     (``cached``: f_N's logits computed once, as :class:`dptq.teacher_cache.TeacherCache` serves
-    them in training; else f_N's forward pass inside the step)."""
+    them in training; else f_N's forward pass inside the step; ``compiled``: the student under
+    ``torch.compile``, returned in its place)."""
     torch.manual_seed(0)
     student = QuantizableModel(create_model("resnet18", 10))
+    net = torch.compile(student) if compiled else student
     teacher = QuantizableModel(create_model("resnet18", 10)).eval()
     cfg = PairConfig()
     budget = cfg.resolve_budget(student.num_layers)
@@ -35,18 +37,21 @@ def pair_setup(size: int, cached: bool = True):
     x = torch.randn(B, 3, size, size)
     with torch.no_grad():
         table = teacher(x)
+    bn = [m for m in student.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
 
     def pair():
+        for m in bn:  # as dptq-v1 trains a pair (PairConfig.bn_eval): f_N's statistics
+            m.train(not cfg.bn_eval)
         opt.zero_grad(set_to_none=True)
         if cached:
             t_logits = table
         else:
             with torch.no_grad():
                 t_logits = teacher(x)
-        pair_step(student, policy, t_logits, x, cfg, budget)[0].backward()
+        pair_step(net, policy, t_logits, x, cfg, budget)[0].backward()
         opt.step()
 
-    return student, policy, cfg, budget, x, pair
+    return net, policy, cfg, budget, x, pair
 
 
 def _plain(student, x):
@@ -54,6 +59,7 @@ def _plain(student, x):
     y = torch.randint(0, 10, (x.shape[0],))
 
     def plain():
+        student.train()  # a supervised step: batch norm on the batch's statistics
         opt.zero_grad(set_to_none=True)
         torch.nn.functional.cross_entropy(student(x), y).backward()
         opt.step()
@@ -61,27 +67,40 @@ def _plain(student, x):
     return plain
 
 
-def peak_memory(fn, reps: int = 2) -> float:
-    """Peak resident memory (MiB) above the process's before one call of ``fn``, the most of
-    ``reps`` calls: the process's RSS sampled every millisecond while it runs (psutil)."""
+def _first_step_peak(size: int, variant: str) -> float:
+    """In a fresh process: the resident memory (MiB) one step of ``variant`` adds at its peak
+    over the process's before it, its first step (nothing yet reused from an earlier one): RSS
+    sampled every millisecond (psutil)."""
     import psutil
 
-    proc, peaks = psutil.Process(), []
-    for _ in range(reps):
-        base, peak, running = proc.memory_info().rss, [0], [True]
+    torch.set_num_threads(2)
+    student, _, _, _, x, pair = pair_setup(size, cached=variant != "pair_uncached")
+    fn = _plain(student, x) if variant == "plain" else pair
+    proc = psutil.Process()
+    base, peak, running = proc.memory_info().rss, [0], [True]
 
-        def sample():
-            while running[0]:
-                peak[0] = max(peak[0], proc.memory_info().rss)
-                time.sleep(0.001)
+    def sample():
+        while running[0]:
+            peak[0] = max(peak[0], proc.memory_info().rss)
+            time.sleep(0.001)
 
-        t = threading.Thread(target=sample)
-        t.start()
-        fn()
-        running[0] = False
-        t.join()
-        peaks.append(max(peak[0], proc.memory_info().rss) - base)
-    return max(peaks) / 2**20
+    t = threading.Thread(target=sample)
+    t.start()
+    fn()
+    running[0] = False
+    t.join()
+    return (max(peak[0], proc.memory_info().rss) - base) / 2**20
+
+
+def peak_memory(size: int, variant: str) -> float:
+    """:func:`_first_step_peak` of ``variant`` (``pair``, ``pair_uncached``, ``plain``) at
+    ``size`` px, measured in a process of its own (``spawn``)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(1, mp_context=ctx) as pool:
+        return pool.submit(_first_step_peak, size, variant).result()
 
 
 def bench_train_step(quick: bool, size: int) -> dict:
@@ -103,26 +122,16 @@ def bench_train_step(quick: bool, size: int) -> dict:
         "plain_step_s": t["plain"],
         "ratio": t["pair"] / t["plain"],
         "ratio_uncached": t["pair_uncached"] / t["plain"],
-        "peak_mib": {k: peak_memory(fn) for k, fn in steps.items()},
+        "peak_mib": {k: peak_memory(size, k) for k in steps},
     }
 
 
 def bench_compiled(quick: bool, size: int = 32) -> dict:
     """The pair and plain steps with the student under ``torch.compile`` (default mode): step
-    times, the first (compiling) step's seconds, or why it is not available here."""
-    student, policy, cfg, budget, x, _ = pair_setup(size, cached=True)
+    times, the first (compiling) steps' seconds, or why it is not available here."""
     try:
-        compiled = torch.compile(student)
-        opt = torch.optim.Adam([*student.parameters(), *policy.parameters()], lr=1e-5)
-        with torch.no_grad():
-            table = QuantizableModel(create_model("resnet18", 10)).eval()(x)
-
-        def pair():
-            opt.zero_grad(set_to_none=True)
-            pair_step(compiled, policy, table, x, cfg, budget)[0].backward()
-            opt.step()
-
-        plain = _plain(compiled, x)
+        student, _, _, _, x, pair = pair_setup(size, cached=True, compiled=True)
+        plain = _plain(student, x)
         began = time.perf_counter()
         pair()
         plain()
@@ -152,23 +161,30 @@ def bench_train(quick: bool) -> dict:
 def markdown_train(res: dict) -> str:
     lines = [
         *header(res, "train"),
-        "One pair-training step (policy, knapsack, student quantized and full-precision passes, "
-        "backward, update; f_N's answers from the training cache, `dptq/teacher_cache.py`, as "
-        "training runs it) over one plain supervised step of the same student and batch "
-        "(resnet18, B=64, options 3..10, budget 4 x L); beside it the same step with f_N's "
-        "forward pass in it (as before the cache). Peak memory: resident memory above the "
-        "process's before the step, sampled every millisecond.",
+        "One pair-training step as dptq-v1 trains it (policy, knapsack, student quantized and "
+        "full-precision passes with batch norm on f_N's statistics, backward, update; f_N's "
+        "answers from the training cache, `dptq/teacher_cache.py`) over one plain supervised "
+        "step of the same student and batch (batch norm on the batch; resnet18, B=64, options "
+        "3..10, budget 4 x L); beside it the same pair step with f_N's forward pass in it (as "
+        "before the cache). Peak memory: the resident memory one step adds at its peak, its "
+        "first step in a fresh process, sampled every millisecond.",
         "",
         "| image | pair step (ms) | plain step (ms) | ratio | with f_N in the step (ms) | ratio "
         "| peak MiB: pair / with f_N / plain |",
         "|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in res["train"]["steps"]:
-        ms = lambda k: f"{r[k] * 1e3:.0f}"  # noqa: E731
+        ms = lambda k, r=r: f"{r[k] * 1e3:.0f}"  # noqa: E731
         peak = r.get("peak_mib")
-        peaks = " / ".join(f"{peak[k]:.0f}" for k in ("pair", "pair_uncached", "plain")) if peak else "-"
+        peaks = (
+            " / ".join(f"{peak[k]:.0f}" for k in ("pair", "pair_uncached", "plain"))
+            if peak
+            else "-"
+        )
         uncached = (
-            f"{ms('pair_uncached_s')} | {r['ratio_uncached']:.2f}x" if "pair_uncached_s" in r else "- | -"
+            f"{ms('pair_uncached_s')} | {r['ratio_uncached']:.2f}x"
+            if "pair_uncached_s" in r
+            else "- | -"
         )
         lines.append(
             f"| {r['image']}x{r['image']} | {ms('pair_step_s')} | {ms('plain_step_s')} | "
