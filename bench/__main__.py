@@ -136,7 +136,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "demo":
-        from .demo import run_demo
+        from .tools.demo import run_demo
 
         return run_demo(steps=args.steps, seed=args.seed)
     if args.command == "run":
@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command in ("leaderboard", "list", "compare"):
         return _leaderboard(args)
     if args.command == "perf":
-        from .perf import run_perf
+        from .perf.run import run_perf
 
         run_perf(args.which, out_dir=args.out, quick=args.quick)
         return 0
@@ -160,10 +160,10 @@ def _run(args) -> int:
     from dptq.data import DataError
     from dptq.engine import CheckpointError
 
-    from . import store
-    from .events import ClusterError, to_stdout
-    from .runner import run
-    from .suite import SuiteError, load_suite
+    from .config.suite import SuiteError, load_suite
+    from .executors.events import ClusterError, to_stdout
+    from .pipeline.run import run
+    from .records import store
 
     to_stdout()
     try:
@@ -208,7 +208,7 @@ def _seed_list(text: str | None) -> tuple[int, ...] | None:
     """``--seeds 0,2`` as integers (None: every seed); one line when it is not a list of them."""
     if text is None:
         return None
-    from .suite import SuiteError
+    from .config.suite import SuiteError
 
     try:
         return tuple(int(t) for t in text.split(","))
@@ -222,8 +222,8 @@ def _audit(args) -> int:
     """``python -m bench audit``: one line and exit 2 on bad input, nothing written."""
     from pathlib import Path
 
-    from .audit import AuditError, parse_dataset_options, parse_options, run_audit, summary
     from .names import slug
+    from .tools.audit import AuditError, parse_dataset_options, parse_options, run_audit, summary
 
     try:
         from dptq.audit import AuditConfig
@@ -253,8 +253,8 @@ def _audit(args) -> int:
 def _leaderboard(args) -> int:
     from pathlib import Path
 
-    from . import store
-    from .leaderboard import compare, migrate, regenerate, submit, update_readme
+    from .board.leaderboard import compare, migrate, regenerate, submit, update_readme
+    from .records import store
 
     folder = Path(args.dir)
     try:
@@ -282,7 +282,7 @@ def _leaderboard(args) -> int:
 def _list(folder, records) -> None:
     from pathlib import Path
 
-    from . import store
+    from .records import store
 
     print("suites:")
     for p in sorted(Path("suites").glob("*.yaml")):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from bench.suite import parse_suite
+from bench.config.suite import parse_suite
 
 ROOT = Path(__file__).resolve().parent.parent
 SUITES = ROOT / "tests" / "suites"

@@ -7,9 +7,9 @@ import hashlib
 from pathlib import Path
 
 from bench.names import cell_key
-from bench.protocol import resolve
-from bench.record import SCHEMA_VERSION, per_example_bytes, per_example_rel, report_rel
-from bench.verify import make
+from bench.records.protocol import resolve
+from bench.records.record import SCHEMA_VERSION, per_example_bytes, per_example_rel, report_rel
+from bench.records.verify import make
 from dptq.io import write_atomic
 
 N = 1000
@@ -76,7 +76,7 @@ def record(
     hidden=20.0,
     version="I",
 ):
-    """A record (:class:`bench.record.Record`) of the given gap and verdict inputs."""
+    """A record (:class:`bench.records.record.Record`) of the given gap and verdict inputs."""
     rid = f"{suite}/abcdef012345/{cell_key(arch, version, budget, seed)}"
     base = {
         "schema_version": SCHEMA_VERSION,
@@ -128,7 +128,7 @@ def record(
 
 def closed_suite(suite="closed", arch="resnet18"):
     """A closed-division suite of one student (the current attack, digits' preset)."""
-    from bench.suite import parse_suite
+    from bench.config.suite import parse_suite
 
     return parse_suite({"name": suite, "division": "closed", "students": [arch]}, "closed.yaml")
 
@@ -149,9 +149,9 @@ def closed_record(
     configuration; default: each at f_N's accuracy, the first with the largest drop), the
     winners recomputed by the protocol's selection. ``changes``: fields set afterwards (a
     forgery)."""
-    from bench.protocol import selection_score
-    from bench.suite import suite_text
-    from bench.typed_yaml import to_plain
+    from bench.config.suite import suite_text
+    from bench.config.typed_yaml import to_plain
+    from bench.records.protocol import selection_score
 
     st = closed_suite(suite, arch)
     digest = st.digest()
@@ -266,7 +266,7 @@ def source(folder: Path, records: list) -> Path:
 def changed(rec, **nets):
     """``rec`` with some of its counts replaced (``f_D={"FP": 950}``), re-proved: what a run
     with those counts would have written."""
-    from bench.record import DERIVED
+    from bench.records.record import DERIVED
 
     data = {k: v for k, v in rec.to_json().items() if k not in DERIVED}
     for net, by in nets.items():
@@ -289,7 +289,7 @@ def sample_records() -> list:
 
 def board_with(tmp_path: Path, records, name="board") -> Path:
     """A board holding ``records`` (added from a run folder with their files)."""
-    from bench.store import add
+    from bench.records.store import add
 
     src = source(tmp_path / f"{name}-src", records)
     add(records, tmp_path / name, source=src)

@@ -5,16 +5,16 @@ as closed."""
 import pytest
 import yaml
 
-from bench import plan
 from bench.__main__ import main
-from bench.closed import ATTACKS, CURRENT, changes
-from bench.protocol import INFEASIBLE, judge, selection_score
-from bench.record import DERIVED, RecordError
-from bench.search import TrialOutcome, best_of
-from bench.stages import objective
-from bench.suite import SuiteError, parse_suite, suite_text
-from bench.typed_yaml import to_plain
-from bench.verify import parse
+from bench.config.closed import ATTACKS, CURRENT, changes
+from bench.config.suite import SuiteError, parse_suite, suite_text
+from bench.config.typed_yaml import to_plain
+from bench.pipeline import plan
+from bench.pipeline.search import TrialOutcome, best_of
+from bench.pipeline.stages import objective
+from bench.records.protocol import INFEASIBLE, judge, selection_score
+from bench.records.record import DERIVED, RecordError
+from bench.records.verify import parse
 from tests.records import changed, closed_record, closed_suite, record
 
 
@@ -225,8 +225,8 @@ def test_a_closed_suite_with_a_custom_architecture_runs_and_its_record_verifies_
     import json
 
     import bench
-    from bench import records as records_module
-    from bench.store import load
+    from bench.records import build as records_module
+    from bench.records.store import load
 
     monkeypatch.setattr(records_module, "git_state", lambda where: ("ab" * 20, False))
     suite = parse_suite(

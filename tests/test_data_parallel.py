@@ -1,5 +1,5 @@
 """Data-parallel trials (issue 23): a trial with ``resources.workers: 2`` is a Ray Train run of two
-gloo workers started by its Tune trial (``bench.cluster.train``), on this machine's two cores.
+gloo workers started by its Tune trial (``bench.executors.ray.train``), on this machine's two cores.
 
 The suite (``tests/suites/data-parallel.yaml``) has no batch norm, so two workers on halves of
 each batch compute what one process computes on the whole batch: a two-worker run killed with
@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench.cluster.train import effective_resources, workers_that_fit
+from bench.config.sections import Resources
+from bench.executors.ray.train import effective_resources, workers_that_fit
 from bench.names import Layout
-from bench.sections import Resources
 from dptq.engine import checkpoint_epoch
 from tests.test_reliability import (
     _files,

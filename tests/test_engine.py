@@ -4,9 +4,9 @@ resumes to the same weights."""
 import pytest
 import torch
 
-from bench import plan, search
 from bench.names import Layout, kd_name
-from bench.runner import run_suite
+from bench.pipeline import plan, search
+from bench.pipeline.run import run_suite
 from dptq.engine import CheckpointError, checkpoint_epoch, cosine_lr, load_checkpoint
 from dptq.faults import FailpointHit
 from tests.helpers import tiny_suite

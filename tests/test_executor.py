@@ -1,9 +1,9 @@
-"""What executors share (bench.executor): one Accelerator per process, and the local executor's
+"""What executors share (bench.executors.base): one Accelerator per process, and the local executor's
 searches and tasks (a failing call is a result, not a crash)."""
 
-from bench.executor import process_accelerator
-from bench.local import LocalExecutor
-from bench.sections import Resources
+from bench.config.sections import Resources
+from bench.executors.base import process_accelerator
+from bench.executors.local import LocalExecutor
 from tests.helpers import make_suite
 
 
@@ -29,7 +29,7 @@ def test_local_tasks_give_each_result_or_its_reason(tmp_path):
 def test_a_trial_whose_node_died_says_so_not_its_ip():
     """Ray Tune's error file for a trial on a host that lost its link (tests/test_two_hosts.py):
     Ray's account, with the actor's fields before it, not a traceback."""
-    from bench.events import failure_reason
+    from bench.executors.events import failure_reason
 
     text = (
         "Failure # 1 (occurred at 2026-12-04_02-26-06)\n"

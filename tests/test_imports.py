@@ -1,7 +1,7 @@
 """Import rules (CONVENTIONS 1, 3, 16): data flows one way and each layer imports only what it needs.
 
 - ``dptq`` (the method) imports neither ``bench`` nor Ray: usable from a notebook with torch/timm.
-- Ray is imported by ``bench.cluster`` only (the edge).
+- Ray is imported by ``bench.executors.ray`` only (the edge).
 - The leaderboard views, the record type and the store import neither torch nor ``dptq``'s
   trainers; the analyses' declarations (``dptq.analyses``) load neither torch nor pandas.
 - Neither package has an import cycle, counting imports inside functions too.
@@ -75,19 +75,32 @@ def test_dptq_imports_neither_bench_nor_ray():
 
 def test_ray_is_imported_by_bench_cluster_only():
     for path in _files("bench"):
-        if _name(path).startswith("bench.cluster"):
+        if _name(path).startswith("bench.executors.ray"):
             continue
         ray = [n for n in _imports(path) if n.split(".")[0] == "ray"]
         assert not ray, (str(path.relative_to(ROOT)), ray)
 
 
 @pytest.mark.parametrize(
-    "module", ["bench.leaderboard", "bench.store", "bench.record", "bench.verify", "bench.legacy"]
+    "module",
+    [
+        "bench.board.leaderboard",
+        "bench.records.store",
+        "bench.records.record",
+        "bench.records.verify",
+        "bench.records.legacy",
+    ],
 )
 def test_views_import_neither_torch_nor_trainers(module):
     loaded = _imported_after(f"import {module}")
     assert "torch" not in loaded
-    assert not loaded & {"dptq.train", "dptq.engine", "dptq.pair", "dptq.models", "bench.runner"}
+    assert not loaded & {
+        "dptq.train",
+        "dptq.engine",
+        "dptq.pair",
+        "dptq.models",
+        "bench.pipeline.run",
+    }
 
 
 def test_analysis_declarations_load_neither_torch_nor_pandas():
@@ -139,6 +152,45 @@ def test_the_cycle_rule_would_catch_one(tmp_path):
         imports[m] = {n.module or n.names[0].name for n in found}
     assert _cycle(imports) == ["a", "b", "a"]
     assert _cycle({"a": {"b"}, "b": set()}) is None
+
+
+# bench's packages by layer: what each may import (its own modules, and these)
+LAYERS = {
+    "config": set(),
+    "records": {"config", "names"},
+    "board": {"records", "config", "names"},
+    "executors": {"config"},
+    "pipeline": {"executors", "records", "board", "config", "names"},
+    "perf": {"records"},
+    "tools": {"config", "names"},
+    "names": set(),
+}
+
+
+def _package_of(module: str) -> str | None:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 and parts[0] == "bench" else None
+
+
+def test_bench_is_a_folder_per_layer_and_each_imports_only_the_layers_below():
+    """``ls bench`` shows the layers (config, records, board, executors, pipeline, perf, tools,
+    and the names every layer uses); no module sits beside them but the package's entry points,
+    and each layer imports only the ones its row of :data:`LAYERS` names (inside functions
+    too)."""
+    loose = sorted(p.name for p in (ROOT / "bench").glob("*.py"))
+    assert loose == ["__init__.py", "__main__.py", "names.py"], loose
+    assert {p.name for p in (ROOT / "bench").iterdir() if p.is_dir() and p.name != "__pycache__"} == (
+        set(LAYERS) - {"names"}
+    )
+    for path in _files("bench"):
+        here = _package_of(_name(path))
+        if here in (None, "__main__"):
+            continue
+        for name in _imports(path):
+            there = _package_of(name)
+            if there is None or there == here or there == "__main__":
+                continue
+            assert there in LAYERS[here], (str(path.relative_to(ROOT)), name)
 
 
 @pytest.mark.parametrize("package", PACKAGES)

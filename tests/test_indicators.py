@@ -79,7 +79,7 @@ def test_a_planted_outlier_channel_raises_act_outlier():
 
 
 def _board(values):
-    """A frame as bench.views.frame makes it: one row per seed, (f_R, f_D, valid, attacked[,
+    """A frame as bench.board.views.frame makes it: one row per seed, (f_R, f_D, valid, attacked[,
     f_N]) indicator values (f_N 0.0 unless given; None: the record has no f_N values)."""
     import pandas as pd
 
@@ -107,8 +107,8 @@ def _mann_whitney(pos, neg):
 
 
 def test_the_board_auc_is_the_mann_whitney_count_over_valid_pairs(tmp_path):
-    from bench.figures import render_roc
-    from bench.indicator_view import best_indicator, indicator_table
+    from bench.board.figures import render_roc
+    from bench.board.indicators import best_indicator, indicator_table
 
     pairs = [(1.0, 3.0, True, True), (2.0, 1.5, True, False), (2.5, 4.0, True, True)]
     pairs.append((0.0, 9.0, False, True))  # invalid: enters no score
@@ -125,7 +125,7 @@ def test_the_board_auc_is_the_mann_whitney_count_over_valid_pairs(tmp_path):
 
 
 def test_the_auc_against_f_n_puts_the_shared_student_as_the_negative():
-    from bench.indicator_view import indicator_table
+    from bench.board.indicators import indicator_table
 
     # (f_R, f_D, valid, attacked, f_N)
     pairs = [(1.0, 3.0, True, True, 3.5), (0.5, 1.5, True, False, 1.0)]
@@ -141,7 +141,7 @@ def test_the_auc_against_f_n_puts_the_shared_student_as_the_negative():
 
 
 def test_the_page_shows_the_auc_table(tmp_path):
-    from bench.page import _indicators
+    from bench.board.page import _indicators
 
     pairs = [(1.0, 3.0, True, True), (2.0, 1.5, True, False), (2.5, 4.0, True, True)]
     text = "".join(_indicators(_board(pairs), tmp_path))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bench.perf_int8 import _train
+from bench.perf.int8 import _train
 from dptq.data import load_dataset
 from dptq.int8 import int8_agreement
 from dptq.models import QuantizableModel

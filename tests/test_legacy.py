@@ -1,4 +1,4 @@
-"""Records of earlier schemas (bench.legacy): schema 2 migrated exactly, schema 1 read as history."""
+"""Records of earlier schemas (bench.records.legacy): schema 2 migrated exactly, schema 1 read as history."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from bench import store
-from bench.leaderboard import migrate
-from bench.legacy import SCHEME_ORDER, migrate_v2
-from bench.record import Record, RecordError
+from bench.board.leaderboard import migrate
+from bench.records import store
+from bench.records.legacy import SCHEME_ORDER, migrate_v2
+from bench.records.record import Record, RecordError
 
 V2 = Path(__file__).parent / "data" / "schema2"  # the default suite's record as schema 2 wrote it
 RID = "default/b0107eab9688/resnet18-I-80-s0"

@@ -1,9 +1,9 @@
-"""What a record keeps of the machine and the checkout (bench.machine)."""
+"""What a record keeps of the machine and the checkout (bench.records.machine)."""
 
 import subprocess
 
-from bench.machine import git_state, hardware
-from bench.verify import TEXT
+from bench.records.machine import git_state, hardware
+from bench.records.verify import TEXT
 
 
 def test_git_state_sees_a_changed_tracked_file(tmp_path):

@@ -2,7 +2,7 @@
 
 import torch
 
-from bench.perf_gpu import bench_arch, markdown_gpu
+from bench.perf.gpu import bench_arch, markdown_gpu
 
 
 def test_perf_gpu_measures_every_step_and_renders():

@@ -5,10 +5,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench import plan, stages
-from bench.leaderboard import results_section
-from bench.runner import run_suite
-from bench.suite import SuiteError
+from bench.board.leaderboard import results_section
+from bench.config.suite import SuiteError
+from bench.pipeline import plan, stages
+from bench.pipeline.run import run_suite
 from dptq import knapsack
 from dptq.data import DATASETS, DigitsOptions, register_dataset
 from dptq.recipes import RECIPES, deviations

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.cluster.reaper import end_ray_processes, ray_processes, start_reaper
+from bench.executors.ray.reaper import end_ray_processes, ray_processes, start_reaper
 from tests.helpers import write_suite
 
 HOLD = "import sys, time; f = open(sys.argv[1], 'w'); f.write('x'); f.flush(); time.sleep(120)"
@@ -91,7 +91,7 @@ def test_the_watchdog_ends_them_when_the_driver_dies(tmp_path):
 def test_nothing_of_a_killed_runs_ray_is_left_30_s_later(tmp_path):
     """kill -9 of ``bench run`` (local Ray) while a stage trains: its GCS, raylet, workers and
     agents (Ray left the dashboard and runtime-env agents running before the watchdog) are gone."""
-    from bench.cluster.connect import ray_temp_dir
+    from bench.executors.ray.connect import ray_temp_dir
 
     suite = write_suite(tmp_path / "s.yaml", **{"pair.epochs": 30, "resources": {"cpus": 1}})
     out = tmp_path / "run"

@@ -22,11 +22,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench import search, store
-from bench.events import read_events
-from bench.leaderboard import board_readme, frame
+from bench.board.leaderboard import board_readme, frame
+from bench.config.suite import load_suite
+from bench.executors.events import read_events
 from bench.names import Layout
-from bench.suite import load_suite
+from bench.pipeline import search
+from bench.records import store
 from dptq.engine import checkpoint_epoch as load_checkpoint_epoch
 
 ROOT = Path(__file__).resolve().parent.parent

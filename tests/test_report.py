@@ -3,8 +3,8 @@
 import pytest
 from PIL import Image
 
-from bench.runner import run_suite
-from bench.verify import parse
+from bench.pipeline.run import run_suite
+from bench.records.verify import parse
 from dptq.analyses import ANALYSES
 from dptq.transfer import SCHEMES
 from tests.helpers import tiny_suite

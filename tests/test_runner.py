@@ -13,14 +13,15 @@ import pytest
 import torch
 import yaml
 
-from bench import plan, store
 from bench.__main__ import main
-from bench.cluster.executor import RayExecutor
-from bench.events import read_events
+from bench.config.suite import SuiteError, load_suite, parse_suite
+from bench.executors.events import read_events
+from bench.executors.ray.executor import RayExecutor
 from bench.names import Layout
-from bench.plan import matching_cells
-from bench.runner import run_suite
-from bench.suite import SuiteError, load_suite, parse_suite
+from bench.pipeline import plan
+from bench.pipeline.plan import matching_cells
+from bench.pipeline.run import run_suite
+from bench.records import store
 from dptq.engine import load_checkpoint
 from tests.helpers import tiny_suite, with_change, write_suite
 
@@ -66,7 +67,7 @@ def test_select_epoch_best_ends_each_pair_on_its_best_validation_epoch(tmp_path)
     """``search.select_epoch: best``: each pair's score is the best of its epochs' objectives
     (recomputed here from the checkpoint's history), the record's trial row names that epoch
     (None when it is the last) and the checkpoint holds its weights' evaluation."""
-    from bench.stages import objective
+    from bench.pipeline.stages import objective
 
     suite = tiny_suite(**{"search": {"num_samples": 1, "select_epoch": "best"}, "pair.epochs": 4})
     [rec] = run_suite(suite, tmp_path, local=True).records
@@ -94,7 +95,7 @@ def test_a_floor_barred_detrimental_policy_never_floors_its_layers_in_training_o
 ):
     """``pair.floor_barred``: the trained pi_D, as the analyses load it, puts no test example's
     barred layer at the floor; pi_R, trained without the bar, may; the record keeps the suite."""
-    from bench.stages import load_pair
+    from bench.pipeline.stages import load_pair
     from dptq.evaluate import allocations, own_policy_bits
 
     suite = tiny_suite(**{"pair.floor_barred": ["6"], "analyses": ["pair_scores"]})
@@ -416,8 +417,8 @@ def test_a_run_of_some_seeds_gives_the_whole_runs_records(tmp_path):
 def test_a_run_folder_is_claimed_by_its_own_suite_only_even_across_an_upgrade(tmp_path):
     """A run started before an upgrade that added a field (its suite.yaml lacks it) resumes
     after the upgrade; a run of other settings, or an unreadable suite.yaml, is one line."""
-    from bench.runner import _claim
-    from bench.suite import suite_text
+    from bench.config.suite import suite_text
+    from bench.pipeline.run import _claim
 
     suite = tiny_suite()
     layout = Layout(tmp_path.resolve())

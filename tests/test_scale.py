@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench import search
-from bench.cluster.executor import RayExecutor
-from bench.executor import SearchSpec
-from bench.plan import Stage
+from bench.executors.base import SearchSpec
+from bench.executors.ray.executor import RayExecutor
+from bench.pipeline import search
+from bench.pipeline.plan import Stage
 from tests.helpers import make_suite
 
 pytestmark = pytest.mark.slow

@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from bench import plan
 from bench.__main__ import main
-from bench.smoke import smoke_suite
-from bench.suite import load_suite
+from bench.config.suite import load_suite
+from bench.pipeline import plan
+from bench.pipeline.smoke import smoke_suite
 from tests.helpers import ROOT, SUITES, make_suite, suite_data
 
 PETS = ["pets.yaml", "pets-paper.yaml"]
@@ -70,7 +70,7 @@ def test_pets_suite_passes_smoke_on_the_cpu(tmp_path, capfd):
     (911 s on 2 cores) for no other code path. capfd: the analyses print from worker processes."""
     from dataclasses import replace
 
-    from bench.runner import run
+    from bench.pipeline.run import run
 
     suite = load_suite(ROOT / "suites" / "pets.yaml")
     cut = replace(
@@ -80,7 +80,7 @@ def test_pets_suite_passes_smoke_on_the_cpu(tmp_path, capfd):
         ),
     )
     out = tmp_path / "run"
-    from bench.events import to_stdout
+    from bench.executors.events import to_stdout
 
     to_stdout()
     res = run(cut, out, local=True, smoke=True)
@@ -98,7 +98,7 @@ def test_pets_paper_suite_passes_smoke_at_its_highlighted_cell(tmp_path, capfd):
     theirs here ran the same code paths again (421 s for three cells, 2 cores)."""
     from dataclasses import replace
 
-    from bench.runner import run
+    from bench.pipeline.run import run
 
     suite = load_suite(ROOT / "suites" / "pets-paper.yaml")
     [resnet] = [st for st in suite.students if st.name == "resnet18"]
@@ -108,7 +108,7 @@ def test_pets_paper_suite_passes_smoke_at_its_highlighted_cell(tmp_path, capfd):
         students=(replace(resnet, budgets={"II": resnet.budgets["II"][1:2]}),),
     )
     out = tmp_path / "run"
-    from bench.events import to_stdout
+    from bench.executors.events import to_stdout
 
     to_stdout()
     res = run(cut, out, local=True, smoke=True)
@@ -155,8 +155,8 @@ def test_a_broken_cell_fails_smoke_naming_it(tmp_path, capsys):
 
 def test_the_cpu_smoke_batch_gives_batch_norm_enough_values():
     """At 32 px a network's stride-32 maps are 1 x 1: batch 2 left batch norm two values per
-    channel and EfficientNet's KD step diverged (bench.smoke.bn_batch); at 224 px they are 7 x 7."""
-    from bench.smoke import BN_VALUES, bn_batch
+    channel and EfficientNet's KD step diverged (bench.pipeline.smoke.bn_batch); at 224 px they are 7 x 7."""
+    from bench.pipeline.smoke import BN_VALUES, bn_batch
 
     for size in (32, 64, 96, 224):
         small = smoke_suite(make_suite(dataset__options={"image_size": size}), gpu=False)

@@ -1,4 +1,4 @@
-"""Records as one file each (bench.store): round trip, one file per row, two writers, old files
+"""Records as one file each (bench.records.store): round trip, one file per row, two writers, old files
 read, the committed records proved by their per-example files and their schema."""
 
 import json
@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from bench.leaderboard import submit
-from bench.record import Record
-from bench.store import RecordError, add, load, verify_per_example
+from bench.board.leaderboard import submit
+from bench.records.record import Record
+from bench.records.store import RecordError, add, load, verify_per_example
 from tests.records import board_with, per_example, record, sample_records, source
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -155,7 +155,7 @@ def test_schema_json_is_current_and_every_committed_record_follows_it():
     writes it), and every committed schema-3 file validates against it with jsonschema."""
     import jsonschema
 
-    from bench.leaderboard import schema_text
+    from bench.board.leaderboard import schema_text
 
     committed = (ROOT / "leaderboard" / "schema.json").read_text()
     assert committed == schema_text(), "stale: python -m bench leaderboard"

@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from bench.__main__ import main
-from bench.suite import load_suite
+from bench.config.suite import load_suite
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = yaml.safe_load((ROOT / "tests" / "suites" / "tiny.yaml").read_text())
@@ -132,7 +132,7 @@ def test_missing_suite_file(capsys):
 
 def test_resolved_suite_round_trips():
     """The resolved suite saved in a run folder loads back into the same suite."""
-    from bench.suite import parse_suite, to_plain
+    from bench.config.suite import parse_suite, to_plain
 
     for path in sorted((ROOT / "suites").glob("*.yaml")):
         suite = load_suite(path)
@@ -192,7 +192,7 @@ def _schema_paths(cls, prefix=()):
 def _mutate(data, rng):
     import copy
 
-    from bench.suite import Suite
+    from bench.config.suite import Suite
 
     data = copy.deepcopy(data)
     kind = rng.choice(["value", "value", "delete", "unknown", "type", "field"])
@@ -247,7 +247,7 @@ def test_fuzzed_suites_give_one_line_or_a_plan(tmp_path, capsys, path):
 
 def test_readme_suite_example_is_a_valid_suite():
     """README's one-example-per-field suite parses (the documentation cannot rot silently)."""
-    from bench.suite import parse_suite
+    from bench.config.suite import parse_suite
 
     text = (ROOT / "README.md").read_text()
     block = text.split("One example per field group:")[1].split("```yaml")[1].split("```")[0]
@@ -257,7 +257,7 @@ def test_readme_suite_example_is_a_valid_suite():
 
 
 def test_detrimental_searches_wait_for_robust_ones_only_when_they_read_its_policy():
-    from bench import plan
+    from bench.pipeline import plan
     from tests.helpers import make_suite
 
     def waves(suite):  # the modes of each wave of pair searches
@@ -276,7 +276,7 @@ def test_detrimental_searches_wait_for_robust_ones_only_when_they_read_its_polic
 
 def test_a_part_of_the_grid_distils_only_the_students_it_picks():
     """``--cells 'mobilenet*'`` must not spend the CPU distilling the other students."""
-    from bench import plan
+    from bench.pipeline import plan
     from tests.helpers import make_suite
 
     suite = make_suite(students=["resnet18", "mobilenetv3_small_100"])
@@ -289,8 +289,8 @@ def test_a_part_of_the_grid_distils_only_the_students_it_picks():
 
 
 def test_floor_barred_is_checked_against_every_student_and_budget_before_training():
-    from bench import plan
-    from bench.suite import SuiteError
+    from bench.config.suite import SuiteError
+    from bench.pipeline import plan
     from tests.helpers import make_suite
 
     assert plan.layer_names(make_suite().students[0], 10) == ("3", "6", "10")  # tests/nets.py

@@ -19,7 +19,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from bench.events import read_events
+from bench.executors.events import read_events
 from tests.hosts import HEAD_IP, PORT, WORKER_IP, left_behind, two_hosts, unavailable
 from tests.test_reliability import ROOT, _rows, _suite_with
 

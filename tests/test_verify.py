@@ -1,4 +1,4 @@
-"""Records read as untrusted input (bench.verify, bench.legacy.read): every field checked, every
+"""Records read as untrusted input (bench.records.verify, bench.records.legacy.read): every field checked, every
 derived field recomputed, one line naming the field for each forgery."""
 
 import json
@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.legacy import read
-from bench.store import RecordError, add, load
+from bench.records.legacy import read
+from bench.records.store import RecordError, add, load
 from tests.records import board_with, changed, record, sample_records, source
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -75,8 +75,8 @@ def test_hostile_submissions_are_refused_and_nothing_is_written(tmp_path, case):
 def test_a_record_from_before_a_derived_field_loads_and_migrates(tmp_path):
     """Schema-3 records written before ``attacked`` and ``specificity`` existed load with both
     recomputed; ``bench leaderboard --migrate`` writes them into the file, numbers unchanged."""
-    from bench.leaderboard import migrate
-    from bench.record import LATER_DERIVED, record_rel
+    from bench.board.leaderboard import migrate
+    from bench.records.record import LATER_DERIVED, record_rel
 
     rec = record()
     board = board_with(tmp_path, [rec], "board")

@@ -23,9 +23,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from bench import plan, stages  # noqa: E402
-from bench.executor import process_accelerator  # noqa: E402
-from bench.suite import load_suite, parse_suite, to_plain  # noqa: E402
+from bench.config.suite import load_suite, parse_suite, to_plain  # noqa: E402
+from bench.executors.base import process_accelerator  # noqa: E402
+from bench.pipeline import plan, stages  # noqa: E402
 
 FP_DROP_MAX, SELECT_MARGIN = 2.0, 1.0  # the closed division's protocol (v3)
 

@@ -15,7 +15,7 @@ import torch
 import torch.ao.nn.quantized as nnq
 
 import dptq.int8
-from bench.perf_int8 import _train
+from bench.perf.int8 import _train
 from dptq.data import load_dataset, normalize
 from dptq.int8 import Int8Runner
 from dptq.models import QuantizableModel, create_model

@@ -18,7 +18,7 @@ import timm
 import torch
 import torch.nn.functional as F
 
-from bench.suite import load_suite
+from bench.config.suite import load_suite
 from dptq.augment import mixup
 from dptq.data import normalize
 

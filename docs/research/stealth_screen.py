@@ -27,10 +27,10 @@ import torch
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from bench import plan, stages  # noqa: E402
-from bench.executor import process_accelerator  # noqa: E402
+from bench.config.suite import load_suite, parse_suite, to_plain  # noqa: E402
+from bench.executors.base import process_accelerator  # noqa: E402
 from bench.names import Layout  # noqa: E402
-from bench.suite import load_suite, parse_suite, to_plain  # noqa: E402
+from bench.pipeline import plan, stages  # noqa: E402
 from dptq.evaluate import evaluate_cell  # noqa: E402
 from dptq.scores import points  # noqa: E402
 

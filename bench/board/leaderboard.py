@@ -1,0 +1,181 @@
+"""The leaderboard: views regenerated from the records of one or more boards (:mod:`bench.records.store`).
+
+A *board* is a folder of records (``leaderboard/``, or a run folder). :func:`regenerate` writes,
+from every record of the given boards, byte-identical views for identical records:
+``README.md`` (ranked tables per dataset), ``leaderboard.csv``, ``gap.png``, ``fp_vs_gap.png``,
+``index.html`` (:mod:`bench.board.page`) and ``schema.json`` (what a record file is). This module and those it imports read data only: pandas and
+matplotlib, never torch or a trainer (``tests/test_imports.py``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from dptq.faults import failpoint
+from dptq.io import write_atomic
+
+from ..records import store
+from ..records.store import RecordError
+from .figures import render_pngs
+from .page import render_html
+from .paper_table import board_markdown
+from .readme import RESULTS_BEGIN, RESULTS_END
+from .readme import results_section as _results_section
+from .views import frame, render_csv, render_markdown
+
+LEADERBOARD = Path("leaderboard")
+# the suites README.md's results section reports
+README_SUITES = ("closed-digits", "default", "digits-full", "digits-stealth", "digits-paper")
+README_SUITES += ("digits-paper-cell",)
+README_SUITES += (
+    "digits-paper-cell-attack",
+    "digits-paper-cell-capped",
+    "digits-archs",
+    "digits-table1",
+    "digits-table1-highlight",
+)
+
+
+def load_boards(boards: list[Path]) -> tuple[list, dict[str, Path]]:
+    """Every record of ``boards`` (the first board's copy of an id wins), and each one's board."""
+    records, roots = [], {}
+    for board in boards:
+        for rec in store.load(board):
+            if rec.id not in roots:
+                roots[rec.id] = Path(board)
+                records.append(rec)
+    return records, roots
+
+
+def regenerate(board: Path = LEADERBOARD, out: Path | None = None, extra=()) -> list[Path]:
+    """Write every view of ``board``'s records (and those of the ``extra`` boards) into ``out``
+    (default: the board itself); returns the written paths."""
+    out = Path(out or board)
+    boards = [Path(b) for b in (board, *extra) if Path(b).is_dir()]
+    records, roots = load_boards(boards)
+    df = frame(records, roots)
+    out.mkdir(parents=True, exist_ok=True)
+    # each view is replaced whole: a kill leaves the old file or the new one
+    write_atomic(out / "README.md", board_readme(df))
+    write_atomic(out / "leaderboard.csv", render_csv(df))
+    failpoint("leaderboard:views")
+    pngs = render_pngs(df, out)  # before the page, which shows the figures that exist
+    write_atomic(out / "index.html", render_html(df, out))
+    write_atomic(out / "schema.json", schema_text())
+    written = [out / "README.md", out / "leaderboard.csv", out / "index.html", out / "schema.json"]
+    return [*written, *pngs]
+
+
+def board_readme(df) -> str:
+    """The board's ``README.md``: the ranked tables, then Table 1 beside the paper's."""
+    return render_markdown(df) + board_markdown(df)
+
+
+def schema_text() -> str:
+    """``schema.json``: the JSON Schema of a record file (:func:`bench.records.record.json_schema`)."""
+    import json
+
+    from ..records.record import json_schema
+
+    return json.dumps(json_schema(), indent=1, sort_keys=True) + "\n"
+
+
+def submit(source: Path, board: Path = LEADERBOARD) -> int:
+    """Add the records of a run folder (or an old ``records.jsonl``) to ``board``, validated."""
+    store.load(board)  # a broken board stops here, before anything is read or copied
+    records, base, files = store.load_any(source)
+    return store.add(records, board, per_example=files, source=base)
+
+
+def migrate(board: Path = LEADERBOARD) -> int:
+    """Rewrite ``board``'s older records in place; returns how many. Schema 2 becomes schema 3
+    (:func:`bench.records.legacy.migrate_v2`: their counts, their per-example files in the new layout);
+    a schema-3 record written before a derived field existed (:data:`LATER_DERIVED`) gets it.
+    Each file is replaced whole; the numbers are unchanged."""
+    import json
+
+    from dptq.io import write_atomic as write
+
+    from ..records.record import (
+        LATER_DERIVED,
+        Record,
+        per_example_bytes,
+        per_example_rel,
+        record_rel,
+    )
+
+    migrated: dict = {}
+    records = store.load(board, migrated)
+    done = 0
+    for rec in records:
+        if not isinstance(rec, Record):
+            continue
+        path = Path(board) / record_rel(rec.id)
+        if rec.id in migrated:
+            write(Path(board) / per_example_rel(rec.id), per_example_bytes(migrated[rec.id]))
+        elif all(k in json.loads(path.read_text()) for k in LATER_DERIVED):
+            continue
+        write(path, json.dumps(rec.to_json(), indent=1, sort_keys=True) + "\n")
+        done += 1
+    return done
+
+
+def results_section(board: Path = LEADERBOARD, suites=README_SUITES) -> str:
+    """README.md's results, generated from ``board``'s records."""
+    records, roots = load_boards([board])
+    return _results_section(frame(records, roots), suites)
+
+
+def update_readme(readme: Path, board: Path = LEADERBOARD) -> bool:
+    """Replace README's results section (between its markers) by :func:`results_section`."""
+    text = readme.read_text(encoding="utf-8")
+    start, end = text.find(RESULTS_BEGIN), text.find(RESULTS_END)
+    if start < 0 or end < start:
+        raise RecordError(f"{readme}: no results markers ({RESULTS_BEGIN} ... {RESULTS_END})")
+    new = text[:start] + results_section(board) + text[end + len(RESULTS_END) :]
+    if new != text:
+        write_atomic(readme, new)
+    return new != text
+
+
+def compare(records: list, a: str, b: str) -> pd.DataFrame:
+    """Two run ids or architectures side by side per (options, budget), with B - A differences."""
+
+    def pick(key):
+        sel = [
+            r
+            for r in records
+            if r.error is None and (r.id.startswith(key) or r.architecture == key)
+        ]
+        if not sel:
+            raise RecordError(
+                f"no successful record matches {key!r} (a run id prefix or an architecture)"
+            )
+        return {(r.dataset, r.bit_options, r.budget): r for r in sel}
+
+    ra, rb = pick(a), pick(b)
+    rows = []
+    for key in sorted(set(ra) & set(rb), key=str):
+        row = {"dataset": key[0], "options": key[1], "budget": key[2]}
+        for k in ("f_n_acc", "f_d_drop", "f_r_drop", "gap", "fp_match"):
+            row[f"{k} A"], row[f"{k} B"] = getattr(ra[key], k), getattr(rb[key], k)
+            row[f"{k} B-A"] = getattr(rb[key], k) - getattr(ra[key], k)
+        rows.append(row)
+    if not rows:
+        raise RecordError(f"{a!r} and {b!r} share no (dataset, options, budget)")
+    return pd.DataFrame(rows)
+
+
+__all__ = [
+    "regenerate",
+    "board_readme",
+    "submit",
+    "compare",
+    "frame",
+    "render_markdown",
+    "results_section",
+    "update_readme",
+    "RecordError",
+]

@@ -1,0 +1,268 @@
+"""Records read from anywhere: checked as untrusted input, every derived field recomputed.
+
+:func:`parse` turns JSON data into a :class:`bench.records.record.Record` or refuses it with one line
+(:class:`bench.records.record.RecordError`) naming the file and the field: every field typed and in range
+(pydantic, strict), every name and text from a safe character set, the id the one its fields
+give, its files where its id puts them, its counts within its test set, and every derived field
+(scores, verdict) equal to what its counts give. :func:`make` is how a run writes a record: the
+same checks, so what is written is exactly what is read back. No torch.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from typing import Any
+
+from pydantic import ValidationError
+
+from .record import (
+    DERIVED,
+    LATER_DERIVED,
+    SCHEMA_VERSION,
+    SUCCESS,
+    Record,
+    RecordError,
+    per_example_rel,
+    report_rel,
+)
+
+SAFE = "A-Za-z0-9_.:,;()=%+/ -"  # the characters of any name or text a record holds
+TEXT = re.compile(f"[{SAFE}]{{0,300}}")
+
+
+def one_line(e: ValidationError) -> str:
+    err = e.errors()[0]
+    loc = ".".join(str(p) for p in err["loc"]) or "record"
+    msg = err["msg"]
+    if err["type"] == "extra_forbidden" or err["type"] == "unexpected_keyword_argument":
+        msg = "unknown field"
+    elif err["type"] == "missing":
+        msg = "missing"
+    return f"field {loc}: {msg}"
+
+
+FREE = re.compile(r"error|skipped_images\[\d+\]|retries\[\d+\]\.reason|suite_text")  # free text
+
+
+def _check_text(obj, path: str, where: str) -> None:
+    """Every name and text a record holds (keys too) is from a safe character set, except the
+    free texts (:data:`FREE`: error messages and file names), which the views escape."""
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            if not isinstance(k, str) or not TEXT.fullmatch(k):
+                raise RecordError(
+                    f"{where}: field {path or 'record'}: has a key {str(k)[:40]!r} outside the "
+                    "safe names"
+                )
+            _check_text(v, f"{path}.{k}" if path else k, where)
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            _check_text(v, f"{path}[{i}]", where)
+    elif isinstance(obj, str) and not FREE.fullmatch(path) and not TEXT.fullmatch(obj):
+        raise RecordError(
+            f"{where}: field {path}: {obj[:40]!r} has characters outside the safe set"
+        )
+
+
+def _check_suite_text(rec: Record, where: str):
+    """A record's suite text must be a valid suite whose hash is the record's ``suite_hash``;
+    returns that suite (None for a record without one)."""
+    if rec.suite_text is None:
+        return None
+    import yaml
+
+    from ..config.suite import parse_suite
+
+    try:
+        suite = parse_suite(yaml.safe_load(rec.suite_text), "suite_text")
+    except Exception as e:  # a hostile text: any parse error is the submitter's, in one line
+        why = " ".join(str(e).split())[:120]
+        raise RecordError(f"{where}: field suite_text: not a suite ({why})") from None
+    if suite.digest() != rec.suite_hash or suite.name != rec.suite:
+        raise RecordError(
+            f"{where}: field suite_text: its suite is {suite.name!r} with hash {suite.digest()}, "
+            f"not the record's {rec.suite!r} {rec.suite_hash}"
+        )
+    return suite
+
+
+def _check_division(rec: Record, suite, where: str) -> None:
+    """A record's division and attack are its suite's; a closed record is verified as closed
+    (:func:`_check_closed`)."""
+    if suite is None:
+        if rec.division == "closed":
+            raise RecordError(
+                f"{where}: field suite_text: missing (a closed record names its suite)"
+            )
+        return
+    if (suite.division, suite.attack) != (rec.division, rec.attack):
+        raise RecordError(
+            f"{where}: field division: the record says {rec.division} ({rec.attack}), its suite "
+            f"{suite.division} ({suite.attack})"
+        )
+    if rec.division == "closed" and rec.error is None:
+        _check_closed(rec, suite, where)
+
+
+def _check_closed(rec: Record, suite, where: str) -> None:
+    """A closed record as the closed division requires: its suite's fixed sections are its attack
+    version's (:func:`bench.config.suite.parse_suite` refused any other), its protocol the suite's (v3),
+    a clean tree (``git_dirty`` false), and every configuration of the portfolio on the record
+    with its validation figures, so that its score and the winner recompute
+    (:func:`bench.records.protocol.selection_score`)."""
+    from ..config.typed_yaml import to_plain
+    from .protocol import resolve, selection_score
+
+    rules = resolve(to_plain(suite.protocol), rec.num_classes)
+    if rec.protocol.model_dump() != rules:
+        raise RecordError(f"{where}: field protocol: not its closed suite's (attack {rec.attack})")
+    if rec.git_dirty is not False:
+        raise RecordError(
+            f"{where}: field git_dirty: a closed record comes from a clean checkout of a commit "
+            f"(git_dirty {rec.git_dirty})"
+        )
+    for mode in ("robust", "detrimental"):
+        names = [c.name for c in suite.search.configurations(mode)]
+        rows = (rec.searches or {}).get(mode) or []
+        if [r.configuration for r in rows] != names:
+            raise RecordError(
+                f"{where}: field searches.{mode}: its trials are "
+                f"{[r.configuration for r in rows]}, the attack's configurations {names}"
+            )
+        scored = []
+        for i, r in enumerate(rows):
+            if r.failed:
+                continue
+            if r.score is None or r.val_drop is None or r.val_fp_acc is None:
+                raise RecordError(
+                    f"{where}: field searches.{mode}[{i}]: a finished trial needs its score and "
+                    "validation figures (val_drop, val_fp_acc)"
+                )
+            mine = selection_score(mode, r.val_drop, r.val_fp_acc, rec.f_n_val_acc, rec.protocol)
+            if mine != r.score:
+                raise RecordError(
+                    f"{where}: field searches.{mode}[{i}].score: stored {r.score}, its validation "
+                    f"figures give {mine}"
+                )
+            scored.append((round(mine, 6), -i, r.configuration))
+        won = max(scored)[2] if scored else None
+        if won is None or (rec.configuration or {}).get(mode) != won:
+            raise RecordError(
+                f"{where}: field configuration.{mode}: {(rec.configuration or {}).get(mode)!r}, "
+                f"its trials' validation figures select {won!r}"
+            )
+
+
+def _check_counts(rec: Record, where: str) -> None:
+    ev = rec.evaluation
+    for net in ("f_N", "f_R", "f_D"):
+        nc = getattr(ev, net)
+        k = rec.protocol.random_allocations
+        for a in ("FP", "pi_R", "pi_D", "uniform", "random", "heldout"):
+            v = getattr(nc, a)
+            vals = v if isinstance(v, list) else [v]
+            if isinstance(v, list) and len(v) != k:
+                raise RecordError(
+                    f"{where}: field evaluation.{net}.{a}: {len(v)} allocations, its protocol says {k}"
+                )
+            if any(x is not None and not 0 <= x <= ev.total for x in vals):
+                raise RecordError(
+                    f"{where}: field evaluation.{net}.{a}: a count outside 0..{ev.total}"
+                )
+    if rec.migrated_from is None and any(
+        getattr(getattr(ev, n), a) is None
+        for n in ("f_N", "f_R", "f_D")
+        for a in ("random", "heldout")
+    ):
+        raise RecordError(
+            f"{where}: field evaluation: every allocation's count is recorded (only a migrated record may lack some)"
+        )
+
+
+def make(data: dict) -> Record:
+    """A record from the fields a run computed (derived fields are computed, not given): what
+    is written is exactly what :func:`parse` reads back."""
+    rec = Record.model_validate_json(json.dumps(data, allow_nan=False))
+    _check_shape(rec, "new record")
+    return rec
+
+
+def parse(data: Any, where: str) -> Record:
+    """A record from untrusted JSON data: every field checked, the id given by its fields, its
+    files where its id puts them, every derived field recomputed and compared. One line
+    (:class:`RecordError`) naming ``where`` and the field otherwise."""
+    if not isinstance(data, dict):
+        raise RecordError(f"{where}: a record must be a JSON object")
+    version = data.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise RecordError(
+            f"{where}: schema_version {version!r} is not this tool's ({SCHEMA_VERSION}); "
+            "older records are read by bench.records.legacy (bench leaderboard --add migrates them)"
+        )
+    stored = {k: data[k] for k in DERIVED if k in data}
+    given = {k: v for k, v in data.items() if k not in DERIVED}
+    _check_text(given, "", where)
+    try:
+        text = json.dumps(given, allow_nan=False)
+    except ValueError:
+        raise RecordError(f"{where}: a number is not finite (NaN or infinity)") from None
+    try:
+        rec = Record.model_validate_json(text)
+    except ValidationError as e:
+        raise RecordError(f"{where}: {one_line(e)}") from None
+    _check_shape(rec, where)
+    for k in DERIVED:
+        if k not in stored and k in LATER_DERIVED:
+            continue
+        if k not in stored:
+            raise RecordError(f"{where}: field {k}: missing (it is derived from the counts)")
+        mine = getattr(rec, k)
+        if not _same(stored[k], mine):
+            raise RecordError(
+                f"{where}: field {k}: stored {_shown(stored[k])}, its counts give {_shown(mine)}"
+            )
+    return rec
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, float | int) and not isinstance(a, bool) and isinstance(b, float):
+        return math.isfinite(a) and float(a) == b
+    return type(a) is type(b) and a == b
+
+
+def _shown(v) -> str:
+    text = json.dumps(v)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _check_shape(rec: Record, where: str) -> None:
+    from ..names import cell_key
+
+    failed = rec.error is not None
+    key = cell_key(rec.architecture, rec.bit_options, rec.budget, rec.seed)
+    base = f"{rec.suite}/{rec.suite_hash}/{key}"
+    expected = re.compile(re.escape(base) + (r"/failed-[0-9a-f]{8}" if failed else ""))
+    if not expected.fullmatch(rec.id):
+        raise RecordError(f"{where}: id {rec.id[:80]!r} does not match its fields ({base})")
+    present = [k for k in SUCCESS if getattr(rec, k) is not None]
+    if failed:
+        if present:
+            raise RecordError(f"{where}: field {present[0]}: a failed record measures nothing")
+        _check_division(rec, _check_suite_text(rec, where), where)
+        return
+    missing = [k for k in SUCCESS if getattr(rec, k) is None]
+    if missing:
+        raise RecordError(f"{where}: field {missing[0]}: missing")
+    for field, rel in (("per_example", per_example_rel), ("report", report_rel)):
+        if getattr(rec, field) != rel(rec.id):
+            raise RecordError(f"{where}: field {field} must be {rel(rec.id)!r}")
+    _check_division(rec, _check_suite_text(rec, where), where)
+    test = (rec.split_sizes or {}).get("test")
+    if test is not None and test != rec.evaluation.total:
+        raise RecordError(
+            f"{where}: field split_sizes.test: {test}, but the evaluation counts "
+            f"{rec.evaluation.total} test examples"
+        )
+    _check_counts(rec, where)
