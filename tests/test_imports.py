@@ -179,9 +179,9 @@ def test_bench_is_a_folder_per_layer_and_each_imports_only_the_layers_below():
     too)."""
     loose = sorted(p.name for p in (ROOT / "bench").glob("*.py"))
     assert loose == ["__init__.py", "__main__.py", "names.py"], loose
-    assert {p.name for p in (ROOT / "bench").iterdir() if p.is_dir() and p.name != "__pycache__"} == (
-        set(LAYERS) - {"names"}
-    )
+    assert {
+        p.name for p in (ROOT / "bench").iterdir() if p.is_dir() and p.name != "__pycache__"
+    } == (set(LAYERS) - {"names"})
     for path in _files("bench"):
         here = _package_of(_name(path))
         if here in (None, "__main__"):
