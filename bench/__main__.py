@@ -59,14 +59,9 @@ def _parser() -> argparse.ArgumentParser:
     lb.add_argument(
         "--add",
         metavar="RUN",
-        help="first add the records of a run folder (or an old records.jsonl), validated",
+        help="first add the records of a run folder (or another board), verified",
     )
     lb.add_argument("--dir", default="leaderboard", help="leaderboard folder (default leaderboard)")
-    lb.add_argument(
-        "--migrate",
-        action="store_true",
-        help="first rewrite the folder's schema-2 records as schema 3 (exact counts, same numbers)",
-    )
     lb.add_argument(
         "--readme",
         metavar="FILE",
@@ -253,14 +248,12 @@ def _audit(args) -> int:
 def _leaderboard(args) -> int:
     from pathlib import Path
 
-    from .board.leaderboard import compare, migrate, regenerate, submit, update_readme
+    from .board.leaderboard import compare, regenerate, submit, update_readme
     from .records import store
 
     folder = Path(args.dir)
     try:
         if args.command == "leaderboard":
-            if args.migrate:
-                print(f"migrated {migrate(folder)} record(s) to schema 3")
             if args.add:
                 print(f"added {submit(Path(args.add), folder)} record(s)")
             for p in regenerate(folder):

@@ -88,7 +88,6 @@ def test_ray_is_imported_by_bench_cluster_only():
         "bench.records.store",
         "bench.records.record",
         "bench.records.verify",
-        "bench.records.legacy",
     ],
 )
 def test_views_import_neither_torch_nor_trainers(module):

@@ -135,7 +135,7 @@ def _kept(board: Path, old: dict[Path, bytes]) -> bool:
 
 def _seed_board(board: Path) -> dict[Path, bytes]:
     """A leaderboard that already holds a row of another suite (it must survive everything)."""
-    [rec] = [r for r in store.load(ROOT / "leaderboard") if r.suite_hash == "81c094ea9767"]
+    [rec] = [r for r in store.load(ROOT / "leaderboard") if r.suite_hash == "b0107eab9688"]
     store.add([rec], board, source=ROOT / "leaderboard")
     return _files(board)
 

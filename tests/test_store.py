@@ -7,9 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.board.leaderboard import submit
-from bench.records.record import Record
-from bench.records.store import RecordError, add, load, verify_per_example
+from bench.records.store import add, load, verify_per_example
 from tests.records import board_with, per_example, record, sample_records, source
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,59 +32,6 @@ def test_adding_a_row_touches_no_other_file(tmp_path):
     add([new], board, source=source(tmp_path / "more", [new]))
     after = {p: p.stat().st_mtime_ns for p in board.rglob("*") if p.is_file()}
     assert {p: after[p] for p in before} == before and len(after) == len(before) + 4
-
-
-def _v1() -> dict:
-    """A schema-1 record (before the protocol), as the old ``records.jsonl`` held them."""
-    r = record()
-    return {
-        "schema_version": 1,
-        "id": "default/81c094ea9767/resnet18-I-80",
-        "dataset": "digits",
-        "bit_options": "I",
-        "options": [3, 4, 5],
-        "date": r.date,
-        "git_commit": r.git_commit,
-        "versions": r.versions,
-        "hardware": r.hardware,
-        "error": None,
-        "suite": "default",
-        "suite_hash": "81c094ea9767",
-        "seed": 0,
-        "architecture": "resnet18",
-        "budget": 80,
-        **{k: getattr(r, k) for k in ("f_n_acc", "f_r_fp_acc", "f_r_q_acc", "f_r_drop", "gap")},
-        **{k: getattr(r, k) for k in ("f_d_fp_acc", "f_d_q_acc", "f_d_drop", "fp_match")},
-        "f_d_random_acc": 36.0,
-    }
-
-
-def test_old_jsonl_with_a_path_out_of_its_folder_is_refused(tmp_path):
-    (tmp_path / "old").mkdir()
-    rec = {**_v1(), "per_example": "../../../../etc/passwd"}
-    (tmp_path / "old" / "records.jsonl").write_text(json.dumps(rec) + "\n")
-    with pytest.raises(RecordError, match="is not a file inside"):
-        submit(tmp_path / "old" / "records.jsonl", tmp_path / "board")
-    assert not (tmp_path / "board").exists()
-
-
-def test_old_records_jsonl_is_accepted_as_input(tmp_path):
-    old = tmp_path / "old"
-    (old / "per_example").mkdir(parents=True)
-    rec = {
-        **_v1(),
-        "per_example": "per_example/default__81c094ea9767__resnet18-I-80.json",
-        "run_dir": "/somewhere/else",
-    }
-    (old / "per_example" / "default__81c094ea9767__resnet18-I-80.json").write_text('{"x": 1}')
-    (old / "records.jsonl").write_text(json.dumps(rec) + "\n")
-    assert submit(old / "records.jsonl", tmp_path / "board") == 1
-    [got] = load(tmp_path / "board")
-    assert got.per_example == f"per_example/{rec['id']}.json" and "run_dir" not in got.to_json()
-    assert (tmp_path / "board" / got.per_example).read_text() == '{"x": 1}'
-    # a schema-1 row is never ranked: it was selected on the test split
-    assert got.invalid_reasons == ["schema 1: selected on the test split, no validation split"]
-    assert not got.valid
 
 
 def _writer(path, start):
@@ -115,11 +60,11 @@ def test_committed_records_are_valid_and_recomputable():
     from dptq.scores import CellCounts, NetCounts
 
     board = ROOT / "leaderboard"
-    recs = load(board)  # raises on a malformed committed record
+    recs = load(board, deep=True)  # raises on a malformed committed record, its suite built
     assert recs and not (board / "records.jsonl").exists()
     native = 0
     for r in recs:
-        if not isinstance(r, Record) or r.error is not None:
+        if r.error is not None:
             continue
         pe = json.loads((board / r.per_example).read_text())
         verify_per_example(r, pe, r.id)

@@ -299,3 +299,18 @@ def test_floor_barred_is_checked_against_every_student_and_budget_before_trainin
     typo = make_suite(pair={"floor_barred": ["66"]})
     with pytest.raises(SuiteError, match=r"^pair\.floor_barred: '66' matches none .*budget \d+\)$"):
         plan.cells(typo, 10)
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "suites").glob("*.yaml")), ids=lambda p: p.name)
+def test_a_suites_hash_is_computed_from_its_data_alone(path):
+    """bench.config.digest hashes a resolved suite's text without building it (how the board's
+    views check a record's suite with no torch): the same hash as the built suite; the literal
+    teacher augmentation it needs is the teacher stage's default."""
+    from bench.config.digest import TEACHER_AUGMENT, digest
+    from bench.config.suite import suite_text
+    from bench.config.typed_yaml import to_plain
+    from dptq.train import TEACHER_DEFAULTS
+
+    suite = load_suite(path)
+    assert digest(yaml.safe_load(suite_text(suite))) == suite.digest()
+    assert TEACHER_AUGMENT == to_plain(TEACHER_DEFAULTS.augment)

@@ -1,13 +1,13 @@
-"""Records read as untrusted input (bench.records.verify, bench.records.legacy.read): every field checked, every
-derived field recomputed, one line naming the field for each forgery."""
+"""Records read as untrusted input (bench.records.verify): every field checked, every derived
+field recomputed, one line naming the field for each forgery."""
 
 import json
 from pathlib import Path
 
 import pytest
 
-from bench.records.legacy import read
 from bench.records.store import RecordError, add, load
+from bench.records.verify import parse
 from tests.records import board_with, changed, record, sample_records, source
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -72,33 +72,14 @@ def test_hostile_submissions_are_refused_and_nothing_is_written(tmp_path, case):
     assert not (tmp_path / "board").exists() or not any((tmp_path / "board").rglob("*.json"))
 
 
-def test_a_record_from_before_a_derived_field_loads_and_migrates(tmp_path):
-    """Schema-3 records written before ``attacked`` and ``specificity`` existed load with both
-    recomputed; ``bench leaderboard --migrate`` writes them into the file, numbers unchanged."""
-    from bench.board.leaderboard import migrate
-    from bench.records.record import LATER_DERIVED, record_rel
-
-    rec = record()
-    board = board_with(tmp_path, [rec], "board")
-    path = board / record_rel(rec.id)
-    old = {k: v for k, v in json.loads(path.read_text()).items() if k not in LATER_DERIVED}
-    old["protocol"] = {k: v for k, v in old["protocol"].items() if k != "attack_min"}
-    path.write_text(json.dumps(old))
-    [back] = load(board)
-    assert back.attacked is True and back.specificity == rec.specificity == 30.5 / 50.5
-    assert migrate(board) == 1 and migrate(board) == 0
-    now = json.loads(path.read_text())
-    assert now["specificity"] == rec.specificity and now["gap"] == old["gap"]
-
-
 def test_schema_versions_and_malformed(tmp_path):
     rec = record().to_json()
-    with pytest.raises(RecordError, match=r"x:1: schema_version 0 is not supported"):
-        read({**rec, "schema_version": 0}, "x:1")
+    with pytest.raises(RecordError, match=r"x:1: schema_version 2 is not this tool's \(3\)"):
+        parse({**rec, "schema_version": 2}, "x:1")
     with pytest.raises(RecordError, match="x:2: field budget: missing"):
-        read({k: v for k, v in rec.items() if k != "budget"}, "x:2")
+        parse({k: v for k, v in rec.items() if k != "budget"}, "x:2")
     with pytest.raises(RecordError, match="x:3: field gap: stored null, its counts give 50.0"):
-        read({**rec, "gap": None}, "x:3")
+        parse({**rec, "gap": None}, "x:3")
     board = board_with(tmp_path, sample_records()[:2])
     broken = board / "records" / "s" / "abcdef012345" / "half.json"
     broken.write_text('{"schema_version": 2, "id": "half')  # a file cut off by hand

@@ -83,43 +83,10 @@ def schema_text() -> str:
 
 
 def submit(source: Path, board: Path = LEADERBOARD) -> int:
-    """Add the records of a run folder (or an old ``records.jsonl``) to ``board``, validated."""
+    """Add the records of a run folder (or another board) to ``board``, verified in depth."""
     store.load(board)  # a broken board stops here, before anything is read or copied
-    records, base, files = store.load_any(source)
-    return store.add(records, board, per_example=files, source=base)
-
-
-def migrate(board: Path = LEADERBOARD) -> int:
-    """Rewrite ``board``'s older records in place; returns how many. Schema 2 becomes schema 3
-    (:func:`bench.records.legacy.migrate_v2`: their counts, their per-example files in the new layout);
-    a schema-3 record written before a derived field existed (:data:`LATER_DERIVED`) gets it.
-    Each file is replaced whole; the numbers are unchanged."""
-    import json
-
-    from dptq.io import write_atomic as write
-
-    from ..records.record import (
-        LATER_DERIVED,
-        Record,
-        per_example_bytes,
-        per_example_rel,
-        record_rel,
-    )
-
-    migrated: dict = {}
-    records = store.load(board, migrated)
-    done = 0
-    for rec in records:
-        if not isinstance(rec, Record):
-            continue
-        path = Path(board) / record_rel(rec.id)
-        if rec.id in migrated:
-            write(Path(board) / per_example_rel(rec.id), per_example_bytes(migrated[rec.id]))
-        elif all(k in json.loads(path.read_text()) for k in LATER_DERIVED):
-            continue
-        write(path, json.dumps(rec.to_json(), indent=1, sort_keys=True) + "\n")
-        done += 1
-    return done
+    records, base = store.load_any(source)
+    return store.add(records, board, source=base)
 
 
 def results_section(board: Path = LEADERBOARD, suites=README_SUITES) -> str:

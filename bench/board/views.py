@@ -40,11 +40,8 @@ def _transfer(r, which: str):
 
 
 def _random_drop(r):
-    """f_D's mean drop under the random allocations: exact from the counts (schema 3), else from
-    the stored accuracies (schema-1 history)."""
-    if hasattr(r, "counts"):
-        return points(r.counts().f_D.drop("random", r.evaluation.total))
-    return None if r.f_d_random_acc is None else r.f_d_fp_acc - r.f_d_random_acc
+    """f_D's mean drop under the random allocations, exactly from the counts."""
+    return points(r.counts().f_D.drop("random", r.evaluation.total))
 
 
 # a view's column -> how it is read off a record (its derived scores, its analyses' fields)
@@ -102,7 +99,7 @@ COLUMNS = [  # (field, heading) of the ranked tables: accuracies at FP, then dro
 def frame(records: list, roots: dict[str, Path] | None = None) -> pd.DataFrame:
     """One row per current record (the latest of each (suite, arch, options, budget, seed)).
 
-    ``records``: :class:`bench.records.record.Record` (or schema-1 history); ``roots`` (id -> board
+    ``records``: :class:`bench.records.record.Record`; ``roots`` (id -> board
     folder) lets links point at each record's own board.
     """
     latest: dict[tuple, object] = {}
@@ -124,8 +121,8 @@ def frame(records: list, roots: dict[str, Path] | None = None) -> pd.DataFrame:
         ok = r.error is None
         row = {
             "dataset": r.dataset,
-            "division": getattr(r, "division", "open"),
-            "attack": getattr(r, "attack", None) or "",
+            "division": r.division,
+            "attack": r.attack or "",
             "suite": r.suite,
             "suite_hash": r.suite_hash,
             "architecture": r.architecture,
@@ -165,23 +162,23 @@ def frame(records: list, roots: dict[str, Path] | None = None) -> pd.DataFrame:
 
 def _evidence(r) -> str | None:
     """The hash of a record's per-example file: what makes two records one evaluation."""
-    return getattr(r, "per_example_sha256", None) if r.error is None else None
+    return r.per_example_sha256 if r.error is None else None
 
 
 def _closed_columns(r, ok: bool) -> dict:
     """A record's division columns: the winning configuration, whether any configuration of its
     portfolio found an attack on validation (a drop above ``attack_min``), its wall time, and
     (open rows) what its suite changes from the standard attack."""
-    rows = ((getattr(r, "searches", None) or {}).get("detrimental") or []) if ok else []
-    limit = getattr(getattr(r, "protocol", None), "attack_min", 10.0)
-    seconds = getattr(r, "stage_seconds", None) or {}
+    rows = ((r.searches or {}).get("detrimental") or []) if ok else []
+    limit = r.protocol.attack_min if ok else 0.0
+    seconds = r.stage_seconds or {}
     return {
-        "configuration": ((getattr(r, "configuration", None) or {}).get("detrimental")) or "",
+        "configuration": (r.configuration or {}).get("detrimental") or "",
         "portfolio_attack": any(
             t.val_drop is not None and t.val_drop > limit for t in rows if not t.failed
         ),
         "wall_s": float(sum(seconds.values())) if seconds else None,
-        "changes": _changes(getattr(r, "suite_text", None), getattr(r, "division", "open")),
+        "changes": _changes(r.suite_text, r.division),
     }
 
 
@@ -195,9 +192,8 @@ def _changes(text: str | None, division: str) -> str:
     import yaml
 
     from ..config.closed import changes
-    from ..config.suite import parse_suite, to_plain
 
-    return changes(to_plain(parse_suite(yaml.safe_load(text), "suite_text")))
+    return changes(yaml.safe_load(text))  # the suite's data: no suite built, no torch
 
 
 def groups(df: pd.DataFrame) -> pd.DataFrame:

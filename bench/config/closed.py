@@ -27,6 +27,7 @@ import copy
 from dptq.errors import ConfigError
 
 from .attacks import ATTACKS, CURRENT, Attack, Configuration, attack
+from .digest import LATER_FIELDS, with_later_defaults
 
 __all__ = ["ATTACKS", "CURRENT", "OPEN", "Attack", "Configuration", "attack", "changes", "resolve"]
 
@@ -92,13 +93,19 @@ def _value_at(data, path: str):
     return node
 
 
-def resolve(data: dict, later: dict | None = None) -> dict:
-    """A closed suite's data with the attack version's fixed sections and its dataset's preset
-    filled in; ConfigError naming the first field the suite sets that the version fixes.
+def _later() -> dict:
+    """Fields newer than an attack version (:data:`bench.config.digest.LATER_FIELDS`, by section)
+    at their default: a closed suite may state them only there (a resolved suite repeats them)."""
+    out: dict = {}
+    for path, default in LATER_FIELDS:
+        if len(path) == 2 and "*" not in path:
+            out.setdefault(path[0], {})[path[1]] = default
+    return out
 
-    ``later``: fields newer than the version (``{section: {key: default}}``) that a closed suite
-    may state only at their default (a resolved suite repeats them).
-    """
+
+def resolve(data: dict) -> dict:
+    """A closed suite's data with the attack version's fixed sections and its dataset's preset
+    filled in; ConfigError naming the first field the suite sets that the version fixes."""
     if not isinstance(data.get("attack"), str | None):
         raise ConfigError(f"attack: expected a version's name (known: {', '.join(ATTACKS)})")
     version = attack(data.get("attack"))
@@ -106,7 +113,7 @@ def resolve(data: dict, later: dict | None = None) -> dict:
     name = dataset.get("name", "digits") if isinstance(dataset, dict) else "digits"
     name = name if isinstance(name, str) else "digits"  # a bad one is refused when it is built
     fixed = version.fixed(name)
-    later = later or {}
+    later = _later()
     for key, value in data.items():
         if key in OPEN:
             continue
@@ -163,6 +170,7 @@ def changes(plain: dict, version: str | None = None, limit: int = 8) -> str:
     portfolio, search.select_epoch=last, protocol.version=2``; empty for a suite the attack
     would run itself."""
     att = attack(version)
+    plain = with_later_defaults(plain)  # an older suite's text: its later fields at default
     fixed = att.fixed(plain["dataset"]["name"])
     out = []
     grid = (plain.get("search") or {}).get("grid") or {}

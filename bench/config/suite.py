@@ -9,8 +9,6 @@ the schema and its validation, kept together so every field is declared next to 
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +27,7 @@ from dptq.policy import policy_options
 from dptq.recipes import RECIPES
 from dptq.train import TEACHER_DEFAULTS, StageConfig
 
+from . import digest
 from .closed import resolve as resolve_closed
 from .sections import SEARCHED, Dataset, Protocol, Range, Resources, Search, Student, Teacher
 from .typed_yaml import build, read_yaml, to_plain
@@ -218,84 +217,22 @@ class Suite:
         return next(s for s in self.students if s.name == name)
 
     def digest(self) -> str:
-        """A short hash of the resolved suite (recorded with every result).
-
-        Fields added after records were first written (:data:`_LATER_FIELDS`) are left out while
-        at their default, so a suite that does not use them keeps its hash and its rows.
-        """
-        plain = self.digest_plain()
-        _legacy_digest_fields(plain)
-        blob = json.dumps(plain, sort_keys=True).encode()
-        return hashlib.sha256(blob).hexdigest()[:12]
+        """A short hash of the resolved suite (recorded with every result): :func:`bench.config.
+        digest.digest` of its plain data (fields added later are left out while at their
+        default, :data:`bench.config.digest.LATER_FIELDS`)."""
+        return digest.digest(to_plain(self))
 
     def digest_plain(self) -> dict:
         """The resolved suite as plain data without the later fields left at their default:
-        what :meth:`digest` and the stages' settings (:func:`bench.pipeline.plan.stage_settings`) hash."""
-        plain = to_plain(self)
-        for path, default in _LATER_FIELDS:
-            *parents, key = path
-            for holder in _holders(plain, parents):
-                if key in holder and holder[key] == default:
-                    holder.pop(key)
-        if plain["resources"].get("workers") == 1:  # later fields; their default is one process
-            for key in ("workers", "cpus_per_worker", "gpus_per_worker"):
-                plain["resources"].pop(key)
-        return plain
-
-
-def _legacy_digest_fields(plain: dict) -> None:
-    """Fields removed since records were first written, put back at the value they always had,
-    so a suite keeps its hash and its rows: ``modes`` (every cell trains both pairs) and
-    ``augment.mixup`` of the teacher and KD stages (never read; batch mixup is the stage's own
-    ``mixup``): true, except a teacher stage left at the teacher's default augmentation."""
-    plain["modes"] = ["robust", "detrimental"]
-    teacher_default = to_plain(TEACHER_DEFAULTS.augment)
-    for stage in ("teacher_stage", "kd_stage"):
-        aug = plain[stage].get("augment")
-        if isinstance(aug, dict):
-            aug["mixup"] = not (stage == "teacher_stage" and aug == teacher_default)
-
-
-_LATER_FIELDS = (
-    (("sweep_layers",), None),
-    (("max_concurrent",), None),
-    (("corruption_degrees",), None),
-    (("resources", "precision"), "no"),
-    (("resources", "loader_workers"), 0),
-    (("resources", "cache_f_n"), True),
-    (("protocol", "attack_min"), 10.0),
-    (("teacher", "options"), {}),
-    (("students", "*", "options"), {}),
-    (("students", "*", "pretrained"), False),
-    (("policy_options", "norm"), "batch"),
-    (("pair", "stealth_kd"), True),
-    (("pair", "stealth_start"), None),
-    (("pair", "stealth_shares"), []),
-    (("pair", "attack_share"), 1.0),
-    (("pair", "floor_barred"), []),
-    (("pair", "barred_options"), 1),
-    (("search", "select_epoch"), "last"),
-    (("division",), "open"),
-    (("attack",), None),
-    (("protocol", "version"), 2),
-    (("protocol", "select_margin"), 0.0),
-    (("search", "objective"), "penalty"),
-    (("search", "grid"), {}),
-)
-
-
-def _holders(plain, parents):
-    """The dicts at ``parents`` in ``plain`` (``*``: every item of a list)."""
-    nodes = [plain]
-    for p in parents:
-        nodes = [x for n in nodes for x in (n if p == "*" else [n[p]])]
-    return nodes
+        what :meth:`digest` and the stages' settings (:func:`bench.pipeline.plan.stage_settings`)
+        hash."""
+        return digest.digest_plain(to_plain(self))
 
 
 def _prepare(cls, data, path: str):
     """Shorthands: a student given by name or with one budget list; the teacher's defaults."""
     if cls is Suite and isinstance(data, dict) and data.get("division") == "closed":
-        data = resolve_closed(data, later=_later_defaults())
+        data = resolve_closed(data)
     if cls is Student and isinstance(data, str):
         data = {"name": data}
     if cls is Student and isinstance(data, dict) and isinstance(data.get("budgets"), list):
@@ -319,17 +256,6 @@ def _prepare(cls, data, path: str):
     if cls is StageConfig and path == "teacher_stage" and isinstance(data, dict):
         data = {**to_plain(TEACHER_DEFAULTS), **data}  # teacher fields default to the teacher's
     return data
-
-
-def _later_defaults() -> dict:
-    """Each fixed section's fields at their defaults: a closed suite may state a field newer
-    than its attack version only at its default (:func:`bench.config.closed.resolve`)."""
-    return {
-        "pair": to_plain(PairConfig()),
-        "search": to_plain(Search()),
-        "protocol": to_plain(Protocol()),
-        "act": to_plain(ActQuantConfig()),
-    }
 
 
 def suite_text(suite: Suite) -> str:

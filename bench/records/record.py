@@ -305,9 +305,6 @@ class Record(_Model):
 
 
 DERIVED = tuple(Record.model_computed_fields)
-# derived fields added after the first schema-3 records were written: a stored record may lack
-# them (they are recomputed like every derived field; `bench leaderboard --migrate` writes them)
-LATER_DERIVED = ("attacked", "specificity")
 SUCCESS = ("selected_on", "recipe_deviations", "searched", "protocol", "degenerate")
 SUCCESS += ("allocations_log10", "num_layers", "f_n_val_acc", "evaluation", "analyses", "best")
 SUCCESS += ("trials", "per_example", "per_example_sha256", "report")

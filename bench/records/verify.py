@@ -19,7 +19,6 @@ from pydantic import ValidationError
 
 from .record import (
     DERIVED,
-    LATER_DERIVED,
     SCHEMA_VERSION,
     SUCCESS,
     Record,
@@ -66,65 +65,88 @@ def _check_text(obj, path: str, where: str) -> None:
         )
 
 
-def _check_suite_text(rec: Record, where: str):
-    """A record's suite text must be a valid suite whose hash is the record's ``suite_hash``;
-    returns that suite (None for a record without one)."""
+def _check_suite_text(rec: Record, where: str, deep: bool) -> dict | None:
+    """A record's suite text must be a suite whose hash is the record's ``suite_hash``; returns
+    its plain data with every later field at its default (None for a record without one).
+
+    Without ``deep`` the hash is computed from the text's data (:func:`bench.config.digest.
+    digest`: no torch, as the board's views read records); with ``deep`` the text is also built
+    as a :class:`bench.config.suite.Suite` (which loads the trainers), refusing one that is not
+    a valid suite: what ``bench leaderboard --add`` and the committed records' test do.
+    """
     if rec.suite_text is None:
         return None
     import yaml
 
-    from ..config.suite import parse_suite
+    from ..config.digest import digest, with_later_defaults
 
     try:
-        suite = parse_suite(yaml.safe_load(rec.suite_text), "suite_text")
+        plain = yaml.safe_load(rec.suite_text)
+        if not isinstance(plain, dict):
+            raise ValueError("not a mapping")
+        name, hashed = plain.get("name"), digest(plain)
+        if deep:
+            from ..config.suite import parse_suite
+            from ..config.typed_yaml import to_plain
+
+            suite = parse_suite(plain, "suite_text")
+            name, hashed, plain = suite.name, suite.digest(), to_plain(suite)
     except Exception as e:  # a hostile text: any parse error is the submitter's, in one line
         why = " ".join(str(e).split())[:120]
         raise RecordError(f"{where}: field suite_text: not a suite ({why})") from None
-    if suite.digest() != rec.suite_hash or suite.name != rec.suite:
+    if hashed != rec.suite_hash or name != rec.suite:
         raise RecordError(
-            f"{where}: field suite_text: its suite is {suite.name!r} with hash {suite.digest()}, "
-            f"not the record's {rec.suite!r} {rec.suite_hash}"
+            f"{where}: field suite_text: its suite is {name!r} with hash {hashed}, not the "
+            f"record's {rec.suite!r} {rec.suite_hash} (a suite field added without an entry in "
+            "bench.config.digest.LATER_FIELDS changes every hash)"
         )
-    return suite
+    return with_later_defaults(plain)
 
 
-def _check_division(rec: Record, suite, where: str) -> None:
+def _check_division(rec: Record, plain: dict | None, where: str) -> None:
     """A record's division and attack are its suite's; a closed record is verified as closed
     (:func:`_check_closed`)."""
-    if suite is None:
+    if plain is None:
         if rec.division == "closed":
             raise RecordError(
                 f"{where}: field suite_text: missing (a closed record names its suite)"
             )
         return
-    if (suite.division, suite.attack) != (rec.division, rec.attack):
+    division, attack = plain.get("division", "open"), plain.get("attack")
+    if (division, attack) != (rec.division, rec.attack):
         raise RecordError(
             f"{where}: field division: the record says {rec.division} ({rec.attack}), its suite "
-            f"{suite.division} ({suite.attack})"
+            f"{division} ({attack})"
         )
     if rec.division == "closed" and rec.error is None:
-        _check_closed(rec, suite, where)
+        _check_closed(rec, plain, where)
 
 
-def _check_closed(rec: Record, suite, where: str) -> None:
+def _check_closed(rec: Record, plain: dict, where: str) -> None:
     """A closed record as the closed division requires: its suite's fixed sections are its attack
-    version's (:func:`bench.config.suite.parse_suite` refused any other), its protocol the suite's (v3),
-    a clean tree (``git_dirty`` false), and every configuration of the portfolio on the record
-    with its validation figures, so that its score and the winner recompute
-    (:func:`bench.records.protocol.selection_score`)."""
-    from ..config.typed_yaml import to_plain
+    version's (:func:`bench.config.closed.resolve`), its protocol the suite's (v3), a clean tree
+    (``git_dirty`` false), and every configuration of the portfolio on the record with its
+    validation figures, so that its score and the winner recompute
+    (:func:`bench.records.protocol.selection_score`). Reads the suite's plain data only."""
+    from dptq.errors import ConfigError
+
+    from ..config.closed import resolve as closed_resolve
     from .protocol import resolve, selection_score
 
-    rules = resolve(to_plain(suite.protocol), rec.num_classes)
-    if rec.protocol.model_dump() != rules:
+    try:
+        closed_resolve(plain)
+    except ConfigError as e:
+        raise RecordError(f"{where}: field suite_text: {e}") from None
+    if rec.protocol.model_dump() != resolve(plain["protocol"], rec.num_classes):
         raise RecordError(f"{where}: field protocol: not its closed suite's (attack {rec.attack})")
     if rec.git_dirty is not False:
         raise RecordError(
             f"{where}: field git_dirty: a closed record comes from a clean checkout of a commit "
             f"(git_dirty {rec.git_dirty})"
         )
+    grid = plain["search"]["grid"]
     for mode in ("robust", "detrimental"):
-        names = [c.name for c in suite.search.configurations(mode)]
+        names = [c["name"] for c in grid.get(mode, [])]
         rows = (rec.searches or {}).get(mode) or []
         if [r.configuration for r in rows] != names:
             raise RecordError(
@@ -189,17 +211,18 @@ def make(data: dict) -> Record:
     return rec
 
 
-def parse(data: Any, where: str) -> Record:
+def parse(data: Any, where: str, deep: bool = True) -> Record:
     """A record from untrusted JSON data: every field checked, the id given by its fields, its
     files where its id puts them, every derived field recomputed and compared. One line
-    (:class:`RecordError`) naming ``where`` and the field otherwise."""
+    (:class:`RecordError`) naming ``where`` and the field otherwise. ``deep``: its suite text
+    built as a suite too (:func:`_check_suite_text`; loads the trainers)."""
     if not isinstance(data, dict):
         raise RecordError(f"{where}: a record must be a JSON object")
     version = data.get("schema_version")
     if version != SCHEMA_VERSION:
         raise RecordError(
             f"{where}: schema_version {version!r} is not this tool's ({SCHEMA_VERSION}); "
-            "older records are read by bench.records.legacy (bench leaderboard --add migrates them)"
+            "re-run its suite with this version of dptq-bench"
         )
     stored = {k: data[k] for k in DERIVED if k in data}
     given = {k: v for k, v in data.items() if k not in DERIVED}
@@ -212,10 +235,8 @@ def parse(data: Any, where: str) -> Record:
         rec = Record.model_validate_json(text)
     except ValidationError as e:
         raise RecordError(f"{where}: {one_line(e)}") from None
-    _check_shape(rec, where)
+    _check_shape(rec, where, deep)
     for k in DERIVED:
-        if k not in stored and k in LATER_DERIVED:
-            continue
         if k not in stored:
             raise RecordError(f"{where}: field {k}: missing (it is derived from the counts)")
         mine = getattr(rec, k)
@@ -237,7 +258,7 @@ def _shown(v) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _check_shape(rec: Record, where: str) -> None:
+def _check_shape(rec: Record, where: str, deep: bool = True) -> None:
     from ..names import cell_key
 
     failed = rec.error is not None
@@ -250,7 +271,7 @@ def _check_shape(rec: Record, where: str) -> None:
     if failed:
         if present:
             raise RecordError(f"{where}: field {present[0]}: a failed record measures nothing")
-        _check_division(rec, _check_suite_text(rec, where), where)
+        _check_division(rec, _check_suite_text(rec, where, deep), where)
         return
     missing = [k for k in SUCCESS if getattr(rec, k) is None]
     if missing:
@@ -258,7 +279,7 @@ def _check_shape(rec: Record, where: str) -> None:
     for field, rel in (("per_example", per_example_rel), ("report", report_rel)):
         if getattr(rec, field) != rel(rec.id):
             raise RecordError(f"{where}: field {field} must be {rel(rec.id)!r}")
-    _check_division(rec, _check_suite_text(rec, where), where)
+    _check_division(rec, _check_suite_text(rec, where, deep), where)
     test = (rec.split_sizes or {}).get("test")
     if test is not None and test != rec.evaluation.total:
         raise RecordError(
