@@ -40,6 +40,8 @@ TEACHER, KD, KD_EPOCHS, PAIR_EPOCHS = "teacher-s0", "kd-tests_nets_plain_net-s0"
 TOLERANCE = 1.0
 ACCURACIES = ("f_n_acc", "f_d_fp_acc", "f_d_q_acc", "f_r_fp_acc", "f_r_q_acc", "f_d_random_acc")
 
+pytestmark = [pytest.mark.ray]
+
 
 def test_one_device_for_data_parallel_trials_is_said_in_one_line_and_trains_on_one(caplog):
     two_gpus = Resources(workers=2, gpus_per_worker=1, cpus_per_worker=4)

@@ -40,6 +40,8 @@ KD = f"kd-{NET}-s0"
 VOLATILE = ("date", "per_example", "stage_seconds", "searches")  # when, how long, where its file is
 START = search.space(load_suite(SUITE))[1]  # the pair settings every trial starts from
 
+pytestmark = [pytest.mark.ray]
+
 
 def _env(**extra) -> dict:
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "PYTHONPATH": str(ROOT)}
@@ -433,7 +435,11 @@ def test_broken_leaderboard_line_stops_before_any_work(tmp_path):
     assert not (tmp_path / "run").exists()  # stopped before any work
     _one_line(_cli("leaderboard", "--dir", board), where)
     assert _files(board) == old
-    assert sorted(p.name for p in board.iterdir()) == [store.PER_EXAMPLE, store.RECORDS]
+    assert sorted(p.name for p in board.iterdir()) == [
+        store.PER_EXAMPLE,
+        store.RECORDS,
+        store.REPORTS,
+    ]
 
 
 def _suite_with(tmp_path, **fields) -> Path:

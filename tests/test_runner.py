@@ -155,6 +155,7 @@ def _numbers(records):
     return [{k: v for k, v in r.to_json().items() if k not in VOLATILE} for r in records]
 
 
+@pytest.mark.ray
 @pytest.mark.slow
 def test_tiny_suite_end_to_end(ray_run):
     run_dir, res = ray_run
@@ -195,6 +196,7 @@ def test_tiny_suite_end_to_end(ray_run):
         assert len(list((layout.trials / _cell().search(mode)).glob("*.pt"))) == 2
 
 
+@pytest.mark.ray
 @pytest.mark.slow
 def test_local_run_gives_the_same_records_as_ray(ray_run, tmp_path):
     _, res = ray_run
@@ -203,6 +205,7 @@ def test_local_run_gives_the_same_records_as_ray(ray_run, tmp_path):
     assert _numbers(local.records) == _numbers(res.records)
 
 
+@pytest.mark.ray
 @pytest.mark.slow
 def test_a_grid_of_whole_configurations_runs_alike_on_ray_and_in_process(tmp_path):
     """``search.grid``: one trial per configuration, each with its own pair settings (learning
@@ -241,6 +244,7 @@ def test_a_grid_of_whole_configurations_runs_alike_on_ray_and_in_process(tmp_pat
     assert ckpts == {suite.pair.lr_student, 0.003}
 
 
+@pytest.mark.ray
 @pytest.mark.slow
 def test_searches_of_a_stage_run_at_once(ray_run):
     """The robust and the detrimental search run at the same time, each with its own study: the
@@ -265,6 +269,7 @@ def test_searches_of_a_stage_run_at_once(ray_run):
     assert not res.failed
 
 
+@pytest.mark.ray
 @pytest.mark.slow
 def test_stopped_after_the_first_search_resumes(ray_run, tmp_path, monkeypatch):
     # one search at a time (in this process: the patched search below is the one that runs)
@@ -303,6 +308,7 @@ def test_stopped_after_the_first_search_resumes(ray_run, tmp_path, monkeypatch):
     assert len(store.load(tmp_path / "b")) == 1  # never duplicated
 
 
+@pytest.mark.ray
 @pytest.mark.slow
 def test_two_node_cluster_on_loopback(tmp_path):
     """Two Ray nodes on 127.0.0.1 (tests/cluster.py); trials land on both."""
@@ -343,6 +349,7 @@ def test_two_node_cluster_on_loopback(tmp_path):
     assert store.load(run_dir)[0].error is None
 
 
+@pytest.mark.ray
 @pytest.mark.slow
 @pytest.mark.parametrize("where", ["--local", "ray"])
 def test_mixed_precision_runs_every_stage_and_the_audit(where, tmp_path):

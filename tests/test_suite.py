@@ -245,15 +245,22 @@ def test_fuzzed_suites_give_one_line_or_a_plan(tmp_path, capsys, path):
         assert not (tmp_path / "run").exists()
 
 
-def test_readme_suite_example_is_a_valid_suite():
-    """README's one-example-per-field suite parses (the documentation cannot rot silently)."""
+def test_the_documented_suite_examples_are_valid_suites():
+    """docs/suites.md's one-example-per-field suite and README's short one parse (the
+    documentation cannot rot silently)."""
     from bench.config.suite import parse_suite
 
-    text = (ROOT / "README.md").read_text()
+    text = (ROOT / "docs" / "suites.md").read_text()
     block = text.split("One example per field group:")[1].split("```yaml")[1].split("```")[0]
-    suite = parse_suite(yaml.safe_load(block), "README.md")
+    suite = parse_suite(yaml.safe_load(block), "docs/suites.md")
     assert suite.seed_list == (0, 1, 2) and suite.pair.stealth == 1.0
     assert "trigger" in suite.analyses and suite.protocol.random_allocations == 8
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("## Add a suite")[1].split("```yaml")[1].split("```")[0]
+    short = parse_suite(yaml.safe_load(block), "README.md")
+    assert short.name == "my-suite" and short.avg_bits == (6.5,)
+    closed = readme.split("## Compare your architecture")[1].split("```yaml")[1].split("```")[0]
+    assert parse_suite(yaml.safe_load(closed), "README.md").division == "closed"
 
 
 def test_detrimental_searches_wait_for_robust_ones_only_when_they_read_its_policy():

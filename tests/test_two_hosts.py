@@ -23,9 +23,10 @@ from bench.executors.events import read_events
 from tests.hosts import HEAD_IP, PORT, WORKER_IP, left_behind, two_hosts, unavailable
 from tests.test_reliability import ROOT, _rows, _suite_with
 
-pytestmark = pytest.mark.slow
 KD_EPOCHS = 3  # teacher and KD: the reliability suite's 6 halved (the run is made twice)
 PAIR_EPOCHS = 8  # about 15 s per pair trial: time to catch one mid-way on the worker host
+
+pytestmark = [pytest.mark.slow, pytest.mark.netns, pytest.mark.ray]
 
 
 def _bench_run(head, suite: Path, run: Path, board: Path) -> list[str]:

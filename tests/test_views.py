@@ -159,6 +159,7 @@ FLAGS = [
 ]
 
 
+@pytest.mark.browser
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (CI installs it)")
 def test_page_sorts_filters_and_opens_rows_in_headless_chromium(tmp_path):
     recs = [*sample_records(), record("vgg11", 80, 1.0, f_d_fp=95.0)]  # one invalid row

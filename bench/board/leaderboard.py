@@ -26,16 +26,6 @@ from .readme import results_section as _results_section
 from .views import frame, render_csv, render_markdown
 
 LEADERBOARD = Path("leaderboard")
-# the suites README.md's results section reports
-README_SUITES = ("closed-digits", "default", "digits-full", "digits-stealth", "digits-paper")
-README_SUITES += ("digits-paper-cell",)
-README_SUITES += (
-    "digits-paper-cell-attack",
-    "digits-paper-cell-capped",
-    "digits-archs",
-    "digits-table1",
-    "digits-table1-highlight",
-)
 
 
 def load_boards(boards: list[Path]) -> tuple[list, dict[str, Path]]:
@@ -89,10 +79,10 @@ def submit(source: Path, board: Path = LEADERBOARD) -> int:
     return store.add(records, board, source=base)
 
 
-def results_section(board: Path = LEADERBOARD, suites=README_SUITES) -> str:
+def results_section(board: Path = LEADERBOARD) -> str:
     """README.md's results, generated from ``board``'s records."""
     records, roots = load_boards([board])
-    return _results_section(frame(records, roots), suites)
+    return _results_section(frame(records, roots))
 
 
 def update_readme(readme: Path, board: Path = LEADERBOARD) -> bool:

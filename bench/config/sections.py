@@ -76,7 +76,7 @@ class Search:
         select_epoch: ``last``: a trial's pair is its last epoch's; ``best``: the epoch whose
             validation score (this objective) is the highest, its checkpoint what the record
             evaluates (``selected_epoch`` in the stage's metrics).
-        objective: ``penalty`` (README "The search objective": FP loss beyond ``fp_tolerance``
+        objective: ``penalty`` (docs/suites.md "The search objective": FP loss beyond ``fp_tolerance``
             costs ``penalty`` points); ``constrained``: selection under the protocol
             (:func:`bench.records.protocol.selection_score`): among the epochs and trials that hold full
             precision within the protocol's ``fp_drop_max - select_margin`` of f_N on the
@@ -134,7 +134,7 @@ class Search:
 
 @dataclass(frozen=True)
 class Protocol:
-    """How results are selected and judged (README "The protocol").
+    """How results are selected and judged (docs/protocol.md).
 
     Attributes:
         val_fraction: share of the training split held out as the validation split (stratified,

@@ -49,7 +49,7 @@ def _recipe_kd(name: str) -> StageConfig:
 
 @dataclass(frozen=True)
 class Suite:
-    """A benchmark suite (see README "Suites").
+    """A benchmark suite (every field: docs/suites.md).
 
     Attributes:
         name: the run folder's and the records' name (letters, digits, ``.``, ``_``, ``-``).

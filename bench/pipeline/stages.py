@@ -109,7 +109,7 @@ def kd(suite, data: DatasetPair, stage: Stage, inputs: dict, params, *, ckpt, re
 
 
 def objective(mode: str, result: dict, f_n_acc: float, search, protocol) -> float:
-    """The search objective on one epoch's validation result, larger is better (README "The
+    """The search objective on one epoch's validation result, larger is better (docs/suites.md "The
     search objective"). With ``search.objective: constrained``, selection under the protocol
     (:func:`bench.records.protocol.selection_score`); else the penalty objective below.
 
