@@ -275,6 +275,7 @@ def _leaderboard(args) -> int:
 def _list(folder, records) -> None:
     from pathlib import Path
 
+    from .names import RUNS
     from .records import store
 
     print("suites:")
@@ -285,7 +286,7 @@ def _list(folder, records) -> None:
         n = sum(r.architecture == arch and r.error is None for r in records)
         print(f"  {arch} ({n} record(s))")
     print("past runs:")
-    for p in sorted(Path("runs").glob(f"*/{store.RECORDS}")):
+    for p in sorted(RUNS.glob(f"*/{store.RECORDS}")):
         print(f"  {p.parent} ({len(store.load(p.parent))} record(s))")
 
 

@@ -22,6 +22,14 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+RUNS = Path("runs")  # where a run's folder goes by default: runs/<suite name>
+RECORDS, PER_EXAMPLE, REPORTS = "records", "per_example", "reports"  # a board's folders
+
+
+def run_folder(suite_name: str) -> Path:
+    """A suite's default run folder (``runs/<name>``)."""
+    return RUNS / suite_name
+
 
 def slug(name: str) -> str:
     """A student's name as a file-name part (``pkg.mod:fn`` -> ``pkg_mod_fn``)."""
@@ -107,7 +115,7 @@ class Layout:
 
     def report(self, rid: str) -> Path:
         """A record's report folder (``reports/<id>/``, as on the leaderboard)."""
-        return self.root / "reports" / rid
+        return self.root / REPORTS / rid
 
     @property
     def board(self) -> Path:

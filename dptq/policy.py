@@ -16,6 +16,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .errors import ConfigError
+from .registry import Registry
 
 
 class _Entry(NamedTuple):
@@ -23,17 +24,12 @@ class _Entry(NamedTuple):
     options: type  # the options dataclass
 
 
-POLICIES: dict[str, _Entry] = {}
+POLICIES = Registry("policy")
 
 
 def register_policy(name: str, options: type):
     """Decorator adding ``fn(num_layers, num_options, **options)`` and its options dataclass."""
-
-    def deco(fn):
-        POLICIES[name] = _Entry(fn, options)
-        return fn
-
-    return deco
+    return POLICIES.decorator(name, lambda fn: _Entry(fn, options))
 
 
 @dataclass(frozen=True)
@@ -115,9 +111,7 @@ def small_cnn(num_layers: int, num_options: int, **kw) -> nn.Module:
 
 def policy_options(name: str):
     """The options dataclass of policy ``name``; an unknown name fails listing the known ones."""
-    if name not in POLICIES:
-        raise ValueError(f"unknown policy {name!r}; known: {sorted(POLICIES)}")
-    return POLICIES[name].options
+    return POLICIES.known(name).options
 
 
 def create_policy(name: str, num_layers: int, num_options: int, options=None, **kw) -> nn.Module:

@@ -52,7 +52,9 @@ def test_every_command_readme_quotes_is_one_the_command_line_takes():
             _parser().parse_args(argv)
         except SystemExit as e:
             if e.code != 0 or argv != ["--help"]:  # --help exits 0 after printing
-                raise AssertionError(f"README quotes {cmd!r}, which the command line refuses") from None
+                raise AssertionError(
+                    f"README quotes {cmd!r}, which the command line refuses"
+                ) from None
         for arg in argv:
             if arg.startswith("suites/"):
                 assert (ROOT / arg).is_file(), f"README quotes {cmd!r}: {arg} does not exist"

@@ -203,3 +203,17 @@ def test_module_sizes(package):
             assert "one job" in doc.lower(), (
                 f"{path.relative_to(ROOT)} has {lines} lines: its docstring says why it is one job"
             )
+
+
+@pytest.mark.parametrize(
+    "path", sorted((ROOT / "docs" / "research").glob("*.py")), ids=lambda p: p.name
+)
+def test_research_scripts_import(path):
+    """The research scripts (docs/research/) import: they use bench's internals, so a move of
+    those breaks here, not in a reader's hands (ruff checks them too, in .ci/run)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"research_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # each runs its work under `if __name__ == "__main__"`
+    assert hasattr(module, "main") or module.__doc__

@@ -29,7 +29,7 @@ from dptq.io import write_atomic, write_json
 from ..config.suite import Suite, SuiteError, parse_suite, suite_text
 from ..executors.base import SearchSpec
 from ..executors.events import LOG, log_event
-from ..names import Layout
+from ..names import Layout, run_folder
 from ..records import store
 from . import plan, search, stages
 from .cells import Failure, analyse_cells
@@ -167,7 +167,7 @@ def run(
         workers = workers or os.cpu_count() or 1
     if board is not None and not dry_run:
         store.load(board)  # a broken leaderboard stops the run before any work
-    root = Path(run_dir or Path("runs") / suite.name)
+    root = Path(run_dir or run_folder(suite.name))
     res = run_suite(
         suite,
         root,

@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, computed_field, create_model
 from dptq.analyses import ANALYSES
 from dptq.scores import CellCounts, NetCounts, points
 
+from ..names import PER_EXAMPLE, RECORDS, REPORTS
 from . import protocol
 
 SCHEMA_VERSION = 3
@@ -311,17 +312,17 @@ SUCCESS += ("trials", "per_example", "per_example_sha256", "report")
 
 
 def record_rel(rid: str) -> str:
-    return f"records/{rid}.json"
+    return f"{RECORDS}/{rid}.json"
 
 
 def per_example_rel(rid: str) -> str:
     """Where a record's per-example results live, relative to its board."""
-    return f"per_example/{rid}.json"
+    return f"{PER_EXAMPLE}/{rid}.json"
 
 
 def report_rel(rid: str) -> str:
     """Where a record's report (Tables 1-3, Figs. 2-4) lives, relative to its board."""
-    return f"reports/{rid}/report.md"
+    return f"{REPORTS}/{rid}/report.md"
 
 
 def per_example_bytes(per_example: dict) -> bytes:

@@ -21,10 +21,10 @@ from pathlib import Path
 from dptq.faults import failpoint
 from dptq.io import atomic_file, remove_stale_temps, write_atomic
 
+from ..names import PER_EXAMPLE, RECORDS, REPORTS
 from .record import Record, RecordError, per_example_bytes, per_example_rel, record_rel
 from .verify import parse
 
-RECORDS, PER_EXAMPLE, REPORTS = "records", "per_example", "reports"
 __all__ = ["RECORDS", "PER_EXAMPLE", "REPORTS", "RecordError", "load", "add", "read_json"]
 
 

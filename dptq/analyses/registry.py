@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..registry import Registry
+
 if TYPE_CHECKING:
     import pandas as pd
     from torch import nn
@@ -143,18 +145,13 @@ class Spec:
         return (self.run.__doc__ or "").strip().split("\n")[0]
 
 
-ANALYSES: dict[str, Spec] = {}
+ANALYSES = Registry("analysis")
 
 
 def register_analysis(name: str, *, fields: type | None = None, uses: Iterable[str] = ()):
     """Decorator adding ``fn(cell, out_dir) -> Analysis`` to :data:`ANALYSES` (see the module
     docstring for ``fields`` and ``uses``)."""
-
-    def deco(fn: AnalysisFn) -> AnalysisFn:
-        ANALYSES[name] = Spec(name, fn, fields, tuple(uses))
-        return fn
-
-    return deco
+    return ANALYSES.decorator(name, lambda fn: Spec(name, fn, fields, tuple(uses)))
 
 
 def order(names: Iterable[str]) -> list[str]:

@@ -17,6 +17,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ..errors import ConfigError
+from ..registry import Registry
 from ..splits import split_off, subset
 
 IMAGENET_STATS = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
@@ -57,17 +58,12 @@ class _Entry(NamedTuple):
     options: type  # the options dataclass
 
 
-DATASETS: dict[str, _Entry] = {}
+DATASETS = Registry("dataset")
 
 
 def register_dataset(name: str, options: type):
     """Register ``fn(options, bad_images) -> DatasetPair`` with its options dataclass."""
-
-    def deco(fn):
-        DATASETS[name] = _Entry(fn, options)
-        return fn
-
-    return deco
+    return DATASETS.decorator(name, lambda fn: _Entry(fn, options))
 
 
 class TensorImages(Dataset):
