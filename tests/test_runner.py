@@ -425,7 +425,7 @@ def test_a_run_folder_is_claimed_by_its_own_suite_only_even_across_an_upgrade(tm
     """A run started before an upgrade that added a field (its suite.yaml lacks it) resumes
     after the upgrade; a run of other settings, or an unreadable suite.yaml, is one line."""
     from bench.config.suite import suite_text
-    from bench.pipeline.run import _claim
+    from bench.pipeline.folder import claim
 
     suite = tiny_suite()
     layout = Layout(tmp_path.resolve())
@@ -434,13 +434,13 @@ def test_a_run_folder_is_claimed_by_its_own_suite_only_even_across_an_upgrade(tm
         del old["pair"][key]
     tmp_path.mkdir(exist_ok=True)
     layout.suite_file.write_text(yaml.safe_dump(old))
-    _claim(suite, layout, fresh=False)
+    claim(suite, layout, fresh=False)
     assert yaml.safe_load(layout.suite_file.read_text())["pair"]["floor_barred"] == []
     other = yaml.safe_dump(with_change(yaml.safe_load(suite_text(suite)), "pair.epochs", 7))
     for text in (other, "pair: [unclosed"):
         layout.suite_file.write_text(text)
         with pytest.raises(SuiteError, match="holds a run of a different suite; use --fresh"):
-            _claim(suite, layout, fresh=False)
+            claim(suite, layout, fresh=False)
 
 
 @pytest.mark.slow
