@@ -25,3 +25,21 @@ def test_hardware_is_what_a_record_can_hold():
     hw = hardware()
     assert hw["cores"] >= 1 and hw["threads"] >= 1 and hw["capability"]
     assert all(TEXT.fullmatch(v) for v in hw.values() if isinstance(v, str))
+
+
+def test_the_fingerprint_tells_two_machines_apart_and_keeps_one_the_same(tmp_path, monkeypatch):
+    """A record names its machine beyond its CPU's model name: the vector instructions, torch's
+    build and BLAS, and a random id kept in the machine's cache (the same id every time; another
+    cache, another machine)."""
+    from bench.records.machine import machine_id
+
+    monkeypatch.delenv("DPTQ_MACHINE_ID", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "one"))
+    first = machine_id()
+    assert len(first) == 32 and machine_id() == first
+    assert (tmp_path / "one" / "dptq-bench" / "machine-id").read_text().strip() == first
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "two"))
+    assert machine_id() != first
+    hw = hardware()
+    assert {"cpu_flags", "blas", "torch", "machine_id"} <= set(hw)
+    assert hw["machine_id"] == machine_id() and hw["blas"]

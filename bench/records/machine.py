@@ -20,10 +20,62 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+VECTOR_FLAGS = ("avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_vnni")
+VECTOR_FLAGS += ("avx512_bf16", "amx_tile", "amx_bf16", "asimd", "sve")  # x86 and arm's
+
+
+def cpu_flags() -> str:
+    """The vector instructions this CPU has, of those that change which kernels torch picks
+    (:data:`VECTOR_FLAGS`, comma-separated; ``/proc/cpuinfo``)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return ""
+    line = next((x for x in text.splitlines() if x.startswith(("flags", "Features"))), "")
+    have = set(line.split(":", 1)[-1].split())
+    return ",".join(f for f in VECTOR_FLAGS if f in have)
+
+
+def blas() -> str:
+    """The BLAS torch was built with (``BLAS_INFO`` of ``torch.__config__.show()``)."""
+    import torch
+
+    found = re.search(r"BLAS_INFO=([A-Za-z0-9_.-]+)", torch.__config__.show())
+    return found.group(1) if found else "unknown"
+
+
+def machine_id() -> str:
+    """A random id this machine keeps (``$XDG_CACHE_HOME/dptq-bench/machine-id``, made the first
+    time; ``DPTQ_MACHINE_ID`` overrides it): two records with the same CPU model name (cloud
+    CPUs often say only "AMD EPYC") are told apart by it. Not derived from the hardware: it says
+    nothing about the machine but that it is the same one."""
+    if os.environ.get("DPTQ_MACHINE_ID"):
+        return re.sub(r"[^0-9a-f]", "", os.environ["DPTQ_MACHINE_ID"].lower())[:32] or "0"
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "dptq-bench"
+    path = base / "machine-id"
+    try:
+        known = path.read_text().strip()
+        if re.fullmatch(r"[0-9a-f]{32}", known):
+            return known
+    except OSError:
+        pass
+    import uuid
+
+    new = uuid.uuid4().hex
+    try:
+        base.mkdir(parents=True, exist_ok=True)
+        path.write_text(new + "\n")
+    except OSError:  # a read-only home: the id of this process only
+        pass
+    return new
+
+
 def hardware(threads: int | None = None) -> dict:
-    """What a record keeps of the machine: architecture, CPU model, the vector instructions
-    torch uses (AVX2, AVX512, ...: float results differ between them), cores, the torch threads
-    the work ran with (``threads``; default: this process's) and the GPU."""
+    """What a record keeps of the machine (its fingerprint): architecture, CPU model, its vector
+    instructions (:func:`cpu_flags`) and the ones torch uses (AVX2, AVX512, ...: float results
+    differ between them), cores, the torch threads the work ran with (``threads``; default:
+    this process's), torch's build and BLAS, the GPU, and the machine's own id
+    (:func:`machine_id`)."""
     import torch
 
     from .verify import SAFE
@@ -32,10 +84,14 @@ def hardware(threads: int | None = None) -> dict:
     return {
         "cpu": platform.machine(),
         "cpu_model": re.sub(f"[^{SAFE}]", " ", cpu_model())[:200],  # a record's safe set
+        "cpu_flags": cpu_flags(),
         "capability": torch.backends.cpu.get_cpu_capability(),
         "cores": os.cpu_count(),
         "threads": torch.get_num_threads() if threads is None else threads,
+        "torch": re.sub(f"[^{SAFE}]", " ", torch.__version__)[:40],
+        "blas": blas(),
         "gpu": gpu,
+        "machine_id": machine_id(),
     }
 
 
