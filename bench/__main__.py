@@ -63,6 +63,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     lb.add_argument("--dir", default="leaderboard", help="leaderboard folder (default leaderboard)")
     lb.add_argument(
+        "--trusted",
+        action="store_true",
+        help="also write the views of the checked rows only (reproduced within tolerance) to DIR/trusted",
+    )
+    lb.add_argument(
         "--readme",
         metavar="FILE",
         help="also regenerate FILE's results section (between its markers) from the records",
@@ -190,6 +195,8 @@ def _run(args) -> int:
         print(f"board: {res.board} (the run's rows beside the board's)")
     if args.submit and res.records:
         print(f"leaderboard: {res.added} new record(s) in {args.leaderboard}/{store.RECORDS}")
+    for line in res.notes:
+        print(line)
     for line in [] if res.smoke else res.invalid():
         print(line)
     for f in res.failed:
@@ -255,9 +262,15 @@ def _leaderboard(args) -> int:
     try:
         if args.command == "leaderboard":
             if args.add:
-                print(f"added {submit(Path(args.add), folder)} record(s)")
+                notes: list[str] = []
+                print(f"added {submit(Path(args.add), folder, notes)} record(s)")
+                for line in notes:
+                    print(line)
             for p in regenerate(folder):
                 print(f"wrote {p}")
+            if args.trusted:
+                for p in regenerate(folder, folder / "trusted", trusted=True):
+                    print(f"wrote {p}")
             if args.readme:
                 changed = update_readme(Path(args.readme), folder)
                 print(f"{'updated' if changed else 'unchanged'}: {args.readme} (results section)")

@@ -81,6 +81,7 @@ def groups(df: pd.DataFrame, measures: tuple[str, ...], names: tuple[str, ...]) 
         row["resists"] = bool(len(g)) and not (g.attacked.any() or g.portfolio_attack.any())
         row["also_in"] = ", ".join(dict.fromkeys(x for v in g.also_in for x in v.split(", ") if x))
         row["changes"] = next((c for c in g.changes if c), "")
+        row["trust"] = trust_text(g)
         row["attacks"] = int(good.attacked.sum())
         row["attack_success"] = f"{row['attacks']}/{len(good)}" if len(good) else None
         spec = _numbers(good[good.attacked].specificity)
@@ -111,6 +112,17 @@ def groups(df: pd.DataFrame, measures: tuple[str, ...], names: tuple[str, ...]) 
     for _, g in out[out.valid].groupby(["dataset", "division"]):
         out.loc[g.index, "rank"] = range(1, len(g) + 1)
     return out.drop(columns="_invalid").reset_index(drop=True)
+
+
+def trust_text(g: pd.DataFrame) -> str:
+    """How far a cell's seeds were checked, in words: self-reported, or how many were
+    reproduced on another machine, the largest differences seen, and any beyond tolerance."""
+    rep = g[g.reproduced]
+    if rep.empty:
+        return "self-reported"
+    gap, images = rep.trust_gap.max(), int(rep.trust_images.max())
+    text = f"reproduced {len(rep)}/{len(g)} (gap within {gap:.1f} points, {images} images)"
+    return text if rep.checked.all() else text + ", beyond tolerance"
 
 
 def verdict(row) -> str:
@@ -167,6 +179,7 @@ ARCH_COLUMNS = [  # (field, heading) of the architecture view
     ("winners", "winning configuration"),
     ("wall_min", "wall time (min)"),
     ("verdict", "verdict"),
+    ("trust", "checked"),
     ("suite", "suite"),
 ]
 

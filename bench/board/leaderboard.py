@@ -16,7 +16,7 @@ import pandas as pd
 from dptq.faults import failpoint
 from dptq.io import write_atomic
 
-from ..records import store
+from ..records import reproductions, store
 from ..records.store import RecordError
 from .figures import render_pngs
 from .page import render_html
@@ -28,24 +28,32 @@ from .views import frame, render_csv, render_markdown
 LEADERBOARD = Path("leaderboard")
 
 
-def load_boards(boards: list[Path]) -> tuple[list, dict[str, Path]]:
-    """Every record of ``boards`` (the first board's copy of an id wins), and each one's board."""
-    records, roots = [], {}
+def load_boards(boards: list[Path]) -> tuple[list, dict[str, Path], dict[str, dict]]:
+    """Every record of ``boards`` (the first board's copy of an id wins), each one's board, and
+    how far each was checked (:func:`bench.records.reproductions.trust`, by id)."""
+    records, roots, checks = [], {}, {}
     for board in boards:
-        for rec in store.load(board):
-            if rec.id not in roots:
-                roots[rec.id] = Path(board)
-                records.append(rec)
-    return records, roots
+        mine = {r.id: r for r in store.load(board) if r.id not in roots}
+        entries = reproductions.read(board, mine)
+        for rid, rec in mine.items():
+            roots[rid] = Path(board)
+            records.append(rec)
+            checks[rid] = reproductions.trust(rec, entries.get(rid, []))
+    return records, roots, checks
 
 
-def regenerate(board: Path = LEADERBOARD, out: Path | None = None, extra=()) -> list[Path]:
+def regenerate(
+    board: Path = LEADERBOARD, out: Path | None = None, extra=(), trusted: bool = False
+) -> list[Path]:
     """Write every view of ``board``'s records (and those of the ``extra`` boards) into ``out``
-    (default: the board itself); returns the written paths."""
+    (default: the board itself); returns the written paths. ``trusted``: only the rows checked
+    by a reproduction within tolerance enter the views (``bench leaderboard --trusted``)."""
     out = Path(out or board)
     boards = [Path(b) for b in (board, *extra) if Path(b).is_dir()]
-    records, roots = load_boards(boards)
-    df = frame(records, roots)
+    records, roots, checks = load_boards(boards)
+    if trusted:
+        records = [r for r in records if checks[r.id]["within"]]
+    df = frame(records, roots, checks)
     out.mkdir(parents=True, exist_ok=True)
     # each view is replaced whole: a kill leaves the old file or the new one
     write_atomic(out / "README.md", board_readme(df))
@@ -72,17 +80,18 @@ def schema_text() -> str:
     return json.dumps(json_schema(), indent=1, sort_keys=True) + "\n"
 
 
-def submit(source: Path, board: Path = LEADERBOARD) -> int:
-    """Add the records of a run folder (or another board) to ``board``, verified in depth."""
+def submit(source: Path, board: Path = LEADERBOARD, notes: list | None = None) -> int:
+    """Add the records of a run folder (or another board) to ``board``, verified in depth; a
+    record the board holds already becomes a reproduction entry (``notes``: a line each)."""
     store.load(board)  # a broken board stops here, before anything is read or copied
     records, base = store.load_any(source)
-    return store.add(records, board, source=base)
+    return store.add(records, board, source=base, notes=notes)
 
 
 def results_section(board: Path = LEADERBOARD) -> str:
     """README.md's results, generated from ``board``'s records."""
-    records, roots = load_boards([board])
-    return _results_section(frame(records, roots))
+    records, roots, checks = load_boards([board])
+    return _results_section(frame(records, roots, checks))
 
 
 def update_readme(readme: Path, board: Path = LEADERBOARD) -> bool:

@@ -189,7 +189,16 @@ def _architectures(g: pd.DataFrame, out: Path) -> list[str]:
         for _, row in a.iterrows():
             cells = "".join(
                 f'<td class="text">{html.escape(fmt(row, k, 1))}</td>'
-                if k in ("architecture", "suite", "seeds", "attack_success", "winners", "verdict")
+                if k
+                in (
+                    "architecture",
+                    "suite",
+                    "seeds",
+                    "attack_success",
+                    "winners",
+                    "verdict",
+                    "trust",
+                )
                 else f"<td>{html.escape(fmt(row, k, 1))}</td>"
                 for k, _ in ARCH_COLUMNS
             )

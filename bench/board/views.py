@@ -92,11 +92,14 @@ COLUMNS = [  # (field, heading) of the ranked tables: accuracies at FP, then dro
     ("best_defense_gap", "gap after best defense"),
     ("best_defense", "best defense"),
     ("retries", "retries"),
+    ("trust", "checked"),
     ("suite", "suite"),
 ]
 
 
-def frame(records: list, roots: dict[str, Path] | None = None) -> pd.DataFrame:
+def frame(
+    records: list, roots: dict[str, Path] | None = None, checks: dict | None = None
+) -> pd.DataFrame:
     """One row per current record (the latest of each (suite, arch, options, budget, seed)).
 
     ``records``: :class:`bench.records.record.Record`; ``roots`` (id -> board
@@ -150,14 +153,28 @@ def frame(records: list, roots: dict[str, Path] | None = None) -> pd.DataFrame:
             row[k] = (read(r) if ok else None) or ""
         row["indicators"] = r.analysis("fp_indicators", "values") if ok else None
         row.update(_closed_columns(r, ok))
+        row.update(_trust_columns((checks or {}).get(r.id)))
         row["also_in"] = ", ".join(dict.fromkeys(also[r.id]))
         rows.append(row)
     columns = [*KEY, "seed", "id", "error", "valid", "reasons", "stealthy", "attacked"]
     columns += ["num_layers", "degenerate"]
     columns += ["retries", "report", "per_example", "root", *MEASURES, *NAMES, "indicators"]
     columns += ["attack", "configuration", "portfolio_attack", "wall_s", "changes", "also_in"]
+    columns += ["reproduced", "checked", "trust_gap", "trust_images"]
     df = pd.DataFrame(rows, columns=columns)
     return df.sort_values(["dataset", "id"], kind="mergesort").reset_index(drop=True)
+
+
+def _trust_columns(check: dict | None) -> dict:
+    """How far a record was checked (:func:`bench.records.reproductions.trust`): ``reproduced``
+    (on another machine), ``checked`` (and within tolerance), the largest differences seen."""
+    check = check or {"level": "self-reported", "within": None, "gap": None, "images": None}
+    return {
+        "reproduced": check["level"] == "reproduced",
+        "checked": bool(check["within"]),
+        "trust_gap": check["gap"],
+        "trust_images": check["images"],
+    }
 
 
 def _evidence(r) -> str | None:

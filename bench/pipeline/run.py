@@ -78,7 +78,7 @@ def run(
     if submit and board is not None and res.records:
         from dptq.faults import failpoint
 
-        res.added = store.add(res.records, board, source=root)
+        res.added = store.add(res.records, board, source=root, notes=res.notes)
         failpoint("leaderboard:added")
         regenerate(board)
     return res

@@ -22,6 +22,7 @@ from dptq.faults import failpoint
 from dptq.io import atomic_file, remove_stale_temps, write_atomic
 
 from ..names import PER_EXAMPLE, RECORDS, REPORTS
+from . import reproductions
 from .record import Record, RecordError, per_example_bytes, per_example_rel, record_rel
 from .verify import parse
 
@@ -110,8 +111,14 @@ def add(
     board: Path,
     per_example: dict[str, dict] | None = None,
     source: Path | None = None,
+    notes: list | None = None,
 ) -> int:
     """Write each record whose id is not on ``board`` yet; returns how many were written.
+
+    A record whose id is on the board already is never dropped in silence nor written over: a
+    run of the same cell made elsewhere (another machine, commit or date) becomes a reproduction
+    entry beside the board's record (:mod:`bench.records.reproductions`), the record itself a
+    no-op; ``notes`` gets a line for each, saying which and how the numbers compare.
 
     Records may be typed (a run's) or JSON data (untrusted: read and verified in depth first). Nothing is
     written for a board that already holds a broken file, and a bad record stops the whole add
@@ -123,14 +130,20 @@ def add(
     """
     board = Path(board)
     load(board)  # a broken board stops here, before anything is written
-    todo = []  # (record, its per-example data)
+    todo, again = [], []  # (record, its per-example data): new ones; ones the board holds
     for i, r in enumerate(records):
         rec = _as_record(r, f"record {i + 1}")
-        if (board / record_rel(rec.id)).exists():
+        known = (board / record_rel(rec.id)).exists()
+        if known and rec.error is not None:
             continue
         where = f"record {rec.id[:80]!r}"
         pe = (per_example or {}).get(rec.id)
         src = Path(source) / per_example_rel(rec.id) if source else None
+        if known and pe is None and (src is None or not src.is_file()):
+            _note(
+                notes, f"record {rec.id}: already on the board; no per-example file to keep it by"
+            )
+            continue
         if rec.error is None:
             if pe is None:
                 if src is None or not src.is_file():
@@ -140,7 +153,7 @@ def add(
                     )
                 pe = read_json(src)
             verify_per_example(rec, pe, where)
-        todo.append((rec, pe))
+        (again if known else todo).append((rec, pe))
     for folder in (board / RECORDS, board / PER_EXAMPLE):
         for sub in [folder, *folder.rglob("*")] if folder.is_dir() else []:
             if sub.is_dir():
@@ -162,4 +175,17 @@ def add(
         with atomic_file(board / record_rel(rid)) as fh:
             fh.write((json.dumps(rec.to_json(), indent=1, sort_keys=True) + "\n").encode())
             failpoint("store:before-rename")
+    for rec, pe in again:
+        original = parse(read_json(board / record_rel(rec.id)), rec.id, deep=False)
+        kept = reproductions.write(board, original, rec, pe)
+        if kept is None:
+            _note(notes, f"record {rec.id}: already on the board, the same run; nothing added")
+        else:
+            what = reproductions.describe(original, rec)
+            _note(notes, f"record {rec.id}: already on the board; kept as a reproduction: {what}")
     return len(todo)
+
+
+def _note(notes: list | None, line: str) -> None:
+    if notes is not None:
+        notes.append(line)
