@@ -130,6 +130,16 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also add the run's records to the leaderboard folder (otherwise it is not touched)",
     )
+    rep = sub.add_parser(
+        "reproduce",
+        help="rerun a board's record on this machine from its suite text; keep it beside the "
+        "record as a reproduction (the record is never touched)",
+    )
+    rep.add_argument("record", help="the record's id, e.g. default/b0107eab9688/resnet18-I-80-s0")
+    rep.add_argument("--dir", default="leaderboard", help="the board (default leaderboard)")
+    rep.add_argument("--out", help="the rerun's folder (default runs/reproduce-<suite>)")
+    rep.add_argument("--ray", action="store_true", help="run on Ray (default: in this process)")
+    rep.add_argument("--address", help="a Ray cluster to join (with --ray)")
     return p
 
 
@@ -143,6 +153,8 @@ def main(argv: list[str] | None = None) -> int:
         return _run(args)
     if args.command == "audit":
         return _audit(args)
+    if args.command == "reproduce":
+        return _reproduce(args)
     if args.command in ("leaderboard", "list", "compare"):
         return _leaderboard(args)
     if args.command == "perf":
@@ -203,6 +215,28 @@ def _run(args) -> int:
         print(f"FAILED {f.stage}: {f.error}", file=sys.stderr)
     if res.smoke and not args.dry_run:
         print(res.smoke_verdict())
+    return res.exit_code
+
+
+def _reproduce(args) -> int:
+    """``python -m bench reproduce RECORD``: one line and exit 2 on bad input."""
+    from pathlib import Path
+
+    from .config.suite import SuiteError
+    from .executors.events import to_stdout
+    from .pipeline.reproduce import reproduce
+    from .records.record import RecordError
+
+    to_stdout()
+    try:
+        res, notes = reproduce(
+            args.record, Path(args.dir), args.out, local=not args.ray, address=args.address
+        )
+    except (RecordError, SuiteError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    for line in notes or ["the rerun made no record of that cell (its failures are above)"]:
+        print(line)
     return res.exit_code
 
 

@@ -110,3 +110,32 @@ def test_a_tampered_reproduction_entry_is_refused_in_one_line(tmp_path):
     path.with_name("someone-else.json").write_text(json.dumps(entry))
     with pytest.raises(RecordError, match="named by its machine, commit and date"):
         reproductions.read(board, {rec.id: rec})
+
+
+@pytest.mark.slow
+def test_bench_reproduce_reruns_a_records_cell_and_keeps_it_beside_the_record(
+    tmp_path, monkeypatch
+):
+    """``bench reproduce RECORD``: the tiny suite's record, made on one machine, rerun on
+    another (another machine id; the same CPU, so the same numbers): an entry that says
+    identical, the record untouched, the row reproduced."""
+    from bench.pipeline.reproduce import reproduce
+    from bench.pipeline.run import run
+    from tests.helpers import tiny_suite
+
+    monkeypatch.setenv("DPTQ_MACHINE_ID", "a1" * 16)
+    suite = tiny_suite(analyses=["pair_scores"])
+    board = tmp_path / "board"
+    [rec] = run(suite, tmp_path / "first", local=True, leaderboard=board, submit=True).records
+    before = (board / record_rel(rec.id)).read_bytes()
+    monkeypatch.setenv("DPTQ_MACHINE_ID", "b2" * 16)
+    res, notes = reproduce(rec.id, board, tmp_path / "again")
+    assert notes == [
+        f"record {rec.id}: already on the board; kept as a reproduction: identical (the same "
+        "per-example results)"
+    ]
+    assert (board / record_rel(rec.id)).read_bytes() == before
+    [back] = load(board)
+    [entry] = reproductions.read(board, {back.id: back})[back.id]
+    assert entry.record.hardware["machine_id"] == "b2" * 16
+    assert reproductions.trust(back, [entry])["within"] is True
