@@ -140,6 +140,21 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("--out", help="the rerun's folder (default runs/reproduce-<suite>)")
     rep.add_argument("--ray", action="store_true", help="run on Ray (default: in this process)")
     rep.add_argument("--address", help="a Ray cluster to join (with --ray)")
+    exp = sub.add_parser(
+        "export",
+        help="write a run's submission bundle: its records, per-example files and networks "
+        "(safetensors, with a manifest of their hashes)",
+    )
+    exp.add_argument("run", help="the run folder")
+    exp.add_argument("--to", required=True, help="the bundle's folder")
+    ver = sub.add_parser(
+        "verify",
+        help="check a board's record: --rerun re-evaluates it from its networks (a bundle)",
+    )
+    ver.add_argument("record", help="the record's id")
+    ver.add_argument("--dir", default="leaderboard", help="the board (default leaderboard)")
+    ver.add_argument("--rerun", action="store_true", help="re-evaluate it from --checkpoints")
+    ver.add_argument("--checkpoints", help="the bundle (bench export) holding its networks")
     return p
 
 
@@ -155,6 +170,8 @@ def main(argv: list[str] | None = None) -> int:
         return _audit(args)
     if args.command == "reproduce":
         return _reproduce(args)
+    if args.command in ("export", "verify"):
+        return _bundle(args)
     if args.command in ("leaderboard", "list", "compare"):
         return _leaderboard(args)
     if args.command == "perf":
@@ -238,6 +255,36 @@ def _reproduce(args) -> int:
     for line in notes or ["the rerun made no record of that cell (its failures are above)"]:
         print(line)
     return res.exit_code
+
+
+def _bundle(args) -> int:
+    """``bench export RUN --to DIR`` and ``bench verify RECORD --rerun --checkpoints DIR``: one
+    line and exit 2 on bad input; verify exits 1 when the re-evaluation differs."""
+    from pathlib import Path
+
+    from dptq.bundle import BundleError
+
+    from .config.suite import SuiteError
+    from .pipeline import bundle
+    from .records.record import RecordError
+
+    try:
+        if args.command == "export":
+            ids = bundle.export(Path(args.run), Path(args.to))
+            print(f"exported {len(ids)} record(s) with their networks to {args.to}")
+            return 0
+        if not args.rerun or not args.checkpoints:
+            print(
+                "error: verify needs --rerun --checkpoints DIR (the record's bundle)",
+                file=sys.stderr,
+            )
+            return 2
+        result = bundle.rerun(args.record, Path(args.dir), Path(args.checkpoints))
+    except (RecordError, BundleError, SuiteError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(bundle.describe(args.record, result))
+    return 0 if result["identical"] else 1
 
 
 def _seed_list(text: str | None) -> tuple[int, ...] | None:

@@ -144,4 +144,5 @@ def bar_floor(policy: nn.Module, layers: list[int], floor: int | Sequence[int] =
 
     policy.register_forward_hook(hook)
     policy.floor_barred = tuple(idx.tolist())
+    policy.barred_options = tuple(barred.tolist())
     return policy

@@ -198,6 +198,7 @@ class CellResult:
     fields: dict
     num_layers: int
     seconds: float | None = None  # the analyses' wall time (set by the runner)
+    networks: dict | None = None  # each evaluated network's hash (dptq.bundle.digest)
 
 
 def analyse(
@@ -272,7 +273,14 @@ def analyse(
     if extra:
         per_example["analyses"] = extra
     fields = {n: a.fields for n, a in results.items() if a.fields is not None}
-    return CellResult(evaluation.counts(), per_example, fields, nets["f_N"].num_layers)
+    from dptq.bundle import digest
+
+    hashes = {"f_N": digest(nets["f_N"])}
+    for tag in ("f_R", "f_D"):
+        hashes[tag], hashes[f"pi_{tag[-1]}"] = digest(nets[tag]), digest(policies[tag])
+    return CellResult(
+        evaluation.counts(), per_example, fields, nets["f_N"].num_layers, networks=hashes
+    )
 
 
 def _analysis_progress(cell: Cell):

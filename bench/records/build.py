@@ -141,6 +141,7 @@ def success(
         "searches": {m: s["history"] for m, s in chosen.items() if "history" in s} or None,
         "per_example": per_example_rel(base_["id"]),
         "per_example_sha256": hashlib.sha256(per_example_bytes(result.per_example)).hexdigest(),
+        "networks": getattr(result, "networks", None),
         "report": report_rel(base_["id"]),
     }
     return make(data), result.per_example

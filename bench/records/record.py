@@ -170,6 +170,15 @@ class Record(_Model):
     trials: dict[str, Count] | None = None
     per_example: str | None = None
     per_example_sha256: Annotated[str, Field(pattern="^[0-9a-f]{64}$")] | None = None
+    # the SHA-256 of each evaluated network's safetensors (dptq.bundle): what a bundle's files
+    # must be for `bench verify --rerun`; None on records written before it
+    networks: (
+        dict[
+            Literal["f_N", "f_R", "pi_R", "f_D", "pi_D"],
+            Annotated[str, Field(pattern="^[0-9a-f]{64}$")],
+        ]
+        | None
+    ) = None
     report: str | None = None
     migrated_from: int | None = None
     legacy: dict[str, Any] | None = None
