@@ -140,6 +140,7 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("--out", help="the rerun's folder (default runs/reproduce-<suite>)")
     rep.add_argument("--ray", action="store_true", help="run on Ray (default: in this process)")
     rep.add_argument("--address", help="a Ray cluster to join (with --ray)")
+    rep.add_argument("--suite", help="the record's suite file, for a record without its suite text")
     exp = sub.add_parser(
         "export",
         help="write a run's submission bundle: its records, per-example files and networks "
@@ -247,7 +248,12 @@ def _reproduce(args) -> int:
     to_stdout()
     try:
         res, notes = reproduce(
-            args.record, Path(args.dir), args.out, local=not args.ray, address=args.address
+            args.record,
+            Path(args.dir),
+            args.out,
+            local=not args.ray,
+            address=args.address,
+            suite_file=Path(args.suite) if args.suite else None,
         )
     except (RecordError, SuiteError) as e:
         print(f"error: {e}", file=sys.stderr)

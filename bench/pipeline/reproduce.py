@@ -37,18 +37,28 @@ def reproduce(
     out: Path | None = None,
     local: bool = True,
     address: str | None = None,
+    suite_file: Path | None = None,
 ) -> tuple[object, list[str]]:
     """Rerun record ``rid`` of ``board`` here and keep it as a reproduction; returns the run's
-    result and the board's lines about it."""
+    result and the board's lines about it. ``suite_file``: the suite, for a record written
+    before records carried theirs (it must give the record's hash)."""
+    from ..config.suite import load_suite
+
     original = find(board, rid)
-    if original.error is not None or original.suite_text is None:
+    if original.error is not None:
+        raise RecordError(f"{rid}: a failed record has no cell to rerun")
+    if original.suite_text is not None:
+        suite = parse_suite(yaml.safe_load(original.suite_text), f"{rid}: suite_text")
+    elif suite_file is not None:
+        suite = load_suite(suite_file)
+    else:
         raise RecordError(
-            f"{rid}: a failed record, or one without its suite text, has no cell to rerun"
+            f"{rid}: the record carries no suite text; give its suite with --suite FILE"
         )
-    suite = parse_suite(yaml.safe_load(original.suite_text), f"{rid}: suite_text")
     if suite.digest() != original.suite_hash:
         raise RecordError(
-            f"{rid}: its suite text no longer gives its hash; cannot rerun it as it was"
+            f"{rid}: the suite gives hash {suite.digest()}, the record {original.suite_hash}; "
+            "cannot rerun it as it was"
         )
     key = cell_key(original.architecture, original.bit_options, original.budget, original.seed)
     where = Path(out) if out else run_folder(f"reproduce-{suite.name}")
