@@ -121,8 +121,7 @@ def read(board: Path, records: dict[str, Record], deep: bool = False) -> dict[st
     record parsed (:func:`bench.records.verify.parse`), its per-example data proving its counts,
     its id one of ``records`` and the file named by its machine, commit and date. A bad entry
     stops with one line naming its file."""
-    from .store import read_json, verify_per_example
-    from .verify import parse
+    from .verify import parse, read_json, verify_per_example
 
     out: dict[str, list] = {}
     base = Path(board) / REPRODUCTIONS

@@ -13,7 +13,6 @@ No torch where a board is only read: the views read this.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -23,19 +22,10 @@ from dptq.io import atomic_file, remove_stale_temps, write_atomic
 
 from ..names import PER_EXAMPLE, RECORDS, REPORTS
 from . import reproductions
-from .record import Record, RecordError, per_example_bytes, per_example_rel, record_rel
-from .verify import parse
+from .record import RecordError, per_example_bytes, per_example_rel, record_rel
+from .verify import parse, read_json, verify_per_example
 
 __all__ = ["RECORDS", "PER_EXAMPLE", "REPORTS", "RecordError", "load", "add", "read_json"]
-
-
-def read_json(path: Path):
-    """A JSON file's data; RecordError (one line) when it is not readable JSON."""
-    try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        why = e.msg if isinstance(e, json.JSONDecodeError) else type(e).__name__
-        raise RecordError(f"{path}: not readable JSON ({why}); fix or remove that file") from None
 
 
 def load(board: Path, deep: bool = False) -> list:
@@ -61,38 +51,6 @@ def load_any(source: Path) -> tuple[list, Path]:
     if not source.is_dir():
         raise RecordError(f"{source}: no such run folder or board")
     return load(source, deep=True), source
-
-
-def verify_per_example(rec: Record, pe: dict, where: str) -> None:
-    """The per-example file is this record's: its hash, and every vector's count and length."""
-    digest = hashlib.sha256(per_example_bytes(pe)).hexdigest()
-    if digest != rec.per_example_sha256:
-        raise RecordError(
-            f"{where}: field per_example_sha256: the per-example file's hash is {digest[:12]}..., "
-            f"the record's {rec.per_example_sha256[:12]}... (another record's file?)"
-        )
-    ev, total = rec.evaluation, rec.evaluation.total
-    if pe.get("total") != total:
-        raise RecordError(f"{where}: per_example: {pe.get('total')} examples, the record {total}")
-    for net, by in pe.get("evaluation", {}).items():
-        counts = getattr(ev, net)
-        for alloc, bits in by.items():
-            want = getattr(counts, alloc)
-            vectors, wants = (bits, want) if isinstance(bits, list) else ([bits], [want])
-            if len(vectors) != len(wants or []):
-                raise RecordError(f"{where}: per_example {net}.{alloc}: not one vector per count")
-            for v, w in zip(vectors, wants):
-                if len(v) != total or set(v) - {"0", "1"} or v.count("1") != w:
-                    raise RecordError(
-                        f"{where}: field evaluation.{net}.{alloc}: {w} correct, its per-example "
-                        f"vector says {v.count('1')} of {len(v)}"
-                    )
-    audit = (pe.get("analyses") or {}).get("audit")
-    if audit and rec.analysis("audit") is not None:
-        if audit["pi_A"].count("1") != rec.analysis("audit").adversarial:
-            raise RecordError(
-                f"{where}: field analyses.audit.adversarial: not its per-example count"
-            )
 
 
 def _copy(src: Path, dest: Path) -> None:

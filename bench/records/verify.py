@@ -5,14 +5,17 @@
 (pydantic, strict), every name and text from a safe character set, the id the one its fields
 give, its files where its id puts them, its counts within its test set, and every derived field
 (scores, verdict) equal to what its counts give. :func:`make` is how a run writes a record: the
-same checks, so what is written is exactly what is read back. No torch.
-"""
+same checks, so what is written is exactly what is read back. No torch (``deep`` builds the
+suite, which loads the trainers). One job, over 300 lines: a record read as untrusted input,
+every check (fields, derived numbers, suite, division, per-example evidence) in one place."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
+from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
@@ -23,6 +26,7 @@ from .record import (
     SUCCESS,
     Record,
     RecordError,
+    per_example_bytes,
     per_example_rel,
     report_rel,
 )
@@ -287,3 +291,44 @@ def _check_shape(rec: Record, where: str, deep: bool = True) -> None:
             f"{rec.evaluation.total} test examples"
         )
     _check_counts(rec, where)
+
+
+def read_json(path: Path):
+    """A JSON file's data; RecordError (one line) when it is not readable JSON."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        why = e.msg if isinstance(e, json.JSONDecodeError) else type(e).__name__
+        raise RecordError(f"{path}: not readable JSON ({why}); fix or remove that file") from None
+
+
+def verify_per_example(rec: Record, pe: dict, where: str) -> None:
+    """The per-example file is this record's: its hash, and every vector's count and length."""
+    digest = hashlib.sha256(per_example_bytes(pe)).hexdigest()
+    if digest != rec.per_example_sha256:
+        raise RecordError(
+            f"{where}: field per_example_sha256: the per-example file's hash is {digest[:12]}..., "
+            f"the record's {rec.per_example_sha256[:12]}... (another record's file?)"
+        )
+    ev, total = rec.evaluation, rec.evaluation.total
+    if pe.get("total") != total:
+        raise RecordError(f"{where}: per_example: {pe.get('total')} examples, the record {total}")
+    for net, by in pe.get("evaluation", {}).items():
+        counts = getattr(ev, net)
+        for alloc, bits in by.items():
+            want = getattr(counts, alloc)
+            vectors, wants = (bits, want) if isinstance(bits, list) else ([bits], [want])
+            if len(vectors) != len(wants or []):
+                raise RecordError(f"{where}: per_example {net}.{alloc}: not one vector per count")
+            for v, w in zip(vectors, wants):
+                if len(v) != total or set(v) - {"0", "1"} or v.count("1") != w:
+                    raise RecordError(
+                        f"{where}: field evaluation.{net}.{alloc}: {w} correct, its per-example "
+                        f"vector says {v.count('1')} of {len(v)}"
+                    )
+    audit = (pe.get("analyses") or {}).get("audit")
+    if audit and rec.analysis("audit") is not None:
+        if audit["pi_A"].count("1") != rec.analysis("audit").adversarial:
+            raise RecordError(
+                f"{where}: field analyses.audit.adversarial: not its per-example count"
+            )
