@@ -267,6 +267,12 @@ def option_inner_products(
             return option_inner_products(
                 x.float(), grad.float(), options, symmetric, scale_mode, percentile, per_channel
             )
+    if not (symmetric or per_channel) and scale_mode == "minmax":  # the default quantizer
+        from .fused_taps import inner_products
+
+        fused = inner_products(x, grad, options)  # None unless asked for and compiled
+        if fused is not None:
+            return fused
     if per_channel and x.dim() > 2:  # one scale per channel: no common factor to pull out
         lo, hi = _range_stats(x, True, scale_mode, percentile, True)
         g = grad.to(x.dtype)

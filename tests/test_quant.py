@@ -199,3 +199,32 @@ def test_pair_forward_under_autocast_keeps_the_allocation():
     for layer, (inp, q) in cap.items():
         assert inp.dtype == torch.bfloat16
         assert torch.equal(q, fake_quantize(inp.float(), bits[:, layer]).to(q.dtype))
+
+
+@pytest.mark.slow
+def test_the_fused_taps_give_the_inner_products_the_eager_path_gives(gen):
+    """dptq.fused_taps (compiled): the same codes, summed in another order: within float
+    rounding of the naive inner products, like the eager path; off, or for another quantizer,
+    the eager path answers."""
+    from dptq import fused_taps
+
+    x = torch.randn(4, 6, 5, 5, generator=gen).relu() * 3 - 0.5
+    g = torch.randn(4, 6, 5, 5, generator=gen)
+    opts = (2, 3, 5, 8, 10)
+    naive = torch.stack(
+        [(g * fake_quantize(x, o, False, True)).flatten(1).sum(1) for o in opts], dim=1
+    )
+    eager = option_inner_products(x, g, opts)
+    assert fused_taps.inner_products(x, g, opts) is None  # off by default
+    fused_taps.enable(True)
+    try:
+        fused = fused_taps.inner_products(x, g, opts)
+        assert fused is not None, fused_taps.status()
+        via = option_inner_products(x, g, opts)  # the quantizer's own entry point uses it
+        sym = option_inner_products(x, g, opts, symmetric=True)  # not the fused kernel's case
+    finally:
+        fused_taps.enable(False)
+    torch.testing.assert_close(fused, naive, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(eager, naive, rtol=1e-4, atol=1e-4)
+    assert torch.equal(via, fused)
+    assert torch.equal(sym, option_inner_products(x, g, opts, symmetric=True))

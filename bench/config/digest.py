@@ -28,6 +28,7 @@ LATER_FIELDS = (  # (path, default); "*": every item of a list
     (("resources", "precision"), "no"),
     (("resources", "loader_workers"), 0),
     (("resources", "cache_f_n"), True),
+    (("resources", "compile_taps"), False),
     (("protocol", "attack_min"), 10.0),
     (("teacher", "options"), {}),
     (("students", "*", "options"), {}),

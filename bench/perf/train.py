@@ -149,9 +149,42 @@ def bench_compiled(quick: bool, size: int = 32) -> dict:
     }
 
 
+def bench_fused(quick: bool, size: int) -> dict:
+    """The pair step with the policy's option inner products as one compiled kernel
+    (:mod:`dptq.fused_taps`, ``resources.compile_taps``) against the same pair step eager and a
+    plain step, interleaved; the first (compiling) step's seconds."""
+    from dptq import fused_taps
+
+    student, _, _, _, x, pair = pair_setup(size, cached=True)
+    plain = _plain(student, x)
+
+    def fused():
+        fused_taps.enable(True)
+        try:
+            pair()
+        finally:
+            fused_taps.enable(False)
+
+    began = time.perf_counter()
+    fused()
+    warmup = time.perf_counter() - began
+    t = _median_times({"pair": pair, "fused": fused, "plain": plain}, reps=3 if quick else 7)
+    return {
+        "image": size,
+        "status": fused_taps.status(),
+        "warmup_s": warmup,
+        "pair_step_s": t["pair"],
+        "fused_step_s": t["fused"],
+        "plain_step_s": t["plain"],
+        "ratio": t["pair"] / t["plain"],
+        "ratio_fused": t["fused"] / t["plain"],
+    }
+
+
 def bench_train(quick: bool) -> dict:
     return {
         "steps": [bench_train_step(quick, s) for s in (32, 64)],
+        "fused": [bench_fused(quick, s) for s in (32, 64)],
         "compiled": bench_compiled(quick),
         "profile": profile_pair_step(32, steps=1 if quick else 3),
         "profile_uncached": profile_pair_step(32, steps=1 if quick else 3, cached=False),
@@ -190,6 +223,24 @@ def markdown_train(res: dict) -> str:
             f"| {r['image']}x{r['image']} | {ms('pair_step_s')} | {ms('plain_step_s')} | "
             f"{r['ratio']:.2f}x | {uncached} | {peaks} |"
         )
+    fused = res["train"].get("fused")
+    if fused:
+        lines += [
+            "",
+            "With the policy's option inner products as one compiled kernel "
+            "(`resources.compile_taps`, `dptq/fused_taps.py`), interleaved with the same pair "
+            "step eager and a plain step:",
+            "",
+            "| image | pair step eager (ms) | fused (ms) | plain (ms) | ratio eager | ratio fused "
+            "| first step, compiling (s) |",
+            "|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for r in fused:
+            lines.append(
+                f"| {r['image']}x{r['image']} | {r['pair_step_s'] * 1e3:.0f} | "
+                f"{r['fused_step_s'] * 1e3:.0f} | {r['plain_step_s'] * 1e3:.0f} | "
+                f"{r['ratio']:.2f}x | {r['ratio_fused']:.2f}x | {r['warmup_s']:.0f} |"
+            )
     c = res["train"].get("compiled")
     if c is not None:
         lines.append("")

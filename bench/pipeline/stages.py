@@ -159,6 +159,9 @@ def pair(suite, data: DatasetPair, stage: Stage, inputs: dict, params, *, ckpt, 
     if mode == "detrimental" and cfg.stealth_on and "robust_policy" in cfg.stealth_allocations:
         _, robust_policy = load_pair(suite, cell, "robust", inputs["robust"], data.num_classes)
         robust_policy = robust_policy.to(acc.device).requires_grad_(False)
+    from dptq import fused_taps
+
+    fused_taps.enable(suite.resources.compile_taps)
     seed_everything(cell.seed + MODE_OFFSET[mode])
     select = (lambda r: score(dict(r))["score"]) if suite.search.select_epoch == "best" else None
     _, _, result = train_pair(
