@@ -3,7 +3,10 @@ same student and batch (resnet18, batch 64, at 32 and 64 px), as training runs i
 from :class:`dptq.teacher_cache.TeacherCache`) and with f_N's forward pass in every step (as
 before the cache); each step's peak memory; the same steps under ``torch.compile`` where it
 works; and where the pair step's time goes (:func:`profile_pair_step`). The results are kept per
-machine kind (``train-<vector extension>.md``: the AVX2 and AVX-512 figures side by side)."""
+machine kind (``train-<vector extension>.md``: the AVX2 and AVX-512 figures side by side).
+
+One job: the train benchmark's variants share one setup (:func:`pair_setup`) and one
+interleaved timing loop, so that every ratio it reports compares steps measured the same way."""
 
 from __future__ import annotations
 
