@@ -87,6 +87,10 @@ def test_architecture_view_reads_the_closed_division_only(tmp_path):
     regenerate(board)
     assert '<img src="architectures_digits.png"' in (board / "index.html").read_text()
     assert (board / "architectures_digits.png").stat().st_size > 1000
+    open_only = board_with(tmp_path / "open", [r for r in recs if r.division != "closed"])
+    (open_only / "architectures_digits.png").write_bytes(b"stale")  # from an earlier board
+    regenerate(open_only)
+    assert not (open_only / "architectures_digits.png").exists()
 
 
 def test_the_architecture_view_says_in_words_what_the_seeds_show():

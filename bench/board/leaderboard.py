@@ -60,6 +60,8 @@ def regenerate(
     write_atomic(out / "leaderboard.csv", render_csv(df))
     failpoint("leaderboard:views")
     pngs = render_pngs(df, out)  # before the page, which shows the figures that exist
+    for stale in {*out.glob("architectures_*.png"), *out.glob("indicator_roc_*.png")} - {*pngs}:
+        stale.unlink()  # a per-dataset figure whose rows are gone (e.g. no closed record yet)
     write_atomic(out / "index.html", render_html(df, out))
     write_atomic(out / "schema.json", schema_text())
     written = [out / "README.md", out / "leaderboard.csv", out / "index.html", out / "schema.json"]
