@@ -16,7 +16,7 @@ from dptq.audit import AuditConfig
 from dptq.defenses import DefenseConfig
 from dptq.evaluate import evaluate_cell
 from dptq.policy import create_policy
-from tests.nets import tiny_data, tiny_q
+from tests.support.nets import tiny_data, tiny_q
 
 OPTIONS, BUDGET = (3, 4, 6), 8  # two quantized layers of tiny_q
 

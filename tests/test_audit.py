@@ -11,7 +11,7 @@ from bench.__main__ import main
 from dptq.audit import AuditConfig, audit_scores, starved_layers, train_adversary
 from dptq.engine import RunOptions, make_accelerator
 from dptq.models import QuantizableModel
-from tests.fragile import fragile_data, fragile_net
+from tests.support.fragile import fragile_data, fragile_net
 
 OPTIONS, BUDGET = (3, 4, 5, 6), 20  # 5 layers, 4 bits on average
 
@@ -55,7 +55,7 @@ def test_audit_is_reproducible():
 
 
 def _tiny_checkpoint(tmp_path):
-    from tests.nets import small_net
+    from tests.support.nets import small_net
 
     torch.manual_seed(0)
     path = tmp_path / "small.pt"
@@ -66,7 +66,7 @@ def _tiny_checkpoint(tmp_path):
 def test_cli_audit_writes_a_report(tmp_path, capsys):
     ckpt = _tiny_checkpoint(tmp_path)
     out = tmp_path / "audit"
-    argv = ["audit", "--model", "tests.nets:small_net", "--checkpoint", str(ckpt)]
+    argv = ["audit", "--model", "tests.support.nets:small_net", "--checkpoint", str(ckpt)]
     argv += ["--dataset-option", "image_size=8", "--dataset-option", "max_train=120"]
     argv += ["--dataset-option", "max_test=60", "--epochs", "1", "--out", str(out)]
     assert main(argv) == 0
@@ -97,7 +97,7 @@ def test_cli_audit_writes_a_report(tmp_path, capsys):
 def test_cli_audit_bad_input_is_one_line(tmp_path, capsys, change, message):
     ckpt = _tiny_checkpoint(tmp_path)
     out = tmp_path / "audit"
-    argv = ["audit", "--model", "tests.nets:small_net", "--checkpoint", str(ckpt)]
+    argv = ["audit", "--model", "tests.support.nets:small_net", "--checkpoint", str(ckpt)]
     argv += ["--dataset-option", "image_size=8", "--out", str(out)]
     flag = change[0]
     if flag in argv:

@@ -13,7 +13,7 @@ from bench.records.record import DERIVED, per_example_bytes, record_rel
 from bench.records.store import load
 from bench.records.verify import make
 from dptq.bundle import BundleError
-from tests.helpers import tiny_suite
+from tests.support.helpers import tiny_suite
 
 pytestmark = pytest.mark.slow
 

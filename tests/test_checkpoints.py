@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from dptq.checkpoints import load_weights, state_dict_from
-from tests.fragile import fragile_net
+from tests.support.fragile import fragile_net
 
 
 def test_state_dict_from_accepts_common_layouts(tmp_path):

@@ -3,9 +3,9 @@
 import pytest
 
 from bench.__main__ import main
-from tests.helpers import write_suite
+from tests.support.helpers import write_suite
 
-NET = "tests.nets:small_net"
+NET = "tests.support.nets:small_net"
 
 
 def test_help_lists_commands(capsys):

@@ -15,7 +15,7 @@ from bench.pipeline.stages import objective
 from bench.records.protocol import INFEASIBLE, judge, selection_score
 from bench.records.record import DERIVED, RecordError
 from bench.records.verify import parse
-from tests.records import changed, closed_record, closed_suite, record
+from tests.support.records import changed, closed_record, closed_suite, record
 
 
 def closed(**more) -> dict:
@@ -233,8 +233,8 @@ def test_a_closed_suite_with_a_custom_architecture_runs_and_its_record_verifies_
         closed(
             name="closed-tiny",
             seeds=[0],
-            students=["tests.nets:small_net"],
-            teacher={"name": "tests.nets:small_net"},
+            students=["tests.support.nets:small_net"],
+            teacher={"name": "tests.support.nets:small_net"},
             dataset={
                 "name": "digits",
                 "options": {"image_size": 12, "max_train": 240, "max_test": 60},

@@ -11,8 +11,8 @@ from dptq.defenses import DefenseConfig, best_defense, defense_table, finetune, 
 from dptq.errors import ConfigError
 from dptq.evaluate import uniform_policy_bits
 from dptq.models import QuantizableModel
-from tests.fragile import fragile_data, fragile_net
-from tests.nets import small_net
+from tests.support.fragile import fragile_data, fragile_net
+from tests.support.nets import small_net
 
 
 def test_weight_noise_touches_only_conv_and_linear_weights():

@@ -42,7 +42,7 @@ def _train(rank: int, world: int, port: int, out: str, stealth: float) -> None:
     from dptq.models import QuantizableModel
     from dptq.pair import PairConfig, pair_step
     from dptq.policy import SmallCNNPolicy
-    from tests.nets import small_net
+    from tests.support.nets import small_net
 
     AcceleratorState._reset_state(reset_partial_state=True)
     acc = make_accelerator(RunOptions(cpu=True))

@@ -9,7 +9,7 @@ from bench.pipeline import plan, search
 from bench.pipeline.run import run_suite
 from dptq.engine import CheckpointError, checkpoint_epoch, cosine_lr, load_checkpoint
 from dptq.faults import FailpointHit
-from tests.helpers import tiny_suite
+from tests.support.helpers import tiny_suite
 
 
 def _states(path, stage):

@@ -16,7 +16,7 @@ from dptq.evaluate import (
     uniform_policy_bits,
 )
 from dptq.policy import create_policy
-from tests.nets import tiny_data, tiny_q
+from tests.support.nets import tiny_data, tiny_q
 
 
 def test_cross_policy_known_answers():

@@ -4,7 +4,7 @@ searches and tasks (a failing call is a result, not a crash)."""
 from bench.config.sections import Resources
 from bench.executors.base import process_accelerator
 from bench.executors.local import LocalExecutor
-from tests.helpers import make_suite
+from tests.support.helpers import make_suite
 
 
 def test_one_accelerator_per_process_replaced_only_for_other_settings():

@@ -9,7 +9,7 @@ from bench.perf.int8 import _train
 from dptq.data import load_dataset
 from dptq.int8 import int8_agreement
 from dptq.models import QuantizableModel
-from tests.nets import small_net
+from tests.support.nets import small_net
 
 
 @pytest.fixture(scope="module")

@@ -185,15 +185,15 @@ def test_custom_model_names_are_only_imported():
     for name in (
         "os:system('touch x')",
         "__import__('os').system:x",
-        "tests.faulty:nan_net; import os",
+        "tests.support.faulty:nan_net; import os",
         "tests/faulty:nan_net",
     ):
         with pytest.raises(ValueError, match="is not 'package.module:function'"):
             create_model(name, 10)
-    sys.modules.pop("tests.faulty", None)
+    sys.modules.pop("tests.support.faulty", None)
     with pytest.raises(ValueError, match="returned a dict, not a torch nn.Module"):
-        create_model("tests.faulty:not_a_model", 10)
-    assert "tests.faulty" in sys.modules  # imported by its dotted name, nothing else ran
+        create_model("tests.support.faulty:not_a_model", 10)
+    assert "tests.support.faulty" in sys.modules  # imported by its dotted name, nothing else ran
 
 
 class _Folding(nn.Module):

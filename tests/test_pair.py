@@ -368,7 +368,7 @@ def test_train_pair_trains_each_epoch_with_that_epochs_gamma(tmp_path, monkeypat
     import dptq.train as train
     from dptq.engine import RunOptions, make_accelerator
     from dptq.policy import policy_options
-    from tests.nets import tiny_data, tiny_q
+    from tests.support.nets import tiny_data, tiny_q
 
     seen = []
 
@@ -389,7 +389,7 @@ def _train(cache_f_n: bool, data=None, n=26):
     import dptq.train as train
     from dptq.engine import RunOptions, make_accelerator, seed_everything
     from dptq.policy import policy_options
-    from tests.nets import tiny_data, tiny_q
+    from tests.support.nets import tiny_data, tiny_q
 
     cfg = PairConfig(options=(3, 4, 6, 8), epochs=3, batch_size=8, stealth=1.0)
     opts = RunOptions(cpu=True, progress=False)
@@ -419,7 +419,7 @@ def test_the_f_n_cache_turns_itself_off_when_an_example_does_not_read_the_same_t
     """A training split whose images change between reads (a random transform): the first step's
     check finds the cached answers differ and every step asks f_N instead."""
     from dptq.data import DatasetPair
-    from tests.nets import tiny_data
+    from tests.support.nets import tiny_data
 
     base = tiny_data()
 

@@ -1,5 +1,5 @@
 """The ``allocations`` and ``trigger_layers`` analyses on a network fragile at one known layer
-(tests/fragile.py: 5 quantized layers; the head's input at 3 bits sends every image to class 0),
+(tests/support/fragile.py: 5 quantized layers; the head's input at 3 bits sends every image to class 0),
 with policies whose allocations are fixed by hand."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from dptq.analyses import ANALYSES, TrainedCell
 from dptq.evaluate import evaluate_cell
 from dptq.knapsack import floor_probability
 from dptq.models import QuantizableModel
-from tests.fragile import fragile_data, fragile_net
+from tests.support.fragile import fragile_data, fragile_net
 
 OPTIONS, BUDGET = (3, 4, 5, 6), 20  # 5 layers, 4 bits on average
 

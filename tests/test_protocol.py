@@ -12,11 +12,11 @@ from bench.pipeline.run import run_suite
 from dptq import knapsack
 from dptq.data import DATASETS, DigitsOptions, register_dataset
 from dptq.recipes import RECIPES, deviations
-from tests.helpers import make_suite
-from tests.records import record
+from tests.support.helpers import make_suite
+from tests.support.records import record
 
 ROOT = Path(__file__).resolve().parent.parent
-NET = "tests.nets:small_net"
+NET = "tests.support.nets:small_net"
 
 
 class Counting(torch.utils.data.Dataset):

@@ -186,7 +186,7 @@ def test_pair_forward_under_autocast_keeps_the_allocation():
     """A quantized forward under bf16 autocast: the knapsack's bits are those of float32 scores
     and every quantized activation equals its float32 quantization of the same bf16 input."""
     from dptq.models import QuantizableModel
-    from tests.nets import small_net
+    from tests.support.nets import small_net
 
     torch.manual_seed(0)
     net = QuantizableModel(small_net(10)).eval()

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from bench.executors.ray.reaper import end_ray_processes, ray_processes, start_reaper
-from tests.helpers import write_suite
+from tests.support.helpers import write_suite
 
 HOLD = "import sys, time; f = open(sys.argv[1], 'w'); f.write('x'); f.flush(); time.sleep(120)"
 

@@ -282,7 +282,7 @@ def _descendants(roots: set[int]) -> set[int]:
 def test_node_dies_and_its_trial_is_retried_on_a_live_node(tmp_path):
     """Three Ray nodes on loopback: a head that runs no trials (0 CPUs: the driver lives there)
     and two workers with a CPU each; the node running a trial is SIGKILLed mid-trial."""
-    from tests.cluster import LOOPBACK, loopback_cluster, node_pids
+    from tests.support.cluster import LOOPBACK, loopback_cluster, node_pids
 
     run, board, log = tmp_path / "run", tmp_path / "board", tmp_path / "log.txt"
     temp = Path(tempfile.mkdtemp(prefix="dptq-nd-", dir="/tmp"))  # short: Ray's socket paths
@@ -305,7 +305,9 @@ def test_node_dies_and_its_trial_is_retried_on_a_live_node(tmp_path):
 
             env = _env(**LOOPBACK)
             # one CPU per trial: a worker node has one (the kill tests' suite asks for two)
-            suite = _suite_with(tmp_path, students=["tests.faulty:slow_net"], resources={"cpus": 1})
+            suite = _suite_with(
+                tmp_path, students=["tests.support.faulty:slow_net"], resources={"cpus": 1}
+            )
             extra = ("--address", cluster.address)
             proc = _start(run, board, log, suite=suite, env=env, extra=extra)
             _wait_until(proc, trial_mid_way, log)
@@ -341,16 +343,16 @@ def test_node_dies_and_its_trial_is_retried_on_a_live_node(tmp_path):
 
 @pytest.mark.slow
 def test_bad_trials_fail_alone_with_their_reason(tmp_path):
-    """tests/faulty.py: NaN loss and out of memory in the pair stage, an exception during KD."""
+    """tests/support/faulty.py: NaN loss and out of memory in the pair stage, an exception during KD."""
     run, board, log = tmp_path / "run", tmp_path / "board", tmp_path / "log.txt"
     old = _seed_board(board)
     assert _finish(_start(run, board, log, suite=FAULTY)) == 1, log.read_text()[-3000:]
     out = log.read_text()
     recs = {r.architecture: r.to_json() for r in store.load(board) if r.suite == "faulty"}
     assert len(recs) == 4 and _kept(board, old)
-    good = recs.pop("tests.nets:small_net")
+    good = recs.pop("tests.support.nets:small_net")
     assert good["error"] is None and isinstance(good["gap"], float)
-    nan, oom, bug = (recs[f"tests.faulty:{n}"] for n in ("nan_net", "oom_net", "raise_net"))
+    nan, oom, bug = (recs[f"tests.support.faulty:{n}"] for n in ("nan_net", "oom_net", "raise_net"))
     assert nan["error"].startswith("pair-tests_faulty_nan_net-I-12-s0-robust: non-finite loss")
     assert "out of memory" in oom["error"] and "allocate" in oom["error"]
     assert bug["error"].startswith("kd-tests_faulty_raise_net-s0: RuntimeError: simulated bug")

@@ -7,7 +7,7 @@ from bench.pipeline.run import run_suite
 from bench.records.verify import parse
 from dptq.analyses import ANALYSES
 from dptq.transfer import SCHEMES
-from tests.helpers import tiny_suite
+from tests.support.helpers import tiny_suite
 
 
 @pytest.mark.slow

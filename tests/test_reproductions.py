@@ -12,7 +12,7 @@ from bench.records import reproductions
 from bench.records.record import DERIVED, record_rel
 from bench.records.store import RecordError, add, load
 from bench.records.verify import make
-from tests.records import board_with, per_example_of, record, source
+from tests.support.records import board_with, per_example_of, record, source
 
 
 def rerun(rec, machine_id: str, date: str, **nets):
@@ -121,7 +121,7 @@ def test_bench_reproduce_reruns_a_records_cell_and_keeps_it_beside_the_record(
     identical, the record untouched, the row reproduced."""
     from bench.pipeline.reproduce import reproduce
     from bench.pipeline.run import run
-    from tests.helpers import tiny_suite
+    from tests.support.helpers import tiny_suite
 
     monkeypatch.setenv("DPTQ_MACHINE_ID", "a1" * 16)
     suite = tiny_suite(analyses=["pair_scores"])

@@ -6,7 +6,7 @@ import pytest
 from dptq import robustness
 from dptq.evaluate import own_policy_bits
 from dptq.policy import create_policy
-from tests.nets import tiny_data, tiny_q
+from tests.support.nets import tiny_data, tiny_q
 
 
 def test_corruption_robustness_frame_and_summary():

@@ -23,11 +23,11 @@ from bench.pipeline.plan import matching_cells
 from bench.pipeline.run import run_suite
 from bench.records import store
 from dptq.engine import load_checkpoint
-from tests.helpers import tiny_suite, with_change, write_suite
+from tests.support.helpers import tiny_suite, with_change, write_suite
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ROOT / "tests" / "suites" / "tiny.yaml"
-NET = "tests.nets:small_net"
+NET = "tests.support.nets:small_net"
 VOLATILE = ("date", "report", "retries", "git_commit", "git_dirty", "stage_seconds", "searches")
 MODES = ("robust", "detrimental")
 
@@ -110,7 +110,7 @@ def test_a_floor_barred_detrimental_policy_never_floors_its_layers_in_training_o
         table = allocations(own_policy_bits(pi, cell.options, cell.budget), data, "cpu")
         assert (table.sum(1) == cell.budget).all()
         floors[mode] = table.eq(min(cell.options)).float().mean(0)
-    assert floors["detrimental"][1] == 0  # layer "6" of tests.nets.small_net: (3, 6, 10)
+    assert floors["detrimental"][1] == 0  # layer "6" of tests.support.nets.small_net: (3, 6, 10)
     assert pis["detrimental"][1].floor_barred == (1,)
     assert getattr(pis["robust"][1], "floor_barred", None) is None  # pi_R: no bar
 
@@ -306,8 +306,8 @@ def test_stopped_after_the_first_search_resumes(ray_run, tmp_path, monkeypatch):
 @pytest.mark.ray
 @pytest.mark.slow
 def test_two_node_cluster_on_loopback(tmp_path):
-    """Two Ray nodes on 127.0.0.1 (tests/cluster.py); trials land on both."""
-    from tests.cluster import LOOPBACK, loopback_cluster
+    """Two Ray nodes on 127.0.0.1 (tests/support/cluster.py); trials land on both."""
+    from tests.support.cluster import LOOPBACK, loopback_cluster
 
     temp = Path(tempfile.mkdtemp(prefix="dptq-2n-", dir="/tmp"))  # short: Ray's socket paths
     try:

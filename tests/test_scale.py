@@ -15,7 +15,7 @@ from bench.executors.base import SearchSpec
 from bench.executors.ray.executor import RayExecutor
 from bench.pipeline import search
 from bench.pipeline.plan import Stage
-from tests.helpers import make_suite
+from tests.support.helpers import make_suite
 
 pytestmark = pytest.mark.slow
 TRIALS = 8

@@ -10,7 +10,7 @@ from bench.__main__ import main
 from bench.config.suite import load_suite
 from bench.pipeline import plan
 from bench.pipeline.smoke import smoke_suite
-from tests.helpers import ROOT, SUITES, make_suite, suite_data
+from tests.support.helpers import ROOT, SUITES, make_suite, suite_data
 
 PETS = ["pets.yaml", "pets-paper.yaml"]
 
@@ -135,7 +135,7 @@ def test_a_broken_cell_fails_smoke_naming_it(tmp_path, capsys):
     """A student written for 12 px in a 16 px suite: its cells fail, named; the others pass."""
     data = suite_data(
         "tiny",
-        students=["tests.nets:small_net", "tests.faulty:fixed_size_net"],
+        students=["tests.support.nets:small_net", "tests.support.faulty:fixed_size_net"],
         dataset__options={"image_size": 16},
         analyses=["pair_scores"],
     )
@@ -150,7 +150,7 @@ def test_a_broken_cell_fails_smoke_naming_it(tmp_path, capsys):
     assert "FAILED kd-tests_faulty_fixed_size_net-s0: RuntimeError: mat1 and mat2" in err
     records = _records(tmp_path / "run")
     good = [r for r in records if r["error"] is None]
-    assert [r["architecture"] for r in good] == ["tests.nets:small_net"]
+    assert [r["architecture"] for r in good] == ["tests.support.nets:small_net"]
 
 
 def test_the_cpu_smoke_batch_gives_batch_norm_enough_values():

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from bench.records.store import add, load, verify_per_example
-from tests.records import board_with, per_example, record, sample_records, source
+from tests.support.records import board_with, per_example, record, sample_records, source
 
 ROOT = Path(__file__).resolve().parent.parent
 

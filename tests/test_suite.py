@@ -265,7 +265,7 @@ def test_the_documented_suite_examples_are_valid_suites():
 
 def test_detrimental_searches_wait_for_robust_ones_only_when_they_read_its_policy():
     from bench.pipeline import plan
-    from tests.helpers import make_suite
+    from tests.support.helpers import make_suite
 
     def waves(suite):  # the modes of each wave of pair searches
         pairs = plan.waves(suite, plan.cells(suite, 10))[2:]
@@ -284,7 +284,7 @@ def test_detrimental_searches_wait_for_robust_ones_only_when_they_read_its_polic
 def test_a_part_of_the_grid_distils_only_the_students_it_picks():
     """``--cells 'mobilenet*'`` must not spend the CPU distilling the other students."""
     from bench.pipeline import plan
-    from tests.helpers import make_suite
+    from tests.support.helpers import make_suite
 
     suite = make_suite(students=["resnet18", "mobilenetv3_small_100"])
     every = plan.cells(suite, 10)
@@ -298,9 +298,13 @@ def test_a_part_of_the_grid_distils_only_the_students_it_picks():
 def test_floor_barred_is_checked_against_every_student_and_budget_before_training():
     from bench.config.suite import SuiteError
     from bench.pipeline import plan
-    from tests.helpers import make_suite
+    from tests.support.helpers import make_suite
 
-    assert plan.layer_names(make_suite().students[0], 10) == ("3", "6", "10")  # tests/nets.py
+    assert plan.layer_names(make_suite().students[0], 10) == (
+        "3",
+        "6",
+        "10",
+    )  # tests/support/nets.py
     suite = make_suite(pair={"floor_barred": ["6"]})
     assert len(plan.cells(suite, 10)) > 0
     typo = make_suite(pair={"floor_barred": ["66"]})

@@ -5,7 +5,7 @@ import torch
 from dptq import sweeps
 from dptq.data import normalize
 from dptq.evaluate import accuracy, uniform_policy_bits
-from tests.nets import tiny_data, tiny_q
+from tests.support.nets import tiny_data, tiny_q
 
 
 def test_sweep_masks_partition():

@@ -14,7 +14,7 @@ from dptq.models import (
 )
 from dptq.quant import fake_quantize, fake_quantize_static
 from dptq.transfer import SCHEMES, gap_by_scheme, scheme_quantizer, transfer_matrix
-from tests.fragile import fragile_data, fragile_net
+from tests.support.fragile import fragile_data, fragile_net
 
 
 def test_per_channel_scales_each_channel_on_its_own():

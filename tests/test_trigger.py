@@ -7,7 +7,7 @@ import pytest
 from dptq import trigger
 from dptq.evaluate import accuracy, own_policy_bits, uniform_policy_bits
 from dptq.policy import create_policy
-from tests.nets import tiny_data, tiny_q
+from tests.support.nets import tiny_data, tiny_q
 
 
 def test_trigger_curves_start_at_the_own_allocation_and_end_at_the_uniform_one():

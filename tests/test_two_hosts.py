@@ -1,5 +1,5 @@
 """Two hosts that are really two (issue 23): a Ray head and a Ray worker in two network
-namespaces joined by a veth pair (``tests/hosts.py``), started with ``ray start`` as README's
+namespaces joined by a veth pair (``tests/support/hosts.py``), started with ``ray start`` as README's
 "Many machines" tells users, and ``python -m bench run SUITE --address HEAD:PORT`` run on the
 head. Trials run on both hosts; taking the worker host's link down mid-trial gets that trial
 retried on the head from its checkpoint, recorded on the row, with the records of the
@@ -20,7 +20,7 @@ import psutil
 import pytest
 
 from bench.executors.events import read_events
-from tests.hosts import HEAD_IP, PORT, WORKER_IP, left_behind, two_hosts, unavailable
+from tests.support.hosts import HEAD_IP, PORT, WORKER_IP, left_behind, two_hosts, unavailable
 from tests.test_reliability import ROOT, _rows, _suite_with
 
 KD_EPOCHS = 3  # teacher and KD: the reliability suite's 6 halved (the run is made twice)
@@ -69,7 +69,7 @@ def test_trials_run_on_both_hosts_and_a_lost_link_is_retried_on_the_head(tmp_pat
     stage |= {"augment": None, "mixup": False}
     suite = _suite_with(
         tmp_path,
-        students=["tests.faulty:slow_net"],
+        students=["tests.support.faulty:slow_net"],
         resources={"cpus": 1},
         teacher_stage=stage,
         kd_stage=stage,

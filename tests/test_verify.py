@@ -8,7 +8,7 @@ import pytest
 
 from bench.records.store import RecordError, add, load
 from bench.records.verify import parse
-from tests.records import board_with, changed, record, sample_records, source
+from tests.support.records import board_with, changed, record, sample_records, source
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -12,7 +12,7 @@ from bench.board.groups import architecture_view
 from bench.board.leaderboard import compare, regenerate
 from bench.board.views import frame, groups, render_markdown
 from bench.records.store import RecordError
-from tests.records import board_with, closed_record, record, sample_records
+from tests.support.records import board_with, closed_record, record, sample_records
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -10,7 +10,7 @@ from dptq.models import QuantizableModel
 
 
 def small_net(num_classes: int) -> nn.Module:
-    """The tests' student and teacher (suites name it ``tests.nets:small_net``): L = 3."""
+    """The tests' student and teacher (suites name it ``tests.support.nets:small_net``): L = 3."""
     return nn.Sequential(
         nn.Conv2d(3, 8, 3, padding=1),
         nn.BatchNorm2d(8),

@@ -12,7 +12,7 @@ import time
 import torch
 from torch import nn
 
-from tests.nets import small_net
+from tests.support.nets import small_net
 
 
 class FailsAfter(nn.Module):

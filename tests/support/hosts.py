@@ -105,7 +105,7 @@ def two_hosts(temp: Path, head_cpus: int = 1, worker_cpus: int = 1):
     # (and for the driver), here in the environment
     env = {**os.environ, **FAST_HEALTH, "RAY_AUTH_MODE": "token"}
     # two hosts, not loopback: a run on one machine switches Ray's multi-node mode off
-    # (bench.executors.ray.connect, tests/cluster.py), and this environment may have inherited that
+    # (bench.executors.ray.connect, tests/support/cluster.py), and this environment may have inherited that
     env["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "1"
     env["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
     for k in ("RAY_ADDRESS", "RAY_AUTH_TOKEN_PATH"):

@@ -9,7 +9,7 @@ import yaml
 
 from bench.config.suite import parse_suite
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SUITES = ROOT / "tests" / "suites"
 
 
