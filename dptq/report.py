@@ -15,6 +15,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
+from . import tables  # noqa: E402
 from .io import write_figure  # noqa: E402
 from .sweeps import HIST_BIN, HIST_RANGE  # noqa: E402
 
@@ -241,17 +242,18 @@ def contact_sheet(
 
 
 def markdown_table(frame: pd.DataFrame, floatfmt: str = ".2f") -> str:
-    """A DataFrame as a GitHub Markdown table (no extra dependency)."""
+    """A DataFrame as a GitHub Markdown table (:func:`dptq.tables.markdown_table`): the index
+    first unless it is a RangeIndex, floats as ``floatfmt``, the rest as ``str()``."""
     cols = [str(c) for c in frame.columns]
     idx = frame.index.name or ""
     show_index = not isinstance(frame.index, pd.RangeIndex)
     head = ([idx] if show_index else []) + cols
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for key, row in frame.iterrows():
-        cells = [str(key)] if show_index else []
-        cells += [format(v, floatfmt) if isinstance(v, float) else str(v) for v in row.tolist()]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    rows = [
+        ([str(key)] if show_index else [])
+        + [format(v, floatfmt) if isinstance(v, float) else str(v) for v in row.tolist()]
+        for key, row in frame.iterrows()
+    ]
+    return "\n".join(tables.markdown_table(head, rows))
 
 
 def plot_layer_outliers(table: pd.DataFrame, path: Path) -> Path:

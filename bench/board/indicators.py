@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import pandas as pd
 
+from dptq.tables import markdown_table
+
 # the pairs each AUC is computed over: the valid seeds; of those, the ones with an attack
 SETS = (("valid", "valid pairs"), ("attacked", "valid pairs with an attack"))
 # the negatives each AUC puts against f_D, and the column suffix that names them
@@ -103,9 +105,7 @@ def indicator_markdown(table: pd.DataFrame) -> list[str]:
         "not f_D's attack; *f_D above f_R*: share of pairs whose f_D scores higher than its own "
         "f_R.",
         "",
-        "| indicator | " + " | ".join(HEADER) + " |",
-        "|---|" + "---:|" * len(HEADER),
     ]
-    for _, r in table.iterrows():
-        lines.append(f"| {r.indicator} | " + " | ".join(cells(r)) + " |")
-    return [*lines, ""]
+    rows = [[r.indicator, *cells(r)] for _, r in table.iterrows()]
+    align = "l" + "r" * len(HEADER)
+    return [*lines, *markdown_table(["indicator", *HEADER], rows, align), ""]

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from dptq.tables import markdown_table
+
 from .views import groups, md_cell
 
 PAPER = Path(__file__).resolve().parents[2] / "leaderboard" / "paper" / "table1.csv"
@@ -94,12 +96,9 @@ def table1_markdown(t: pd.DataFrame, suite: str) -> list[str]:
     lines = [
         f"**Table 1 beside the paper** (suite `{suite}`, digits; {KEY}):",
         "",
-        "| " + " | ".join(t.columns) + " |",
-        "|" + "---|" * len(t.columns),
     ]
-    for _, r in t.iterrows():
-        lines.append("| " + " | ".join(md_cell(_cell(v)) for v in r) + " |")
-    return [*lines, ""]
+    rows = [[md_cell(_cell(v)) for v in r] for _, r in t.iterrows()]
+    return [*lines, *markdown_table(list(t.columns), rows), ""]
 
 
 def board_tables(df: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:

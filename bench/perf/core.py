@@ -7,6 +7,7 @@ import torch
 
 from dptq import knapsack
 from dptq.models import QuantizableModel, create_model
+from dptq.tables import markdown_table
 
 from .run import _median_times, header
 from .train import pair_setup
@@ -127,40 +128,49 @@ def bench_core(quick: bool) -> dict:
 
 def markdown_core(res: dict) -> str:
     core = res["core"]
+    knapsack_rows = [
+        [
+            r["L"],
+            f"{r['avg_bits']:g}",
+            r["budget"],
+            f"{r['batched_s'] * 1e3:.1f}",
+            f"{r['python_loop_s'] * 1e3:.0f}",
+            f"{r['speedup']:.0f}x",
+        ]
+        for r in core["knapsack"]
+    ]
+    step_rows = [
+        [
+            f"{r['image']}x{r['image']}",
+            r["L"],
+            f"{r['pair_step_s'] * 1e3:.0f}",
+            f"{r['knapsack_s'] * 1e3:.1f}",
+            f"{100 * r['knapsack_fraction']:.2f}%",
+        ]
+        for r in core["pair_step"]
+    ]
+    q = core["quant_overhead"]
+    overhead = [f"{q['fp_s'] * 1e3:.0f}", f"{q['quantized_s'] * 1e3:.0f}", f"{q['ratio']:.2f}x"]
+    head = ["L", "avg bits", "budget", "batched (ms)", "Python loop (ms)", "speed-up"]
     lines = [
         *header(res, "core"),
         "## Knapsack: batched DP vs per-example Python DP (B=64, O=8, options 3..10)",
         "",
-        "| L | avg bits | budget | batched (ms) | Python loop (ms) | speed-up |",
-        "|---:|---:|---:|---:|---:|---:|",
-    ]
-    for r in core["knapsack"]:
-        lines.append(
-            f"| {r['L']} | {r['avg_bits']:g} | {r['budget']} | {r['batched_s'] * 1e3:.1f} | "
-            f"{r['python_loop_s'] * 1e3:.0f} | {r['speedup']:.0f}x |"
-        )
-    lines += [
+        *markdown_table(head, knapsack_rows, "r" * len(head)),
         "",
         "The Python loop is timed on a few examples and scaled to B=64 (its cost is linear in B).",
         "",
         "## Knapsack as a share of one pair-training step (resnet18, B=64)",
         "",
-        "| image | L | pair step (ms) | knapsack (ms) | share |",
-        "|---:|---:|---:|---:|---:|",
-    ]
-    for r in core["pair_step"]:
-        lines.append(
-            f"| {r['image']}x{r['image']} | {r['L']} | {r['pair_step_s'] * 1e3:.0f} | "
-            f"{r['knapsack_s'] * 1e3:.1f} | {100 * r['knapsack_fraction']:.2f}% |"
-        )
-    q = core["quant_overhead"]
-    lines += [
+        *markdown_table(
+            ["image", "L", "pair step (ms)", "knapsack (ms)", "share"], step_rows, "rrrrr"
+        ),
         "",
         "## Quantized step overhead (resnet18, 64x64, B=32, forward+backward)",
         "",
-        "| full precision (ms) | per-example quantized (ms) | ratio |",
-        "|---:|---:|---:|",
-        f"| {q['fp_s'] * 1e3:.0f} | {q['quantized_s'] * 1e3:.0f} | {q['ratio']:.2f}x |",
+        *markdown_table(
+            ["full precision (ms)", "per-example quantized (ms)", "ratio"], [overhead], "rrr"
+        ),
         "",
     ]
     return "\n".join(lines)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import torch
 
+from dptq.tables import markdown_table
+
 from .run import _median_times, header
 
 
@@ -96,12 +98,15 @@ def markdown_corruptions(res: dict) -> str:
         "All nine corruptions at degree 3 on a batch of 128 uint8 images: the batched tensor "
         "path (`dptq.corruptions`) vs the same operations image by image through PIL.",
         "",
-        "| image | batched (img/s) | per-image PIL (img/s) | speed-up |",
-        "|---:|---:|---:|---:|",
     ]
-    for r in res["corruptions"]:
-        lines.append(
-            f"| {r['image']}x{r['image']} | {r['batched_img_per_s']:.0f} | "
-            f"{r['pil_img_per_s']:.0f} | {r['speedup']:.1f}x |"
-        )
-    return "\n".join(lines + [""])
+    rows = [
+        [
+            f"{r['image']}x{r['image']}",
+            f"{r['batched_img_per_s']:.0f}",
+            f"{r['pil_img_per_s']:.0f}",
+            f"{r['speedup']:.1f}x",
+        ]
+        for r in res["corruptions"]
+    ]
+    head = ["image", "batched (img/s)", "per-image PIL (img/s)", "speed-up"]
+    return "\n".join([*lines, *markdown_table(head, rows, "rrrr"), ""])

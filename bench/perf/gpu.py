@@ -23,6 +23,7 @@ from dptq import knapsack
 from dptq.models import QuantizableModel, create_model
 from dptq.pair import PairConfig, pair_step
 from dptq.policy import create_policy
+from dptq.tables import markdown_table
 
 ARCHS = ("resnet18", "mobilenetv4_conv_medium", "regnetx_016")
 
@@ -156,22 +157,33 @@ def markdown_gpu(res: dict) -> str:
         f"precision {r0['precision']}. Targets on one H100: pair <= 2.3x plain, knapsack < 1%, "
         "corruptions >= 10x PIL, GPU busy >= 80%.",
         "",
-        "| arch | L | plain (img/s) | quantized (img/s) | pair (img/s) | pair / plain | "
-        "knapsack at B=256 (ms) | share | GPU busy |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for r in res["gpu"]["steps"]:
-        busy = "-" if r["gpu_busy_pct"] is None else f"{r['gpu_busy_pct']:.0f}%"
-        lines.append(
-            f"| {r['arch']} | {r['L']} | {r['plain_img_per_s']:.0f} | "
-            f"{r['quantized_img_per_s']:.0f} | {r['pair_img_per_s']:.0f} | "
-            f"{r['pair_over_plain']:.2f}x | {r['knapsack_256_s'] * 1e3:.1f} | "
-            f"{100 * r['knapsack_share_at_256']:.2f}% | {busy} |"
-        )
-    lines += ["", "| image | batched (img/s) | PIL (img/s) | speed-up |", "|---:|---:|---:|---:|"]
-    for c in res["gpu"]["corruptions"]:
-        lines.append(
-            f"| {c['image']} | {c['batched_img_per_s']:.0f} | {c['pil_img_per_s']:.0f} | "
-            f"{c['speedup']:.1f}x |"
-        )
+    steps = [
+        [
+            r["arch"],
+            r["L"],
+            f"{r['plain_img_per_s']:.0f}",
+            f"{r['quantized_img_per_s']:.0f}",
+            f"{r['pair_img_per_s']:.0f}",
+            f"{r['pair_over_plain']:.2f}x",
+            f"{r['knapsack_256_s'] * 1e3:.1f}",
+            f"{100 * r['knapsack_share_at_256']:.2f}%",
+            "-" if r["gpu_busy_pct"] is None else f"{r['gpu_busy_pct']:.0f}%",
+        ]
+        for r in res["gpu"]["steps"]
+    ]
+    head = ["arch", "L", "plain (img/s)", "quantized (img/s)", "pair (img/s)", "pair / plain"]
+    head += ["knapsack at B=256 (ms)", "share", "GPU busy"]
+    lines += markdown_table(head, steps, "lrrrrrrrr")
+    corruptions = [
+        [
+            c["image"],
+            f"{c['batched_img_per_s']:.0f}",
+            f"{c['pil_img_per_s']:.0f}",
+            f"{c['speedup']:.1f}x",
+        ]
+        for c in res["gpu"]["corruptions"]
+    ]
+    head = ["image", "batched (img/s)", "PIL (img/s)", "speed-up"]
+    lines += ["", *markdown_table(head, corruptions, "rrrr")]
     return "\n".join(lines) + "\n"

@@ -14,6 +14,7 @@ from tqdm import tqdm
 from dptq.data import load_dataset, normalize
 from dptq.int8 import int8_agreement
 from dptq.models import QuantizableModel, create_model
+from dptq.tables import markdown_table
 
 # (epochs, learning rate) of the brief training on digits at 32 px
 ARCHS = {"resnet18": (4, 1e-3), "mobilenetv4_conv_medium": (8, 1e-3), "regnetx_016": (8, 3e-3)}
@@ -70,20 +71,27 @@ def markdown_int8(res: dict) -> str:
         "quantizes the image, each fused block's output and every residual addition, which ours "
         "does not (we quantize each Conv/Linear input only).",
         "",
-        "| architecture | L | examples | engine | agreement (w16) | agreement (w8) | max logit "
-        "diff (w16) | max logit diff (w8) | FP acc | ours acc | int8 acc | FP margin: median "
-        "(all) | FP margin: largest (disagreements) |",
-        "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for r in res["int8"]:
-        a = r["acc"]
-        lines.append(
-            f"| {r['architecture']} | {r['layers']} | {r['examples']} | {r['engine']} | "
-            f"{r['agreement']:.1f}% | {r['agreement_w8']:.1f}% | {r['max_logit_diff']:.3f} | "
-            f"{r['max_logit_diff_w8']:.3f} | {a['fp']:.1f} | {a['ours']:.1f} | {a['int8']:.1f} | "
-            f"{r['median_margin']:.2f} | "
-            f"{max(r['disagree_margins'], default=float('nan')):.2f} |"
-        )
+    head = ["architecture", "L", "examples", "engine", "agreement (w16)", "agreement (w8)"]
+    head += ["max logit diff (w16)", "max logit diff (w8)", "FP acc", "ours acc", "int8 acc"]
+    head += ["FP margin: median (all)", "FP margin: largest (disagreements)"]
+    rows = [
+        [
+            r["architecture"],
+            r["layers"],
+            r["examples"],
+            r["engine"],
+            f"{r['agreement']:.1f}%",
+            f"{r['agreement_w8']:.1f}%",
+            f"{r['max_logit_diff']:.3f}",
+            f"{r['max_logit_diff_w8']:.3f}",
+            *(f"{r['acc'][k]:.1f}" for k in ("fp", "ours", "int8")),
+            f"{r['median_margin']:.2f}",
+            f"{max(r['disagree_margins'], default=float('nan')):.2f}",
+        ]
+        for r in res["int8"]
+    ]
+    lines += markdown_table(head, rows, "lrrlrrrrrrrrr")
     missed = [r["architecture"] for r in res["int8"] if r["agreement"] < 99.0]
     lines += [
         "",

@@ -18,6 +18,7 @@ import torch
 from dptq.models import QuantizableModel, create_model
 from dptq.pair import PairConfig, pair_step
 from dptq.policy import create_policy
+from dptq.tables import markdown_table
 
 from .run import _median_times, header
 
@@ -205,10 +206,8 @@ def markdown_train(res: dict) -> str:
         "before the cache). Peak memory: the resident memory one step adds at its peak, its "
         "first step in a fresh process, sampled every millisecond.",
         "",
-        "| image | pair step (ms) | plain step (ms) | ratio | with f_N in the step (ms) | ratio "
-        "| peak MiB: pair / with f_N / plain |",
-        "|---:|---:|---:|---:|---:|---:|---:|",
     ]
+    rows = []
     for r in res["train"]["steps"]:
         ms = lambda k, r=r: f"{r[k] * 1e3:.0f}"  # noqa: E731
         peak = r.get("peak_mib")
@@ -218,14 +217,16 @@ def markdown_train(res: dict) -> str:
             else "-"
         )
         uncached = (
-            f"{ms('pair_uncached_s')} | {r['ratio_uncached']:.2f}x"
+            [ms("pair_uncached_s"), f"{r['ratio_uncached']:.2f}x"]
             if "pair_uncached_s" in r
-            else "- | -"
+            else ["-", "-"]
         )
-        lines.append(
-            f"| {r['image']}x{r['image']} | {ms('pair_step_s')} | {ms('plain_step_s')} | "
-            f"{r['ratio']:.2f}x | {uncached} | {peaks} |"
-        )
+        image = f"{r['image']}x{r['image']}"
+        ratio = f"{r['ratio']:.2f}x"
+        rows.append([image, ms("pair_step_s"), ms("plain_step_s"), ratio, *uncached, peaks])
+    head = ["image", "pair step (ms)", "plain step (ms)", "ratio", "with f_N in the step (ms)"]
+    head += ["ratio", "peak MiB: pair / with f_N / plain"]
+    lines += markdown_table(head, rows, "r" * len(head))
     fused = res["train"].get("fused")
     if fused:
         lines += [
@@ -234,16 +235,22 @@ def markdown_train(res: dict) -> str:
             "(`resources.compile_taps`, `dptq/fused_taps.py`), interleaved with the same pair "
             "step eager and a plain step:",
             "",
-            "| image | pair step eager (ms) | fused (ms) | plain (ms) | ratio eager | ratio fused "
-            "| first step, compiling (s) |",
-            "|---:|---:|---:|---:|---:|---:|---:|",
         ]
-        for r in fused:
-            lines.append(
-                f"| {r['image']}x{r['image']} | {r['pair_step_s'] * 1e3:.0f} | "
-                f"{r['fused_step_s'] * 1e3:.0f} | {r['plain_step_s'] * 1e3:.0f} | "
-                f"{r['ratio']:.2f}x | {r['ratio_fused']:.2f}x | {r['warmup_s']:.0f} |"
-            )
+        rows = [
+            [
+                f"{r['image']}x{r['image']}",
+                f"{r['pair_step_s'] * 1e3:.0f}",
+                f"{r['fused_step_s'] * 1e3:.0f}",
+                f"{r['plain_step_s'] * 1e3:.0f}",
+                f"{r['ratio']:.2f}x",
+                f"{r['ratio_fused']:.2f}x",
+                f"{r['warmup_s']:.0f}",
+            ]
+            for r in fused
+        ]
+        head = ["image", "pair step eager (ms)", "fused (ms)", "plain (ms)", "ratio eager"]
+        head += ["ratio fused", "first step, compiling (s)"]
+        lines += markdown_table(head, rows, "r" * len(head))
     c = res["train"].get("compiled")
     if c is not None:
         lines.append("")
@@ -264,11 +271,11 @@ def markdown_train(res: dict) -> str:
             "per op, grouped by what the op is part of; the quantized pass's convolutions count as "
             "convolution):",
             "",
-            "| part | ms per step | share |",
-            "|---|---:|---:|",
         ]
-        for r in res["train"][key]:
-            lines.append(f"| {r['part']} | {r['ms']:.1f} | {100 * r['share']:.1f}% |")
+        rows = [
+            [r["part"], f"{r['ms']:.1f}", f"{100 * r['share']:.1f}%"] for r in res["train"][key]
+        ]
+        lines += markdown_table(["part", "ms per step", "share"], rows, "lrr")
     return "\n".join(lines + [""])
 
 

@@ -28,6 +28,7 @@ from dptq.data import dataset_options, load_dataset
 from dptq.engine import RunOptions, make_accelerator
 from dptq.io import write_atomic
 from dptq.models import QuantizableModel, create_model
+from dptq.tables import markdown_table
 
 
 class AuditError(ValueError):
@@ -163,10 +164,9 @@ def _indicator_section(values: dict, examples: int) -> list[str]:
         "how well each one separated the board's detrimental networks from the robust ones is "
         "the leaderboard's indicator table).",
         "",
-        "| indicator | value |",
-        "|---|---:|",
     ]
-    return [*lines, *(f"| {k} | {v:.4g} |" for k, v in values.items()), ""]
+    rows = [[k, f"{v:.4g}"] for k, v in values.items()]
+    return [*lines, *markdown_table(["indicator", "value"], rows, "lr"), ""]
 
 
 def summary(result: dict) -> str:

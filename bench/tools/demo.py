@@ -18,6 +18,7 @@ from dptq.data import load_dataset, normalize
 from dptq.models import QuantizableModel, create_model
 from dptq.pair import PairConfig, pair_step
 from dptq.policy import create_policy
+from dptq.tables import markdown_table
 
 
 def run_demo(steps: int = 40, seed: int = 0) -> int:
@@ -69,7 +70,6 @@ def run_demo(steps: int = 40, seed: int = 0) -> int:
         f"\nL = {f_d.num_layers} layers, options {list(cfg.options)}, budget {budget} bits "
         f"(every test example: {bits.sum(1).min().item()}..{bits.sum(1).max().item()})"
     )
-    print("| model | test accuracy (%) |\n|---|---:|")
-    for k, v in acc.items():
-        print(f"| {k} | {v:.1f} |")
+    rows = [[k, f"{v:.1f}"] for k, v in acc.items()]
+    print("\n".join(markdown_table(["model", "test accuracy (%)"], rows, "lr")))
     return 0
