@@ -151,7 +151,7 @@ def _parser() -> argparse.ArgumentParser:
     exp.add_argument("--to", required=True, help="the bundle's folder")
     ver = sub.add_parser(
         "verify",
-        help="check a board's record: --rerun re-evaluates it from its networks (a bundle)",
+        help="check a board's record: --rerun re-evaluates it from its networks (a bundle) and keeps the result beside it (reevaluations/)",
     )
     ver.add_argument("record", help="the record's id")
     ver.add_argument("--dir", default="leaderboard", help="the board (default leaderboard)")
@@ -291,6 +291,8 @@ def _bundle(args) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(bundle.describe(args.record, result))
+    kept = bundle.keep(args.record, Path(args.dir), result)
+    print(f"kept as a re-evaluation: {kept}" if kept else "not kept: the record names no networks")
     return 0 if result["identical"] else 1
 
 

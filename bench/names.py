@@ -25,6 +25,7 @@ from pathlib import Path
 RUNS = Path("runs")  # where a run's folder goes by default: runs/<suite name>
 RECORDS, PER_EXAMPLE, REPORTS = "records", "per_example", "reports"  # a board's folders
 REPRODUCTIONS = "reproductions"  # a board's reproduction entries (bench.records.reproductions)
+REEVALUATIONS = "reevaluations"  # a board's re-evaluation entries (bench.records.reevaluations)
 
 
 def run_folder(suite_name: str) -> Path:

@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from bench.board.leaderboard import regenerate
 from bench.pipeline import bundle
 from bench.pipeline.run import run
 from bench.records.record import DERIVED, per_example_bytes, record_rel
@@ -36,6 +37,10 @@ def test_a_bundle_re_evaluates_its_record_exactly(exported):
     result = bundle.rerun(rec.id, base / "board", base / "bundle")
     assert result["identical"] and result["differences"] == {}
     assert "every per-example result identical" in bundle.describe(rec.id, result)
+    kept = bundle.keep(rec.id, base / "board", result)  # beside the record: re-evaluated
+    assert kept.parent == base / "board" / "reevaluations" / rec.id
+    regenerate(base / "board")
+    assert "re-evaluated 1/1 (identical)" in (base / "board" / "README.md").read_text()
     assert (base / "bundle" / "records").is_dir()  # the bundle is a board too
     assert [r.id for r in load(base / "bundle")] == [rec.id]
 

@@ -116,13 +116,20 @@ def groups(df: pd.DataFrame, measures: tuple[str, ...], names: tuple[str, ...]) 
 
 def trust_text(g: pd.DataFrame) -> str:
     """How far a cell's seeds were checked, in words: self-reported, or how many were
-    reproduced on another machine, the largest differences seen, and any beyond tolerance."""
-    rep = g[g.reproduced]
-    if rep.empty:
-        return "self-reported"
-    gap, images = rep.trust_gap.max(), int(rep.trust_images.max())
-    text = f"reproduced {len(rep)}/{len(g)} (gap within {gap:.1f} points, {images} images)"
-    return text if rep.checked.all() else text + ", beyond tolerance"
+    reproduced on another machine (the largest differences seen, any beyond tolerance) and how
+    many re-evaluated from their networks (identical, or the most examples that differed)."""
+    rep, again = g[g.reproduced], g[g.reevaluated]
+    parts = []
+    if len(rep):
+        gap, images = rep.trust_gap.max(), int(rep.trust_images.max())
+        text = f"reproduced {len(rep)}/{len(g)} (gap within {gap:.1f} points, {images} images)"
+        ok = rep.checked.all()
+        parts.append(text if ok else text + ", beyond tolerance")
+    if len(again):
+        worst = int(again.reevaluated_images.max())
+        same = "identical" if worst == 0 else f"up to {worst} examples differ"
+        parts.append(f"re-evaluated {len(again)}/{len(g)} ({same})")
+    return "; ".join(parts) or "self-reported"
 
 
 def verdict(row) -> str:

@@ -16,7 +16,7 @@ import pandas as pd
 from dptq.faults import failpoint
 from dptq.io import write_atomic
 
-from ..records import reproductions, store
+from ..records import reevaluations, reproductions, store
 from ..records.store import RecordError
 from .figures import render_pngs
 from .page import render_html
@@ -30,15 +30,24 @@ LEADERBOARD = Path("leaderboard")
 
 def load_boards(boards: list[Path]) -> tuple[list, dict[str, Path], dict[str, dict]]:
     """Every record of ``boards`` (the first board's copy of an id wins), each one's board, and
-    how far each was checked (:func:`bench.records.reproductions.trust`, by id)."""
+    how far each was checked (by id: :func:`bench.records.reproductions.trust` and
+    :func:`bench.records.reevaluations.summary`, and whether those checks passed)."""
     records, roots, checks = [], {}, {}
     for board in boards:
         mine = {r.id: r for r in store.load(board) if r.id not in roots}
         entries = reproductions.read(board, mine)
+        again = reevaluations.read(board, mine)
         for rid, rec in mine.items():
             roots[rid] = Path(board)
             records.append(rec)
-            checks[rid] = reproductions.trust(rec, entries.get(rid, []))
+            check = reproductions.trust(rec, entries.get(rid, []))
+            check.update(reevaluations.summary(again.get(rid, [])))
+            # a check passes: every reproduction within tolerance, else every re-evaluation
+            # identical (a reproduction outside tolerance is not rescued by a re-evaluation)
+            check["passed"] = bool(
+                check["within"] if check["level"] == "reproduced" else check["identical"]
+            )
+            checks[rid] = check
     return records, roots, checks
 
 
@@ -47,12 +56,12 @@ def regenerate(
 ) -> list[Path]:
     """Write every view of ``board``'s records (and those of the ``extra`` boards) into ``out``
     (default: the board itself); returns the written paths. ``trusted``: only the rows checked
-    by a reproduction within tolerance enter the views (``bench leaderboard --trusted``)."""
+    by a reproduction within tolerance or an identical re-evaluation enter the views (``bench leaderboard --trusted``)."""
     out = Path(out or board)
     boards = [Path(b) for b in (board, *extra) if Path(b).is_dir()]
     records, roots, checks = load_boards(boards)
     if trusted:
-        records = [r for r in records if checks[r.id]["within"]]
+        records = [r for r in records if checks[r.id]["passed"]]
     df = frame(records, roots, checks)
     out.mkdir(parents=True, exist_ok=True)
     # each view is replaced whole: a kill leaves the old file or the new one

@@ -22,6 +22,8 @@ from pathlib import Path
 import pandas as pd
 
 from dptq.scores import points
+from dptq.tables import cell as md_cell
+from dptq.tables import markdown_table
 
 from . import groups as cell_groups
 from .groups import ARCH_COLUMNS, KEY, architecture_view
@@ -160,20 +162,24 @@ def frame(
     columns += ["num_layers", "degenerate"]
     columns += ["retries", "report", "per_example", "root", *MEASURES, *NAMES, "indicators"]
     columns += ["attack", "configuration", "portfolio_attack", "wall_s", "changes", "also_in"]
-    columns += ["reproduced", "checked", "trust_gap", "trust_images"]
+    columns += ["reproduced", "reevaluated", "checked", "trust_gap", "trust_images"]
+    columns += ["reevaluated_images"]
     df = pd.DataFrame(rows, columns=columns)
     return df.sort_values(["dataset", "id"], kind="mergesort").reset_index(drop=True)
 
 
 def _trust_columns(check: dict | None) -> dict:
-    """How far a record was checked (:func:`bench.records.reproductions.trust`): ``reproduced``
-    (on another machine), ``checked`` (and within tolerance), the largest differences seen."""
-    check = check or {"level": "self-reported", "within": None, "gap": None, "images": None}
+    """How far a record was checked (:func:`bench.board.leaderboard.load_boards`):
+    ``reproduced`` (on another machine), ``reevaluated`` (from its networks), ``checked`` (the
+    checks passed), the largest differences seen."""
+    check = check or {}
     return {
-        "reproduced": check["level"] == "reproduced",
-        "checked": bool(check["within"]),
-        "trust_gap": check["gap"],
-        "trust_images": check["images"],
+        "reproduced": check.get("level") == "reproduced",
+        "reevaluated": bool(check.get("reevaluated")),
+        "checked": bool(check.get("passed")),
+        "trust_gap": check.get("gap"),
+        "trust_images": check.get("images"),
+        "reevaluated_images": check.get("reevaluated_images"),
     }
 
 
@@ -232,12 +238,6 @@ def fmt(row, key: str, digits: int = 2) -> str:
     if sd is not None and not (isinstance(sd, float) and math.isnan(sd)):
         return f"{v:.{digits}f} ± {sd:.{digits}f}"
     return f"{v:.{digits}f}"
-
-
-def md_cell(text: str) -> str:
-    """Text safe inside a Markdown table cell (no column break, no HTML, one line)."""
-    text = " ".join(str(text).split())
-    return text.replace("\\", "\\\\").replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
 
 
 INTRO = (
@@ -337,23 +337,23 @@ def cell_rows(sub: pd.DataFrame, title: str, division: str) -> list[str]:
         [("changes", "changes from the standard attack")] if division == "open" else []
     )
     cols = cols + [("also_in", "also in")]
-    head = "| rank | " + " | ".join(h for _, h in cols) + " |"
-    rule = "|---:|" + "---|" * len(cols)
+    heads = [h for _, h in cols]
+    align = "r" + "l" * len(cols)
     lines = []
     valid, invalid = sub[sub.valid], sub[~sub.valid]
     if len(valid):
-        lines += [title, "", head, rule]
-        for _, row in valid.iterrows():
-            mark = " (degenerate)" if row.degenerate else ""
-            cells = [md_cell(fmt(row, k)) for k, _ in cols]
-            lines.append(f"| {row['rank']}{mark} | " + " | ".join(cells) + " |")
-        lines.append("")
+        rows = [
+            [f"{row['rank']}" + (" (degenerate)" if row.degenerate else "")]
+            + [md_cell(fmt(row, k)) for k, _ in cols]
+            for _, row in valid.iterrows()
+        ]
+        lines += [title, "", *markdown_table(["rank", *heads], rows, align), ""]
     if len(invalid):
-        lines += ["Not ranked (invalid):", "", head.replace("| rank |", "| reason |"), rule]
-        for _, row in invalid.iterrows():
-            cells = [md_cell(fmt(row, k)) for k, _ in cols]
-            lines.append(f"| {md_cell(row.reasons)} | " + " | ".join(cells) + " |")
-        lines.append("")
+        rows = [
+            [md_cell(row.reasons)] + [md_cell(fmt(row, k)) for k, _ in cols]
+            for _, row in invalid.iterrows()
+        ]
+        lines += ["Not ranked (invalid):", "", *markdown_table(["reason", *heads], rows, align), ""]
     return lines
 
 
@@ -376,14 +376,13 @@ def architecture_rows(arch: pd.DataFrame) -> list[str]:
         "configuration of each seed is the one selected on validation; wall time: every stage "
         "of every seed:",
         "",
-        "| " + " | ".join(h for _, h in ARCH_COLUMNS) + " | valid |",
-        "|" + "---|" * (len(ARCH_COLUMNS) + 1),
     ]
-    for _, row in arch.iterrows():
-        verdict = "yes" if row.valid else f"no: {md_cell(row.reasons)}"
-        cells = [md_cell(fmt(row, k, 1)) for k, _ in ARCH_COLUMNS]
-        lines.append("| " + " | ".join(cells) + f" | {verdict} |")
-    return [*lines, ""]
+    rows = [
+        [md_cell(fmt(row, k, 1)) for k, _ in ARCH_COLUMNS]
+        + ["yes" if row.valid else f"no: {md_cell(row.reasons)}"]
+        for _, row in arch.iterrows()
+    ]
+    return [*lines, *markdown_table([*(h for _, h in ARCH_COLUMNS), "valid"], rows), ""]
 
 
 def render_csv(df: pd.DataFrame) -> str:

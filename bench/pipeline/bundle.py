@@ -155,6 +155,25 @@ def rerun(rid: str, board: Path, checkpoints: Path, device: str = "cpu") -> dict
     }
 
 
+def keep(rid: str, board: Path, result: dict) -> Path | None:
+    """Keep a re-evaluation's result beside record ``rid`` on ``board``
+    (:mod:`bench.records.reevaluations`: this machine, commit and date); None for a record that
+    names no networks (written before records carried their hashes: nothing to tie it to)."""
+    import datetime as dt
+
+    from ..records import reevaluations
+    from ..records.machine import git_state, hardware
+    from .reproduce import find
+
+    rec = find(Path(board), rid)
+    if not rec.networks:
+        return None
+    commit, _ = git_state(Path(__file__).parent)
+    date = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    entry = reevaluations.make(rec, result, hardware(), commit, date)
+    return reevaluations.write(Path(board), entry)
+
+
 def describe(rid: str, result: dict) -> str:
     """One line: re-evaluated identical, or the first allocation whose counts differ."""
     if result["identical"]:

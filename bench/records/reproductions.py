@@ -38,9 +38,14 @@ NAME = re.compile(r"[0-9a-z]{1,32}-[0-9a-f]{8}-\d{8}T\d{6}")
 
 
 def machine(rec: Record) -> str:
-    """The machine that made ``rec``: its id where the record has one, else its CPU model and
-    vector extension (records from before the fingerprint), else ``unknown``."""
-    hw = rec.hardware or {}
+    """The machine that made ``rec`` (:func:`machine_of` its ``hardware``)."""
+    return machine_of(rec.hardware)
+
+
+def machine_of(hw: dict | None) -> str:
+    """A machine from its fingerprint: its id where there is one, else its CPU model and vector
+    extension (records from before the fingerprint), else ``unknown``."""
+    hw = hw or {}
     if hw.get("machine_id"):
         return str(hw["machine_id"])
     known = [str(hw[k]) for k in ("cpu_model", "capability") if hw.get(k)]
@@ -49,10 +54,14 @@ def machine(rec: Record) -> str:
 
 def entry_name(rec: Record) -> str:
     """An entry's file name: the reproducing machine's id, its commit, its date."""
-    who = re.sub(r"[^0-9a-z]", "", machine(rec).lower())[:12] or "unknown"
-    commit = (rec.git_commit or "0" * 8)[:8]
-    when = re.sub(r"[^0-9T]", "", rec.date)[:15]
-    return f"{who}-{commit}-{when}"
+    return stem(rec.hardware, rec.git_commit, rec.date)
+
+
+def stem(hardware: dict | None, commit: str | None, date: str) -> str:
+    """A check's file name (a reproduction's or a re-evaluation's): machine, commit, date."""
+    who = re.sub(r"[^0-9a-z]", "", machine_of(hardware).lower())[:12] or "unknown"
+    when = re.sub(r"[^0-9T]", "", date)[:15]
+    return f"{who}-{(commit or '0' * 8)[:8]}-{when}"
 
 
 @dataclass(frozen=True)

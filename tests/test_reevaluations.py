@@ -1,0 +1,79 @@
+"""Re-evaluations (bench.records.reevaluations): the result of `bench verify --rerun` kept beside
+the record; the board says which rows were re-evaluated and ranks them under --trusted when
+identical; an entry that is not the record's own check is refused in one line."""
+
+import json
+
+import pytest
+
+from bench.board.leaderboard import load_boards, regenerate
+from bench.records import reevaluations
+from bench.records.record import DERIVED
+from bench.records.store import RecordError
+from bench.records.verify import make
+from tests.support.records import board_with, record
+
+NETWORKS = {n: f"{i:064x}" for i, n in enumerate(("f_N", "f_R", "pi_R", "f_D", "pi_D"))}
+HERE = {"cores": 2, "machine_id": "ab" * 16, "cpu_model": "AMD EPYC"}
+
+
+def networked(rec):
+    """``rec`` as a record made since records name their networks' hashes."""
+    return make(
+        {**{k: v for k, v in rec.to_json().items() if k not in DERIVED}, "networks": NETWORKS}
+    )
+
+
+def check(board, rec, differences=None, date="2026-12-07T20:00:00+00:00"):
+    result = {"identical": not differences, "differences": differences or {}, "seconds": 77.4}
+    entry = reevaluations.make(rec, result, HERE, "1234abcd" * 5, date)
+    return reevaluations.write(board, entry)
+
+
+def test_an_identical_re_evaluation_is_a_check_and_a_differing_one_is_shown(tmp_path):
+    same, moved, alone = (
+        networked(record(a, 80, g))
+        for a, g in (("resnet18", 50.0), ("vgg11", 40.0), ("regnet", 30.0))
+    )
+    board = board_with(tmp_path, [same, moved, alone])
+    path = check(board, same)
+    assert path.parent == board / "reevaluations" / same.id
+    assert path.name == "abababababab-1234abcd-20261207T200000.json"
+    check(board, moved, {"f_D.pi_R": (5, 249, 254)})
+    _, _, checks = load_boards([board])
+    assert checks[same.id]["passed"] and checks[same.id]["reevaluated"] == 1
+    assert not checks[moved.id]["passed"] and checks[moved.id]["reevaluated_images"] == 5
+    assert checks[alone.id]["reevaluated"] == 0 and not checks[alone.id]["passed"]
+    regenerate(board)
+    md = (board / "README.md").read_text()
+    assert "re-evaluated 1/1 (identical)" in md
+    assert "re-evaluated 1/1 (up to 5 examples differ)" in md and "self-reported" in md
+    regenerate(board, board / "trusted", trusted=True)
+    trusted = (board / "trusted" / "README.md").read_text()
+    assert "| resnet18 |" in trusted and "| vgg11 |" not in trusted and "| regnet |" not in trusted
+
+
+def test_a_re_evaluation_that_is_not_the_records_own_check_is_refused_in_one_line(tmp_path):
+    rec = networked(record("resnet18", 80, 50.0))
+    old = record("vgg11", 80, 40.0)  # written before records named their networks
+    board = board_with(tmp_path, [rec, old])
+    path = check(board, rec)
+    entry = json.loads(path.read_text())
+    records = {rec.id: rec, old.id: old}
+
+    def refused(data, match, where=path):
+        where.write_text(json.dumps(data))
+        with pytest.raises(RecordError, match=match) as e:
+            reevaluations.read(board, records)
+        assert str(e.value).startswith(str(where)) and "\n" not in str(e.value)
+        where.unlink()
+
+    refused({**entry, "networks": {**NETWORKS, "f_D": "f" * 64}}, "not the networks record")
+    refused({**entry, "verdict": "trusted"}, "exactly the fields")
+    refused({**entry, "differences": {"f_D.pi_D": [-1, 0, 0]}}, "field differences")
+    other = board / "reevaluations" / old.id / path.name
+    other.parent.mkdir(parents=True)
+    refused({**entry, "id": old.id}, "not the networks record", other)
+    refused(entry, "named by its machine, commit and date", path.with_name("mine.json"))
+    path.write_text(json.dumps(entry))
+    assert [e["seconds"] for e in reevaluations.read(board, records)[rec.id]] == [77.4]
