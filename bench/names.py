@@ -28,6 +28,16 @@ REPRODUCTIONS = "reproductions"  # a board's reproduction entries (bench.records
 REEVALUATIONS = "reevaluations"  # a board's re-evaluation entries (bench.records.reevaluations)
 
 
+def figure_name(dataset: str) -> str:
+    """A board's figure of a dataset's architectures under the standard attack."""
+    return f"architectures_{dataset}.png"
+
+
+def roc_name(dataset: str) -> str:
+    """A board's figure of a dataset's best full-precision indicator (its ROC)."""
+    return f"indicator_roc_{dataset}.png"
+
+
 def run_folder(suite_name: str) -> Path:
     """A suite's default run folder (``runs/<name>``)."""
     return RUNS / suite_name

@@ -17,9 +17,10 @@ import pandas as pd  # noqa: E402
 
 from dptq.io import write_figure  # noqa: E402
 
+from ..names import figure_name, roc_name  # noqa: E402
 from .groups import architecture_view  # noqa: E402
 from .indicators import best_indicator, indicator_table, pairs  # noqa: E402
-from .views import groups, indicator_pairs, roc_name  # noqa: E402
+from .views import groups, indicator_pairs  # noqa: E402
 
 
 def render_pngs(df: pd.DataFrame, out: Path) -> list[Path]:
@@ -69,7 +70,7 @@ def render_pngs(df: pd.DataFrame, out: Path) -> list[Path]:
         paths += [roc] if roc is not None else []
     arch = architecture_view(g) if not g.empty else g
     for dataset in sorted(arch.dataset.unique()) if not arch.empty else []:
-        path = out / f"architectures_{dataset}.png"
+        path = out / figure_name(dataset)
         paths.append(render_architectures(df, arch[arch.dataset == dataset], path))
     return paths
 

@@ -9,6 +9,7 @@ matplotlib, never torch or a trainer (``tests/test_imports.py``).
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -16,6 +17,7 @@ import pandas as pd
 from dptq.faults import failpoint
 from dptq.io import write_atomic
 
+from ..names import figure_name, roc_name
 from ..records import reevaluations, reproductions, store
 from ..records.store import RecordError
 from .figures import render_pngs
@@ -69,7 +71,7 @@ def regenerate(
     write_atomic(out / "leaderboard.csv", render_csv(df))
     failpoint("leaderboard:views")
     pngs = render_pngs(df, out)  # before the page, which shows the figures that exist
-    for stale in {*out.glob("architectures_*.png"), *out.glob("indicator_roc_*.png")} - {*pngs}:
+    for stale in {*out.glob(figure_name("*")), *out.glob(roc_name("*"))} - {*pngs}:
         stale.unlink()  # a per-dataset figure whose rows are gone (e.g. no closed record yet)
     write_atomic(out / "index.html", render_html(df, out))
     write_atomic(out / "schema.json", schema_text())
@@ -99,10 +101,11 @@ def submit(source: Path, board: Path = LEADERBOARD, notes: list | None = None) -
     return store.add(records, board, source=base, notes=notes)
 
 
-def results_section(board: Path = LEADERBOARD) -> str:
-    """README.md's results, generated from ``board``'s records."""
+def results_section(board: Path = LEADERBOARD, figures: str = str(LEADERBOARD)) -> str:
+    """README.md's results, generated from ``board``'s records (``figures``: the board's
+    folder as the README links it)."""
     records, roots, checks = load_boards([board])
-    return _results_section(frame(records, roots, checks))
+    return _results_section(frame(records, roots, checks), figures)
 
 
 def update_readme(readme: Path, board: Path = LEADERBOARD) -> bool:
@@ -111,7 +114,8 @@ def update_readme(readme: Path, board: Path = LEADERBOARD) -> bool:
     start, end = text.find(RESULTS_BEGIN), text.find(RESULTS_END)
     if start < 0 or end < start:
         raise RecordError(f"{readme}: no results markers ({RESULTS_BEGIN} ... {RESULTS_END})")
-    new = text[:start] + results_section(board) + text[end + len(RESULTS_END) :]
+    figures = Path(os.path.relpath(Path(board).resolve(), readme.resolve().parent)).as_posix()
+    new = text[:start] + results_section(board, figures) + text[end + len(RESULTS_END) :]
     if new != text:
         write_atomic(readme, new)
     return new != text

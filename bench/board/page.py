@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .figures import roc_name
+from ..names import figure_name, roc_name
 from .groups import ARCH_COLUMNS, architecture_view
 from .indicators import HEADER, cells, indicator_table
 from .paper_table import board_html
@@ -209,7 +209,7 @@ def _architectures(g: pd.DataFrame, out: Path) -> list[str]:
             )
             cls = "" if row.valid else ' class="invalid"'
             body.append(f'<tr{cls}>{cells}<td class="text">{verdict}</td></tr>')
-        figure = f"architectures_{dataset}.png"
+        figure = figure_name(dataset)
         parts += [
             f"<h2>{html.escape(dataset)}: architectures under the standard attack "
             f"({html.escape(', '.join(sorted(set(a.attack))))}, {html.escape(str(a.iloc[0].cell))})"

@@ -25,6 +25,7 @@ from dptq.scores import points
 from dptq.tables import cell as md_cell
 from dptq.tables import markdown_table
 
+from ..names import roc_name
 from . import groups as cell_groups
 from .groups import ARCH_COLUMNS, KEY, architecture_view
 from .indicators import best_indicator, indicator_markdown, indicator_table
@@ -355,11 +356,6 @@ def cell_rows(sub: pd.DataFrame, title: str, division: str) -> list[str]:
         ]
         lines += ["Not ranked (invalid):", "", *markdown_table(["reason", *heads], rows, align), ""]
     return lines
-
-
-def roc_name(dataset: str) -> str:
-    """The file of a dataset's best-indicator ROC figure."""
-    return f"indicator_roc_{dataset}.png"
 
 
 def architecture_rows(arch: pd.DataFrame) -> list[str]:
