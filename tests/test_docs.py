@@ -66,3 +66,16 @@ def test_the_test_commands_readme_gives_exist():
     assert ". .venv/bin/activate && python -m pytest -q" in text
     assert "python -m pytest -m fast" in text
     assert "fast:" in (ROOT / "pyproject.toml").read_text()
+
+
+@pytest.mark.parametrize(
+    "page", [p for p in PAGES if p.name != "research-log.md"], ids=lambda p: p.name
+)
+def test_every_source_file_a_page_names_exists(page):
+    """A page that names a source file (`bench/...py`, `dptq/...py`, `tests/...py`, `scripts/`)
+    names one that exists: a move updates the pages too (the research log is history and keeps
+    the paths of its day)."""
+    for path in re.findall(
+        r"`((?:bench|dptq|tests|scripts|suites)/[\w/.-]+\.(?:py|sh|yaml))", page.read_text()
+    ):
+        assert (ROOT / path).exists(), f"{page.name}: {path} does not exist"
