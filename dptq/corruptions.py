@@ -4,7 +4,7 @@ Every corruption takes a uint8 batch ``[B, 3, H, W]``, a degree 0..5 and a ``tor
 returns a float batch in image units ([0, 1]; "shift" may leave that range), which
 :func:`dptq.data.normalize`-style standardisation then maps to the model's input. Degree 0 is the
 identity; larger degrees are stronger. The same generator seed gives the same corrupted batch.
-Operations are torchvision.transforms.v2 functional ops on tensors (JPEG through its tensor op);
+Operations are torchvision.transforms.v2 functional ops on tensors (JPEG through Pillow's codec);
 per-image random choices (rotation sign, erased rectangle) are vectorised by hand where the
 functional op takes one parameter per call.
 
@@ -84,11 +84,32 @@ def _per_sign(images: torch.Tensor, gen, op: Callable[[torch.Tensor, float], tor
     return out
 
 
+def jpeg_round_trip(images: torch.Tensor, quality: int) -> torch.Tensor:
+    """Each uint8 image ``[3, H, W]`` of ``images`` encoded as JPEG at ``quality`` and decoded,
+    through Pillow's libjpeg (4:2:0 chroma, the standard tables): the same bytes as
+    torchvision's ``transforms.v2.functional.jpeg``, whose image codecs are deprecated since
+    torchvision 0.29 (``tests/test_corruptions.py`` compares the two while both exist)."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    out = []
+    for im in images.cpu():
+        buf = io.BytesIO()
+        Image.fromarray(im.permute(1, 2, 0).contiguous().numpy()).save(
+            buf, format="JPEG", quality=quality
+        )
+        decoded = np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
+        out.append(torch.from_numpy(decoded.copy()).permute(2, 0, 1))
+    return torch.stack(out).to(images.device)
+
+
 @register_corruption("jpeg")
 def jpeg(images, degree, gen, **_):
     if degree == 0:
         return _float(images)
-    return _float(TF.jpeg(images.cpu(), int(PARAMS["jpeg"][degree])).to(images.device))
+    return _float(jpeg_round_trip(images, int(PARAMS["jpeg"][degree])))
 
 
 @register_corruption("blur")

@@ -48,3 +48,27 @@ def test_bad_arguments(batch):
         corrupt("fog", batch, 1)
     with pytest.raises(ValueError, match="degree"):
         corrupt("blur", batch, 6)
+
+
+@pytest.mark.parametrize("size", [32, 33, 97])
+def test_jpeg_gives_torchvisions_bytes_without_its_deprecated_codec(size):
+    """The JPEG corruption goes through Pillow; while torchvision's (deprecated) tensor JPEG
+    exists, both give the same images at every quality of the degree table, at sizes that are
+    and are not multiples of the 8x8 blocks."""
+    import warnings
+
+    import torchvision.transforms.v2.functional as TF
+
+    from dptq.corruptions import PARAMS, jpeg_round_trip
+
+    if not hasattr(TF, "jpeg"):
+        pytest.skip("torchvision no longer has its tensor JPEG: nothing left to compare with")
+    g = torch.Generator().manual_seed(size)
+    base = torch.rand(4, 3, 8, 8, generator=g)
+    img = torch.nn.functional.interpolate(base, size=size, mode="bicubic").clamp(0, 1)
+    img = (img * 255).round().to(torch.uint8)
+    for quality in PARAMS["jpeg"][1:]:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            reference = TF.jpeg(img, int(quality))
+        assert torch.equal(jpeg_round_trip(img, int(quality)), reference), quality
