@@ -20,7 +20,7 @@ import torch
 
 from bench.config.sections import Resources
 from bench.executors.ray.train import effective_resources, workers_that_fit
-from bench.names import Layout
+from bench.names import Layout, kd_name, teacher_name
 from dptq.engine import checkpoint_epoch
 from tests.test_reliability import (
     _files,
@@ -33,7 +33,8 @@ from tests.test_reliability import (
 
 ROOT = Path(__file__).resolve().parent.parent
 SUITE = ROOT / "tests" / "suites" / "data-parallel.yaml"
-TEACHER, KD, KD_EPOCHS, PAIR_EPOCHS = "teacher-s0", "kd-tests_nets_plain_net-s0", 12, 3
+TEACHER, KD = teacher_name(0), kd_name("tests.support.nets:plain_net", 0)
+KD_EPOCHS, PAIR_EPOCHS = 12, 3
 # points on 100 test images: one image. Pairs trained for 3 epochs on the same teacher and KD
 # agree to float precision (like the teacher's first 3 epochs below), so the records matched
 # exactly when measured; one image of slack covers an argmax on a float tie on another CPU.

@@ -25,7 +25,7 @@ import torch
 from bench.board.leaderboard import board_readme, frame
 from bench.config.suite import load_suite
 from bench.executors.events import read_events
-from bench.names import Layout
+from bench.names import Layout, slug
 from bench.pipeline import search
 from bench.records import store
 from dptq.engine import checkpoint_epoch as load_checkpoint_epoch
@@ -33,7 +33,8 @@ from dptq.engine import checkpoint_epoch as load_checkpoint_epoch
 ROOT = Path(__file__).resolve().parent.parent
 SUITE = ROOT / "tests" / "suites" / "reliability.yaml"
 FAULTY = ROOT / "tests" / "suites" / "faulty.yaml"
-NET = "tests_nets_small_net"
+NET = slug("tests.support.nets:small_net")
+FAULTY_NET = slug("tests.support.faulty:")  # + the network's name
 KD_EPOCHS, PAIR_EPOCHS = 6, 3  # as in tests/suites/reliability.yaml
 PAIRS = {m: f"pair-{NET}-I-12-s0-{m}" for m in ("robust", "detrimental")}
 KD = f"kd-{NET}-s0"
@@ -353,9 +354,9 @@ def test_bad_trials_fail_alone_with_their_reason(tmp_path):
     good = recs.pop("tests.support.nets:small_net")
     assert good["error"] is None and isinstance(good["gap"], float)
     nan, oom, bug = (recs[f"tests.support.faulty:{n}"] for n in ("nan_net", "oom_net", "raise_net"))
-    assert nan["error"].startswith("pair-tests_faulty_nan_net-I-12-s0-robust: non-finite loss")
+    assert nan["error"].startswith(f"pair-{FAULTY_NET}nan_net-I-12-s0-robust: non-finite loss")
     assert "out of memory" in oom["error"] and "allocate" in oom["error"]
-    assert bug["error"].startswith("kd-tests_faulty_raise_net-s0: RuntimeError: simulated bug")
+    assert bug["error"].startswith(f"kd-{FAULTY_NET}raise_net-s0: RuntimeError: simulated bug")
     for r in (nan, oom, bug):
         assert r.get("gap") is None  # a failed entry, not a number
         assert r["id"].rsplit("/", 1)[1].startswith("failed-")
@@ -368,8 +369,8 @@ def test_bad_trials_fail_alone_with_their_reason(tmp_path):
     }
     failed = sorted(e["experiment"] for e in read_events(run) if e["event"] == "failed")
     assert failed == sorted(
-        ["kd-tests_faulty_raise_net-s0"]
-        + [f"pair-tests_faulty_{n}-I-12-s0-{m}" for n in ("nan_net", "oom_net") for m in PAIRS]
+        [f"kd-{FAULTY_NET}raise_net-s0"]
+        + [f"pair-{FAULTY_NET}{n}-I-12-s0-{m}" for n in ("nan_net", "oom_net") for m in PAIRS]
     )
 
 

@@ -8,6 +8,7 @@ import pytest
 
 from bench.__main__ import main
 from bench.config.suite import load_suite
+from bench.names import kd_name, slug
 from bench.pipeline import plan
 from bench.pipeline.smoke import smoke_suite
 from tests.support.helpers import ROOT, SUITES, make_suite, suite_data
@@ -146,8 +147,11 @@ def test_a_broken_cell_fails_smoke_naming_it(tmp_path, capsys):
     code = main(["run", str(path), "--smoke", "--local", "--out", str(tmp_path / "run")])
     out, err = capsys.readouterr()
     assert code == 1
-    assert "smoke FAILED" in out and "tests_faulty_fixed_size_net-I-" in out
-    assert "FAILED kd-tests_faulty_fixed_size_net-s0: RuntimeError: mat1 and mat2" in err
+    assert "smoke FAILED" in out and f"{slug('tests.support.faulty:fixed_size_net')}-I-" in out
+    assert (
+        f"FAILED {kd_name('tests.support.faulty:fixed_size_net', 0)}: RuntimeError: mat1 and mat2"
+        in err
+    )
     records = _records(tmp_path / "run")
     good = [r for r in records if r["error"] is None]
     assert [r["architecture"] for r in good] == ["tests.support.nets:small_net"]
