@@ -19,7 +19,7 @@ HEAVY = {"test_perf.py", "test_int8.py"}  # benchmarks and int8 kernels: seconds
 def pytest_collection_modifyitems(config, items):
     """The fast layer (``python -m pytest -m fast``): every test that needs none of
     :data:`NEEDS` and is not in a :data:`HEAVY` module: configuration, records, views and the
-    method's formulas, about a minute on two cores. A slow test trains end to end: it is
+    method's formulas, about 85 s on two idle cores. A slow test trains end to end: it is
     marked ``training`` too."""
     for item in items:
         kinds = {m.name for m in item.iter_markers()}
