@@ -139,3 +139,17 @@ def test_bench_reproduce_reruns_a_records_cell_and_keeps_it_beside_the_record(
     [entry] = reproductions.read(board, {back.id: back})[back.id]
     assert entry.record.hardware["machine_id"] == "b2" * 16
     assert reproductions.trust(back, [entry])["within"] is True
+
+
+def test_a_runs_board_beside_a_leaderboard_that_reproduced_the_same_record(tmp_path):
+    """A run's board shows its rows beside the leaderboard's (`bench run`'s board view): where
+    the leaderboard holds the run's record id with a reproduction entry, the run's copy is shown
+    and the leaderboard's entry is still read and verified (it reproduces one of its records)."""
+    rec = record("resnet18", 80, 50.0)
+    leaderboard = board_with(tmp_path, [rec], name="leaderboard")
+    again = rerun(rec, "ee" * 16, "2026-12-05T00:00:00+00:00")
+    _add(leaderboard, tmp_path, again, "again")
+    run_board = board_with(tmp_path, [rec], name="run")
+    regenerate(run_board, run_board / "board", extra=[leaderboard])
+    md = (run_board / "board" / "README.md").read_text()
+    assert md.count("| resnet18 |") >= 1 and "self-reported" in md  # the run's own copy

@@ -36,9 +36,10 @@ def load_boards(boards: list[Path]) -> tuple[list, dict[str, Path], dict[str, di
     :func:`bench.records.reevaluations.summary`, and whether those checks passed)."""
     records, roots, checks = [], {}, {}
     for board in boards:
-        mine = {r.id: r for r in store.load(board) if r.id not in roots}
-        entries = reproductions.read(board, mine)
-        again = reevaluations.read(board, mine)
+        everything = {r.id: r for r in store.load(board)}
+        entries = reproductions.read(board, everything)  # checks of every record it holds
+        again = reevaluations.read(board, everything)
+        mine = {rid: r for rid, r in everything.items() if rid not in roots}
         for rid, rec in mine.items():
             roots[rid] = Path(board)
             records.append(rec)
