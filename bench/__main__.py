@@ -66,7 +66,7 @@ def _parser() -> argparse.ArgumentParser:
     lb.add_argument(
         "--trusted",
         action="store_true",
-        help="also write the views of the checked rows only (reproduced within tolerance) to DIR/trusted",
+        help="also write the views of the checked rows only to DIR/trusted: reproduced on another machine or re-evaluated from their networks (any machine; the row says which), no check outside tolerance or differing",
     )
     lb.add_argument(
         "--readme",

@@ -85,7 +85,8 @@ def _per_sign(images: torch.Tensor, gen, op: Callable[[torch.Tensor, float], tor
 
 
 def jpeg_round_trip(images: torch.Tensor, quality: int) -> torch.Tensor:
-    """Each uint8 image ``[3, H, W]`` of ``images`` encoded as JPEG at ``quality`` and decoded,
+    """Each uint8 image ``[C, H, W]`` (C 1 or 3; any leading batch shape) of ``images`` encoded
+    as JPEG at ``quality`` and decoded,
     through Pillow's libjpeg (4:2:0 chroma, the standard tables): the same bytes as
     torchvision's ``transforms.v2.functional.jpeg``, whose image codecs are deprecated since
     torchvision 0.29 (``tests/test_corruptions.py`` compares the two while both exist)."""
@@ -94,15 +95,20 @@ def jpeg_round_trip(images: torch.Tensor, quality: int) -> torch.Tensor:
     import numpy as np
     from PIL import Image
 
+    flat = images.reshape(-1, *images.shape[-3:]).cpu()  # [N, C, H, W], C 1 or 3
+    if flat.shape[0] == 0:
+        return images.clone()
+    mode = {1: "L", 3: "RGB"}[flat.shape[1]]
     out = []
-    for im in images.cpu():
+    for im in flat:
         buf = io.BytesIO()
-        Image.fromarray(im.permute(1, 2, 0).contiguous().numpy()).save(
+        pixels = im.permute(1, 2, 0).contiguous().numpy()
+        Image.fromarray(pixels[..., 0] if mode == "L" else pixels, mode).save(
             buf, format="JPEG", quality=quality
         )
-        decoded = np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
-        out.append(torch.from_numpy(decoded.copy()).permute(2, 0, 1))
-    return torch.stack(out).to(images.device)
+        decoded = np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert(mode))
+        out.append(torch.from_numpy(decoded.copy()).reshape(*im.shape[1:], -1).permute(2, 0, 1))
+    return torch.stack(out).reshape(images.shape).to(images.device)
 
 
 @register_corruption("jpeg")

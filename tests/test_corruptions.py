@@ -72,3 +72,23 @@ def test_jpeg_gives_torchvisions_bytes_without_its_deprecated_codec(size):
             warnings.simplefilter("ignore", DeprecationWarning)
             reference = TF.jpeg(img, int(quality))
         assert torch.equal(jpeg_round_trip(img, int(quality)), reference), quality
+
+
+def test_jpeg_takes_the_shapes_torchvisions_took():
+    """One image, a grey batch, a batch of batches and an empty batch: as torchvision's JPEG."""
+    import warnings
+
+    import torchvision.transforms.v2.functional as TF
+
+    from dptq.corruptions import jpeg_round_trip
+
+    if not hasattr(TF, "jpeg"):
+        pytest.skip("torchvision no longer has its tensor JPEG: nothing left to compare with")
+    g = torch.Generator().manual_seed(5)
+    for shape in [(3, 16, 16), (4, 1, 16, 16), (2, 2, 3, 16, 16)]:
+        img = (torch.rand(shape, generator=g) * 255).to(torch.uint8)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            reference = TF.jpeg(img.reshape(-1, *shape[-3:]), 20).reshape(shape)
+        assert torch.equal(jpeg_round_trip(img, 20), reference), shape
+    assert jpeg_round_trip(torch.zeros(0, 3, 8, 8, dtype=torch.uint8), 20).shape == (0, 3, 8, 8)

@@ -71,9 +71,33 @@ def test_a_re_evaluation_that_is_not_the_records_own_check_is_refused_in_one_lin
     refused({**entry, "networks": {**NETWORKS, "f_D": "f" * 64}}, "not the networks record")
     refused({**entry, "verdict": "trusted"}, "exactly the fields")
     refused({**entry, "differences": {"f_D.pi_D": [-1, 0, 0]}}, "field differences")
+    refused({**entry, "differences": {"f_D.pi_D": [0, 5, 5]}}, "field differences")  # none differ
+    refused({**entry, "differences": {"f_D.pi_D": [1, 5, 9]}}, "field differences")  # 4 apart
+    refused({**entry, "git_commit": 1234}, "field git_commit")
+    refused({**entry, "seconds": True}, "field seconds")
     other = board / "reevaluations" / old.id / path.name
     other.parent.mkdir(parents=True)
     refused({**entry, "id": old.id}, "not the networks record", other)
     refused(entry, "named by its machine, commit and date", path.with_name("mine.json"))
     path.write_text(json.dumps(entry))
     assert [e["seconds"] for e in reevaluations.read(board, records)[rec.id]] == [77.4]
+
+
+def test_one_check_never_rescues_another(tmp_path):
+    """A reproduction within tolerance and a re-evaluation that differs: not trusted; a
+    re-evaluation on the machine that made the record says so on the board."""
+    from tests.test_reproductions import _add, rerun
+
+    rec = networked(record("resnet18", 80, 50.0))
+    board = board_with(tmp_path, [rec])
+    _add(board, tmp_path, rerun(rec, "cc" * 16, "2026-12-03T00:00:00+00:00"), "again")
+    _, _, checks = load_boards([board])
+    assert checks[rec.id]["passed"]  # reproduced within tolerance
+    check(board, rec, {"f_D.pi_D": (3, 50, 47)})
+    _, _, checks = load_boards([board])
+    assert checks[rec.id]["level"] == "reproduced" and not checks[rec.id]["passed"]
+    alone = networked(record("vgg11", 80, 40.0))
+    other = board_with(tmp_path / "b", [alone])
+    check(other, alone)  # HERE is not the machine the record names (it names none)
+    _, _, checks = load_boards([other])
+    assert checks[alone.id]["reevaluated_elsewhere"] == 1

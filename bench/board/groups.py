@@ -128,6 +128,8 @@ def trust_text(g: pd.DataFrame) -> str:
     if len(again):
         worst = int(again.reevaluated_images.max())
         same = "identical" if worst == 0 else f"up to {worst} examples differ"
+        if not again.reevaluated_elsewhere.any():
+            same += ", on the machine that made it"
         parts.append(f"re-evaluated {len(again)}/{len(g)} ({same})")
     return "; ".join(parts) or "self-reported"
 

@@ -44,11 +44,12 @@ def load_boards(boards: list[Path]) -> tuple[list, dict[str, Path], dict[str, di
             roots[rid] = Path(board)
             records.append(rec)
             check = reproductions.trust(rec, entries.get(rid, []))
-            check.update(reevaluations.summary(again.get(rid, [])))
-            # a check passes: every reproduction within tolerance, else every re-evaluation
-            # identical (a reproduction outside tolerance is not rescued by a re-evaluation)
-            check["passed"] = bool(
-                check["within"] if check["level"] == "reproduced" else check["identical"]
+            check.update(reevaluations.summary(again.get(rid, []), reproductions.machine(rec)))
+            # a check passes: the row was reproduced or re-evaluated, no reproduction lies
+            # outside tolerance and no re-evaluation differs (one check never rescues another)
+            checked = check["level"] == "reproduced" or bool(check["reevaluated"])
+            check["passed"] = (
+                checked and check["within"] is not False and check["identical"] is not False
             )
             checks[rid] = check
     return records, roots, checks

@@ -20,6 +20,7 @@ counts as a check only when identical.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 from dptq.io import atomic_file
@@ -74,20 +75,35 @@ def _check(entry, path: Path, records: dict[str, Record], board: Path) -> None:
             f"{path}: field networks: not the networks record {rec.id} names (a re-evaluation "
             "checks the record's own networks)"
         )
+    commit = entry["git_commit"]
     if not isinstance(entry["hardware"], dict) or not isinstance(entry["date"], str):
         raise RecordError(f"{path}: fields hardware and date: the machine and date of the check")
-    if not isinstance(entry["seconds"], (int, float)) or entry["seconds"] < 0:
+    if not (commit is None or isinstance(commit, str)):
+        raise RecordError(f"{path}: field git_commit: the commit that ran the check, or null")
+    seconds = entry["seconds"]
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
+        raise RecordError(f"{path}: field seconds: the time the check took, in seconds")
+    if not math.isfinite(seconds) or seconds < 0:
         raise RecordError(f"{path}: field seconds: the time the check took, in seconds")
     diffs = entry["differences"]
-    if not isinstance(diffs, dict) or not all(
-        isinstance(v, list) and len(v) == 3 and all(isinstance(n, int) and n >= 0 for n in v)
-        for v in diffs.values()
-    ):
+    if not isinstance(diffs, dict) or not all(_difference(v) for v in diffs.values()):
         raise RecordError(
-            f"{path}: field differences: allocation -> [differing, in the record, recomputed]"
+            f"{path}: field differences: allocation -> [differing (at least 1), right in the "
+            "record, right recomputed] (the two counts differ by at most the differing examples)"
         )
     if path.stem != _name(entry) or not NAME.fullmatch(path.stem):
         raise RecordError(f"{path}: an entry's file is named by its machine, commit and date")
+
+
+def _difference(v) -> bool:
+    """One allocation's ``[differing, right in the record, right recomputed]`` as
+    :func:`bench.pipeline.bundle.rerun` writes it: counts, at least one example differing, and
+    the two counts apart by at most the examples that differ."""
+    if not isinstance(v, list) or len(v) != 3:
+        return False
+    if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in v):
+        return False
+    return v[0] >= 1 and abs(v[1] - v[2]) <= v[0]
 
 
 def read(board: Path, records: dict[str, Record]) -> dict[str, list[dict]]:
@@ -104,14 +120,16 @@ def read(board: Path, records: dict[str, Record]) -> dict[str, list[dict]]:
     return out
 
 
-def summary(entries: list[dict]) -> dict:
-    """What a record's re-evaluations show: how many, on how many machines, whether every one
-    was identical, the most examples that differed in one allocation."""
+def summary(entries: list[dict], own: str) -> dict:
+    """What a record's re-evaluations show: how many, on how many machines, how many of those
+    other than ``own`` (the machine that made the record), whether every one was identical,
+    the most examples that differed in one allocation."""
     machines = {machine_of(e["hardware"]) for e in entries}
     worst = max((v[0] for e in entries for v in e["differences"].values()), default=0)
     return {
         "reevaluated": len(entries),
         "reevaluated_machines": len(machines),
+        "reevaluated_elsewhere": len(machines - {own}),
         "identical": all(not e["differences"] for e in entries) if entries else None,
         "reevaluated_images": worst if entries else None,
     }
