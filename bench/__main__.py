@@ -291,7 +291,7 @@ def _bundle(args) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(bundle.describe(args.record, result))
-    kept = bundle.keep(args.record, Path(args.dir), result)
+    kept = bundle.keep(Path(args.dir), result)
     print(f"kept as a re-evaluation: {kept}" if kept else "not kept: the record names no networks")
     return 0 if result["identical"] else 1
 

@@ -37,7 +37,7 @@ def test_a_bundle_re_evaluates_its_record_exactly(exported):
     result = bundle.rerun(rec.id, base / "board", base / "bundle")
     assert result["identical"] and result["differences"] == {}
     assert "every per-example result identical" in bundle.describe(rec.id, result)
-    kept = bundle.keep(rec.id, base / "board", result)  # beside the record: re-evaluated
+    kept = bundle.keep(base / "board", result)  # beside the record: re-evaluated
     assert kept.parent == base / "board" / "reevaluations" / rec.id
     regenerate(base / "board")
     readme = (base / "board" / "README.md").read_text()  # checked where it was made

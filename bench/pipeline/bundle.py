@@ -32,7 +32,6 @@ from ..records.record import RecordError
 from . import plan, stages
 
 NETWORKS = "networks"  # a bundle's folder of networks, one subfolder per record id
-TOLERANCE_IMAGES = 0  # a re-evaluation on the record's own machine: identical
 
 
 def _cell(suite, rec) -> plan.Cell:
@@ -81,7 +80,8 @@ def export(run_dir: Path, to: Path) -> list[str]:
 
 def rerun(rid: str, board: Path, checkpoints: Path, device: str = "cpu") -> dict:
     """Re-evaluate record ``rid`` of ``board`` from the bundle ``checkpoints`` (module
-    docstring): ``{"identical": bool, "differences": {allocation: images}, "seconds": ...}``;
+    docstring): ``{"identical": bool, "differences": {allocation: images}, "seconds": ...,
+    "record": the record}``;
     RecordError or BundleError (one line) for a bundle that is not the record's, or a record its
     networks do not give."""
     import time
@@ -89,7 +89,6 @@ def rerun(rid: str, board: Path, checkpoints: Path, device: str = "cpu") -> dict
     import torch
 
     from dptq.evaluate import evaluate_cell
-    from dptq.models import QuantizableModel  # noqa: F401  (the networks' type)
     from dptq.policy import bar_floor, create_policy
 
     from .reproduce import find
@@ -152,20 +151,20 @@ def rerun(rid: str, board: Path, checkpoints: Path, device: str = "cpu") -> dict
         "identical": not differences,
         "differences": differences,
         "seconds": time.perf_counter() - began,
+        "record": rec,
     }
 
 
-def keep(rid: str, board: Path, result: dict) -> Path | None:
-    """Keep a re-evaluation's result beside record ``rid`` on ``board``
+def keep(board: Path, result: dict) -> Path | None:
+    """Keep a re-evaluation's result (:func:`rerun`'s, naming its record) on ``board``
     (:mod:`bench.records.reevaluations`: this machine, commit and date); None for a record that
     names no networks (written before records carried their hashes: nothing to tie it to)."""
     import datetime as dt
 
     from ..records import reevaluations
     from ..records.machine import git_state, hardware
-    from .reproduce import find
 
-    rec = find(Path(board), rid)
+    rec = result["record"]
     if not rec.networks:
         return None
     commit, _ = git_state(Path(__file__).parent)

@@ -19,11 +19,10 @@ counts as a check only when identical.
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
-from dptq.io import atomic_file
+from dptq.io import write_json
 
 from ..names import REEVALUATIONS
 from .record import Record, RecordError
@@ -59,8 +58,7 @@ def write(board: Path, entry: dict) -> Path:
     """Keep ``entry`` on ``board`` (one file, written whole; an entry of the same machine,
     commit and date is replaced: the same check again)."""
     path = folder(board, entry["id"]) / f"{_name(entry)}.json"
-    with atomic_file(path) as fh:
-        fh.write((json.dumps(entry, indent=1, sort_keys=True) + "\n").encode())
+    write_json(path, entry)
     return path
 
 
@@ -81,9 +79,8 @@ def _check(entry, path: Path, records: dict[str, Record], board: Path) -> None:
     if not (commit is None or isinstance(commit, str)):
         raise RecordError(f"{path}: field git_commit: the commit that ran the check, or null")
     seconds = entry["seconds"]
-    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
-        raise RecordError(f"{path}: field seconds: the time the check took, in seconds")
-    if not math.isfinite(seconds) or seconds < 0:
+    number = isinstance(seconds, (int, float)) and not isinstance(seconds, bool)
+    if not (number and math.isfinite(seconds) and seconds >= 0):
         raise RecordError(f"{path}: field seconds: the time the check took, in seconds")
     diffs = entry["differences"]
     if not isinstance(diffs, dict) or not all(_difference(v) for v in diffs.values()):

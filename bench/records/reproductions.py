@@ -16,12 +16,11 @@ k machines other than the one that made it, with the largest difference seen.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from dptq.io import atomic_file
+from dptq.io import write_json
 
 from ..names import REPRODUCTIONS
 from .record import Record, RecordError
@@ -119,9 +118,7 @@ def write(board: Path, original: Record, again: Record, pe: dict) -> Path | None
     path = folder(board, original.id) / f"{entry_name(again)}.json"
     if path.exists():
         return None
-    entry = {"record": again.to_json(), "per_example": pe}
-    with atomic_file(path) as fh:
-        fh.write((json.dumps(entry, indent=1, sort_keys=True) + "\n").encode())
+    write_json(path, {"record": again.to_json(), "per_example": pe})
     return path
 
 
