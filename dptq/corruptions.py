@@ -86,8 +86,8 @@ def _per_sign(images: torch.Tensor, gen, op: Callable[[torch.Tensor, float], tor
 
 def jpeg_round_trip(images: torch.Tensor, quality: int) -> torch.Tensor:
     """Each uint8 image ``[C, H, W]`` (C 1 or 3; any leading batch shape) of ``images`` encoded
-    as JPEG at ``quality`` and decoded,
-    through Pillow's libjpeg (4:2:0 chroma, the standard tables): the same bytes as
+    as JPEG at ``quality`` and decoded through Pillow's libjpeg (4:2:0 chroma, the standard
+    tables): the same bytes as
     torchvision's ``transforms.v2.functional.jpeg``, whose image codecs are deprecated since
     torchvision 0.29 (``tests/test_corruptions.py`` compares the two while both exist)."""
     import io
