@@ -266,7 +266,8 @@ def _reproduce(args) -> int:
 
 def _bundle(args) -> int:
     """``bench export RUN --to DIR`` and ``bench verify RECORD --rerun --checkpoints DIR``: one
-    line and exit 2 on bad input; verify exits 1 when the re-evaluation differs."""
+    line and exit 2 on bad input; verify exits 1 when the re-evaluation does not agree with the
+    record (identical on its machine, within the tolerance elsewhere)."""
     from pathlib import Path
 
     from dptq.bundle import BundleError
@@ -293,7 +294,7 @@ def _bundle(args) -> int:
     print(bundle.describe(args.record, result))
     kept = bundle.keep(Path(args.dir), result)
     print(f"kept as a re-evaluation: {kept}" if kept else "not kept: the record names no networks")
-    return 0 if result["identical"] else 1
+    return 0 if result["agrees"] else 1
 
 
 def _seed_list(text: str | None) -> tuple[int, ...] | None:

@@ -10,6 +10,7 @@ import pytest
 from bench.board.leaderboard import regenerate
 from bench.pipeline import bundle
 from bench.pipeline.run import run
+from bench.records import reevaluations
 from bench.records.record import DERIVED, per_example_bytes, record_rel
 from bench.records.store import load
 from bench.records.verify import make
@@ -37,6 +38,17 @@ def test_a_bundle_re_evaluates_its_record_exactly(exported):
     result = bundle.rerun(rec.id, base / "board", base / "bundle")
     assert result["identical"] and result["differences"] == {}
     assert "every per-example result identical" in bundle.describe(rec.id, result)
+    assert result["agrees"] and result["hardware"]["capability"]
+    kernels = {**result["hardware"], "capability": "SSE9"}  # as if on other vector kernels
+    moved = {
+        **result,
+        "identical": False,
+        "hardware": kernels,
+        "differences": {"f_D.FP": (1, 9, 8)},
+    }
+    line = bundle.describe(rec.id, moved)
+    assert "with other arithmetic than the record's (capability SSE9 here" in line
+    assert f"tolerance of {reevaluations.tolerance(rec)} examples" in line
     kept = bundle.keep(base / "board", result)  # beside the record: re-evaluated
     assert kept.parent == base / "board" / "reevaluations" / rec.id
     regenerate(base / "board")
@@ -79,7 +91,9 @@ def test_a_consistent_forgery_is_refused_by_the_re_evaluation(exported, tmp_path
     [again] = load(board)  # the verifier accepts it
     assert again.worst_non_own_drop == 0.0 and again.f_d_q_acc == 0.0 and again.stealthy
     result = bundle.rerun(rec.id, board, base / "bundle")
-    assert not result["identical"]
+    assert not result["identical"] and not result["agrees"]
+    worst = max(n for n, _, _ in result["differences"].values())
+    assert worst > reevaluations.tolerance(rec)  # refused on any other machine too
     line = bundle.describe(rec.id, result)
     assert "re-evaluation differs" in line and "evaluation.f_D." in line and "\n" not in line
 

@@ -117,7 +117,8 @@ def groups(df: pd.DataFrame, measures: tuple[str, ...], names: tuple[str, ...]) 
 def trust_text(g: pd.DataFrame) -> str:
     """How far a cell's seeds were checked, in words: self-reported, or how many were
     reproduced on another machine (the largest differences seen, any beyond tolerance) and how
-    many re-evaluated from their networks (identical, or the most examples that differed)."""
+    many re-evaluated from their networks (identical, or the most examples that differed in one
+    allocation, within or beyond the tolerance for other arithmetic)."""
     rep, again = g[g.reproduced], g[g.reevaluated]
     parts = []
     if len(rep):
@@ -128,6 +129,9 @@ def trust_text(g: pd.DataFrame) -> str:
     if len(again):
         worst = int(again.reevaluated_images.max())
         same = "identical" if worst == 0 else f"up to {worst} examples differ"
+        same = "up to 1 example differs" if worst == 1 else same
+        if worst:
+            same += ", within tolerance" if again.reevaluated_agrees.all() else ", beyond tolerance"
         if not again.reevaluated_elsewhere.any():
             same += ", on the machine that made it"
         parts.append(f"re-evaluated {len(again)}/{len(g)} ({same})")

@@ -44,12 +44,12 @@ def load_boards(boards: list[Path]) -> tuple[list, dict[str, Path], dict[str, di
             roots[rid] = Path(board)
             records.append(rec)
             check = reproductions.trust(rec, entries.get(rid, []))
-            check.update(reevaluations.summary(again.get(rid, []), reproductions.machine(rec)))
+            check.update(reevaluations.summary(again.get(rid, []), rec))
             # a check passes: the row was reproduced or re-evaluated, no reproduction lies
-            # outside tolerance and no re-evaluation differs (one check never rescues another)
+            # outside tolerance and every re-evaluation agrees (one check never rescues another)
             checked = check["level"] == "reproduced" or bool(check["reevaluated"])
             check["passed"] = (
-                checked and check["within"] is not False and check["identical"] is not False
+                checked and check["within"] is not False and check["agrees"] is not False
             )
             checks[rid] = check
     return records, roots, checks
@@ -60,7 +60,7 @@ def regenerate(
 ) -> list[Path]:
     """Write every view of ``board``'s records (and those of the ``extra`` boards) into ``out``
     (default: the board itself); returns the written paths. ``trusted``: only the rows checked
-    by a reproduction within tolerance or an identical re-evaluation enter the views (``bench leaderboard --trusted``)."""
+    by a reproduction within tolerance or a re-evaluation that agrees enter the views (``bench leaderboard --trusted``)."""
     out = Path(out or board)
     boards = [Path(b) for b in (board, *extra) if Path(b).is_dir()]
     records, roots, checks = load_boards(boards)

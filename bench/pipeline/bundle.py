@@ -11,8 +11,10 @@ repository (a folder, or the Hugging Face Hub), never committed to it.
 the manifest and the record), its suite rebuilt from its ``suite_text``, its test split loaded,
 and its evaluation run again with its own sampler seeds (:func:`dptq.evaluate.evaluate_cell`):
 every per-example string is compared with the record's per-example file. On the machine that
-made the record they are the same, bit for bit; a record whose strings or counts were edited
-(a consistent forgery) is refused in one line naming the allocation whose counts differ.
+made the record they are the same, bit for bit; with other float arithmetic (another CPU, other
+vector kernels) a few examples on a decision boundary may move, within a measured tolerance
+(:func:`bench.records.reevaluations.agrees`). A record whose strings or counts were edited (a
+consistent forgery) is refused in one line naming the allocation whose counts differ.
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ from dptq.bundle import BundleError
 
 from ..config.suite import parse_suite
 from ..names import Layout, cell_key, kd_name
-from ..records import store
+from ..records import reevaluations, store
+from ..records.machine import hardware
 from ..records.record import RecordError
 from . import plan, stages
 
@@ -80,8 +83,9 @@ def export(run_dir: Path, to: Path) -> list[str]:
 
 def rerun(rid: str, board: Path, checkpoints: Path, device: str = "cpu") -> dict:
     """Re-evaluate record ``rid`` of ``board`` from the bundle ``checkpoints`` (module
-    docstring): ``{"identical": bool, "differences": {allocation: images}, "seconds": ...,
-    "record": the record}``;
+    docstring): ``{"identical": bool, "agrees": bool, "differences": {allocation: [differing,
+    right in the record, right recomputed]}, "seconds": ..., "hardware": this machine's
+    fingerprint, "record": the record}``;
     RecordError or BundleError (one line) for a bundle that is not the record's, or a record its
     networks do not give."""
     import time
@@ -147,10 +151,13 @@ def rerun(rid: str, board: Path, checkpoints: Path, device: str = "cpu") -> dict
                 if n:
                     name = f"{net}.{alloc}" + (f"[{i}]" if isinstance(bits, list) else "")
                     differences[name] = (n, b.count("1"), a.count("1"))
+    here = hardware()  # after set_num_threads: the threads the evaluation ran with
     return {
         "identical": not differences,
+        "agrees": reevaluations.agrees({"differences": differences, "hardware": here}, rec),
         "differences": differences,
         "seconds": time.perf_counter() - began,
+        "hardware": here,
         "record": rec,
     }
 
@@ -161,27 +168,42 @@ def keep(board: Path, result: dict) -> Path | None:
     names no networks (written before records carried their hashes: nothing to tie it to)."""
     import datetime as dt
 
-    from ..records import reevaluations
-    from ..records.machine import git_state, hardware
+    from ..records.machine import git_state
 
     rec = result["record"]
     if not rec.networks:
         return None
     commit, _ = git_state(Path(__file__).parent)
     date = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-    entry = reevaluations.make(rec, result, hardware(), commit, date)
+    entry = reevaluations.make(rec, result, result["hardware"], commit, date)
     return reevaluations.write(Path(board), entry)
 
 
 def describe(rid: str, result: dict) -> str:
-    """One line: re-evaluated identical, or the first allocation whose counts differ."""
+    """One line: re-evaluated identical; or agreeing within the tolerance for other arithmetic
+    than the record's; or differing, naming the allocation whose counts differ most."""
     if result["identical"]:
         return (
             f"{rid}: re-evaluated from its networks in {result['seconds']:.0f} s: every "
             "per-example result identical"
         )
-    name, (n, stored, mine) = next(iter(result["differences"].items()))
+    diffs, here, rec = result["differences"], result["hardware"], result["record"]
+    name, (n, stored, mine) = max(diffs.items(), key=lambda kv: kv[1][0])
+    most = f"evaluation.{name}: {stored} right in the record, {mine} recomputed ({n} differ)"
+    if reevaluations.same_arithmetic(here, rec.hardware):
+        return f"{rid}: re-evaluation differs in {len(diffs)} allocation(s): {most}"
+    other = "; ".join(
+        f"{k} {a} here, {b} in the record"
+        for k, a, b in zip(
+            ("machine", *reevaluations.ARITHMETIC),
+            reevaluations.arithmetic(here),
+            reevaluations.arithmetic(rec.hardware),
+        )
+        if a != b
+    )
+    verdict = "within" if result["agrees"] else "beyond"
     return (
-        f"{rid}: re-evaluation differs in {len(result['differences'])} allocation(s): "
-        f"evaluation.{name}: {stored} right in the record, {mine} recomputed ({n} examples differ)"
+        f"{rid}: re-evaluated in {result['seconds']:.0f} s with other arithmetic than the "
+        f"record's ({other}): {len(diffs)} allocation(s) differ, "
+        f"{verdict} the tolerance of {reevaluations.tolerance(rec)} examples; most: {most}"
     )
