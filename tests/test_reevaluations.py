@@ -49,7 +49,10 @@ def test_an_identical_re_evaluation_is_a_check_and_a_differing_one_is_shown(tmp_
     regenerate(board)
     md = (board / "README.md").read_text()
     assert "re-evaluated 1/1 (identical)" in md
-    assert f"re-evaluated 1/1 (up to {beyond} examples differ, beyond tolerance)" in md
+    assert (
+        f"re-evaluated 1/1 (up to {beyond} examples differ with other arithmetic, beyond tolerance)"
+        in md
+    )
     assert "self-reported" in md
     regenerate(board, board / "trusted", trusted=True)
     trusted = (board / "trusted" / "README.md").read_text()
@@ -128,9 +131,17 @@ def test_other_arithmetic_may_move_a_few_examples_the_records_own_none(tmp_path)
     assert not checks[mine.id]["passed"] and checks[mine.id]["agrees"] is False
     regenerate(board)
     md = (board / "README.md").read_text()
-    assert f"re-evaluated 1/1 (up to {T} examples differ, within tolerance)" in md
-    assert "(up to 1 example differs, within tolerance, on the machine that made it)" in md
-    assert "(up to 1 example differs, beyond tolerance, on the machine that made it)" in md
+    assert (
+        f"re-evaluated 1/1 (up to {T} examples differ with other arithmetic, within tolerance)"
+        in md
+    )
+    other = "up to 1 example differs with other arithmetic, within tolerance"
+    assert f"({other}, on the machine that made it)" in md
+    assert "(1 example differs with its own arithmetic, on the machine that made it)" in md
+    check(board, kernels, date="2026-12-08T00:00:00+00:00", hardware=own)  # identical at home
+    regenerate(board)
+    md = (board / "README.md").read_text()
+    assert f"(identical with its own arithmetic; {other}, on the machine that made it)" in md
     check(
         board,
         elsewhere,

@@ -117,8 +117,9 @@ def groups(df: pd.DataFrame, measures: tuple[str, ...], names: tuple[str, ...]) 
 def trust_text(g: pd.DataFrame) -> str:
     """How far a cell's seeds were checked, in words: self-reported, or how many were
     reproduced on another machine (the largest differences seen, any beyond tolerance) and how
-    many re-evaluated from their networks (identical, or the most examples that differed in one
-    allocation, within or beyond the tolerance for other arithmetic)."""
+    many re-evaluated from their networks (with the record's own arithmetic: identical, or the
+    most examples that differed in one allocation; with other arithmetic: the most that
+    differed, within or beyond the tolerance)."""
     rep, again = g[g.reproduced], g[g.reevaluated]
     parts = []
     if len(rep):
@@ -127,15 +128,28 @@ def trust_text(g: pd.DataFrame) -> str:
         ok = rep.checked.all()
         parts.append(text if ok else text + ", beyond tolerance")
     if len(again):
-        worst = int(again.reevaluated_images.max())
-        same = "identical" if worst == 0 else f"up to {worst} examples differ"
-        same = "up to 1 example differs" if worst == 1 else same
-        if worst:
-            same += ", within tolerance" if again.reevaluated_agrees.all() else ", beyond tolerance"
+        said = []
+        own, other = again.reevaluated_own_images.max(), again.reevaluated_other_images.max()
+        if again.reevaluated_images.max() == 0:
+            said.append("identical")
+        if pd.notna(own) and own:
+            said.append(f"{_examples(own)} with its own arithmetic")
+        if pd.notna(other) and other:
+            verdict = "within" if again.reevaluated_agrees.all() else "beyond"
+            said.append(f"{_examples(other, 'up to ')} with other arithmetic, {verdict} tolerance")
+        if pd.notna(own) and pd.notna(other) and not own and other:
+            said.insert(0, "identical with its own arithmetic")
+        text = "; ".join(said)
         if not again.reevaluated_elsewhere.any():
-            same += ", on the machine that made it"
-        parts.append(f"re-evaluated {len(again)}/{len(g)} ({same})")
+            text += ", on the machine that made it"
+        parts.append(f"re-evaluated {len(again)}/{len(g)} ({text})")
     return "; ".join(parts) or "self-reported"
+
+
+def _examples(n, lead: str = "") -> str:
+    """``n`` examples differing, in words ("1 example differs", "up to 3 examples differ")."""
+    n = int(n)
+    return f"{lead}{n} example differs" if n == 1 else f"{lead}{n} examples differ"
 
 
 def verdict(row) -> str:

@@ -164,7 +164,8 @@ def frame(
     columns += ["retries", "report", "per_example", "root", *MEASURES, *NAMES, "indicators"]
     columns += ["attack", "configuration", "portfolio_attack", "wall_s", "changes", "also_in"]
     columns += ["reproduced", "reevaluated", "checked", "trust_gap", "trust_images"]
-    columns += ["reevaluated_images", "reevaluated_elsewhere", "reevaluated_agrees"]
+    columns += ["reevaluated_images", "reevaluated_own_images", "reevaluated_other_images"]
+    columns += ["reevaluated_elsewhere", "reevaluated_agrees"]
     df = pd.DataFrame(rows, columns=columns)
     return df.sort_values(["dataset", "id"], kind="mergesort").reset_index(drop=True)
 
@@ -181,6 +182,8 @@ def _trust_columns(check: dict | None) -> dict:
         "trust_gap": check.get("gap"),
         "trust_images": check.get("images"),
         "reevaluated_images": check.get("reevaluated_images"),
+        "reevaluated_own_images": check.get("reevaluated_own_images"),
+        "reevaluated_other_images": check.get("reevaluated_other_images"),
         "reevaluated_elsewhere": bool(check.get("reevaluated_elsewhere")),
         "reevaluated_agrees": check.get("agrees") is not False,
     }

@@ -163,8 +163,11 @@ def agrees(entry: dict, rec: Record) -> bool:
 def summary(entries: list[dict], rec: Record) -> dict:
     """What ``rec``'s re-evaluations show: how many, on how many machines, how many of those
     other than the one that made it, whether every one was identical and whether every one
-    agrees (:func:`agrees`), the most examples that differed in one allocation."""
+    agrees (:func:`agrees`), the most examples that differed in one allocation: over all, with
+    the record's own arithmetic (None: no such entry) and with other arithmetic."""
     machines = {machine_of(e["hardware"]) for e in entries}
+    own = [worst(e) for e in entries if same_arithmetic(e["hardware"], rec.hardware)]
+    other = [worst(e) for e in entries if not same_arithmetic(e["hardware"], rec.hardware)]
     return {
         "reevaluated": len(entries),
         "reevaluated_machines": len(machines),
@@ -172,4 +175,6 @@ def summary(entries: list[dict], rec: Record) -> dict:
         "identical": all(not e["differences"] for e in entries) if entries else None,
         "agrees": all(agrees(e, rec) for e in entries) if entries else None,
         "reevaluated_images": max(map(worst, entries)) if entries else None,
+        "reevaluated_own_images": max(own) if own else None,
+        "reevaluated_other_images": max(other) if other else None,
     }
