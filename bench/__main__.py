@@ -267,7 +267,8 @@ def _reproduce(args) -> int:
 def _bundle(args) -> int:
     """``bench export RUN --to DIR`` and ``bench verify RECORD --rerun --checkpoints DIR``: one
     line and exit 2 on bad input; verify exits 1 when the re-evaluation does not agree with the
-    record (identical on its machine, within the tolerance elsewhere)."""
+    record (identical with the record's own arithmetic, within the tolerance with other
+    arithmetic: another machine, or other vector kernels on the same one)."""
     from pathlib import Path
 
     from dptq.bundle import BundleError

@@ -40,15 +40,14 @@ def test_a_bundle_re_evaluates_its_record_exactly(exported):
     assert "every per-example result identical" in bundle.describe(rec.id, result)
     assert result["agrees"] and result["hardware"]["capability"]
     kernels = {**result["hardware"], "capability": "SSE9"}  # as if on other vector kernels
-    moved = {
-        **result,
-        "identical": False,
-        "hardware": kernels,
-        "differences": {"f_D.FP": (1, 9, 8)},
-    }
-    line = bundle.describe(rec.id, moved)
-    assert "with other arithmetic than the record's (capability SSE9 here" in line
-    assert f"tolerance of {reevaluations.tolerance(rec)} examples" in line
+    for n, verdict in ((1, "within"), (reevaluations.tolerance(rec) + 1, "beyond")):
+        diffs = {"f_D.FP": (n, 9, 9 - n % 2)}
+        agrees = reevaluations.agrees({"differences": diffs, "hardware": kernels}, rec)
+        assert agrees == (verdict == "within")
+        moved = {**result, "identical": False, "agrees": agrees, "hardware": kernels}
+        line = bundle.describe(rec.id, {**moved, "differences": diffs})
+        assert "with other arithmetic than the record's (capability SSE9 here" in line
+        assert f"{verdict} the tolerance of {reevaluations.tolerance(rec)} examples" in line
     kept = bundle.keep(base / "board", result)  # beside the record: re-evaluated
     assert kept.parent == base / "board" / "reevaluations" / rec.id
     regenerate(base / "board")

@@ -133,7 +133,7 @@ def trust_text(g: pd.DataFrame) -> str:
         if again.reevaluated_images.max() == 0:
             said.append("identical")
         if pd.notna(own) and own:
-            said.append(f"{_examples(own)} with its own arithmetic")
+            said.append(f"{_examples(own, 'up to ')} with its own arithmetic")
         if pd.notna(other) and other:
             verdict = "within" if again.reevaluated_agrees.all() else "beyond"
             said.append(f"{_examples(other, 'up to ')} with other arithmetic, {verdict} tolerance")

@@ -165,7 +165,7 @@ def frame(
     columns += ["attack", "configuration", "portfolio_attack", "wall_s", "changes", "also_in"]
     columns += ["reproduced", "reevaluated", "checked", "trust_gap", "trust_images"]
     columns += ["reevaluated_images", "reevaluated_own_images", "reevaluated_other_images"]
-    columns += ["reevaluated_elsewhere", "reevaluated_agrees"]
+    columns += ["reevaluated_elsewhere", "reevaluated_agrees"]  # agrees: with other arithmetic
     df = pd.DataFrame(rows, columns=columns)
     return df.sort_values(["dataset", "id"], kind="mergesort").reset_index(drop=True)
 
@@ -185,7 +185,7 @@ def _trust_columns(check: dict | None) -> dict:
         "reevaluated_own_images": check.get("reevaluated_own_images"),
         "reevaluated_other_images": check.get("reevaluated_other_images"),
         "reevaluated_elsewhere": bool(check.get("reevaluated_elsewhere")),
-        "reevaluated_agrees": check.get("agrees") is not False,
+        "reevaluated_agrees": check.get("other_agrees") is not False,
     }
 
 

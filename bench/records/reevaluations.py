@@ -35,9 +35,13 @@ from .reproductions import NAME, machine_of, stem
 # re-evaluating the closed rows with torch, oneDNN and MKL held to AVX2 and to SSE4.1 kernels on
 # the AVX-512 machine that made them (at most 4 of 450 examples, 0.9%, in any allocation;
 # docs/leaderboard.md, "Checking a result"), doubled and rounded up; a forgery that moves an
-# attack's numbers moves far more (the stealth forgery: every non-own allocation)
+# attack's numbers moves far more (the stealth forgery: every non-own allocation); within it a
+# forgery can move a gap (four allocations: f_D and f_R at FP and under their policies) by at
+# most 4 x 2% = 8 points
 TOLERANCE_SHARE = 0.02
-# what of a machine's fingerprint sets its float arithmetic
+# what of a machine's fingerprint sets its float arithmetic (``capability`` is ATen's vector
+# kernels; oneDNN's and MKL's own limits, ONEDNN_MAX_CPU_ISA and MKL_ENABLE_INSTRUCTIONS, are
+# not in the fingerprint: a check run with only those set counts as the record's arithmetic)
 ARITHMETIC = ("capability", "torch", "blas")
 
 KEYS = {"id", "networks", "hardware", "git_commit", "date", "seconds", "differences"}
@@ -164,10 +168,11 @@ def summary(entries: list[dict], rec: Record) -> dict:
     """What ``rec``'s re-evaluations show: how many, on how many machines, how many of those
     other than the one that made it, whether every one was identical and whether every one
     agrees (:func:`agrees`), the most examples that differed in one allocation: over all, with
-    the record's own arithmetic (None: no such entry) and with other arithmetic."""
+    the record's own arithmetic (None: no such entry) and with other arithmetic (and whether
+    those with other arithmetic agree)."""
     machines = {machine_of(e["hardware"]) for e in entries}
-    own = [worst(e) for e in entries if same_arithmetic(e["hardware"], rec.hardware)]
-    other = [worst(e) for e in entries if not same_arithmetic(e["hardware"], rec.hardware)]
+    home = [e for e in entries if same_arithmetic(e["hardware"], rec.hardware)]
+    away = [e for e in entries if not same_arithmetic(e["hardware"], rec.hardware)]
     return {
         "reevaluated": len(entries),
         "reevaluated_machines": len(machines),
@@ -175,6 +180,7 @@ def summary(entries: list[dict], rec: Record) -> dict:
         "identical": all(not e["differences"] for e in entries) if entries else None,
         "agrees": all(agrees(e, rec) for e in entries) if entries else None,
         "reevaluated_images": max(map(worst, entries)) if entries else None,
-        "reevaluated_own_images": max(own) if own else None,
-        "reevaluated_other_images": max(other) if other else None,
+        "reevaluated_own_images": max(map(worst, home)) if home else None,
+        "reevaluated_other_images": max(map(worst, away)) if away else None,
+        "other_agrees": all(agrees(e, rec) for e in away) if away else None,
     }
