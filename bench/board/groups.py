@@ -128,17 +128,16 @@ def trust_text(g: pd.DataFrame) -> str:
         ok = rep.checked.all()
         parts.append(text if ok else text + ", beyond tolerance")
     if len(again):
-        said = []
         own, other = again.reevaluated_own_images.max(), again.reevaluated_other_images.max()
+        said = []
         if again.reevaluated_images.max() == 0:
             said.append("identical")
-        if pd.notna(own) and own:
-            said.append(f"{_examples(own, 'up to ')} with its own arithmetic")
+        elif pd.notna(own):
+            mine = "identical" if own == 0 else _examples(own, "up to ")
+            said.append(f"{mine} with its own arithmetic")
         if pd.notna(other) and other:
             verdict = "within" if again.reevaluated_agrees.all() else "beyond"
             said.append(f"{_examples(other, 'up to ')} with other arithmetic, {verdict} tolerance")
-        if pd.notna(own) and pd.notna(other) and not own and other:
-            said.insert(0, "identical with its own arithmetic")
         text = "; ".join(said)
         if not again.reevaluated_elsewhere.any():
             text += ", on the machine that made it"
